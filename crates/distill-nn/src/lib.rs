@@ -1,1 +1,40 @@
-//! placeholder
+//! Models and training for distill, on dfdx.
+//!
+//! dfdx's own layers are const-generic, but a pipeline file decides sizes at run time, so this
+//! crate keeps runtime-shaped parameters (`Tensor<(usize, usize), f32, Cpu>`) and runs them through
+//! dfdx's autograd. Losses are computed on the host as (value, gradient with respect to the
+//! logits) and joined to the tape through the surrogate `sum(logits * g)`: one mechanism for
+//! built-in losses and, later, plugin losses. Not here: data loading (distill-data) and caching
+//! (distill-cache).
+
+mod checkpoint;
+mod loss;
+mod mlp;
+mod train;
+
+pub use checkpoint::{load_weights, save_weights, CheckpointError};
+pub use loss::{CrossEntropy, HintonKd, Loss};
+pub use mlp::{Mlp, MlpShape};
+pub use train::{accuracy, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
+
+/// The compute device. Only the CPU in this build.
+pub type Dev = dfdx::tensor::Cpu;
+
+/// Sets flush-to-zero and denormals-are-zero on this thread and every rayon worker: Adam's moments
+/// decay into denormals, which otherwise halve training speed.
+pub fn flush_denormals() {
+    fn set_this_thread() {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        #[allow(deprecated)]
+        unsafe {
+            #[cfg(target_arch = "x86")]
+            use std::arch::x86::{_mm_getcsr, _mm_setcsr};
+            #[cfg(target_arch = "x86_64")]
+            use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+            // FTZ (bit 15) | DAZ (bit 6)
+            _mm_setcsr(_mm_getcsr() | 0x8040);
+        }
+    }
+    set_this_thread();
+    rayon::broadcast(|_| set_this_thread());
+}
