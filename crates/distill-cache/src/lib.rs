@@ -1,1 +1,81 @@
-//! placeholder
+//! The content-addressed cache of distill: stable hashes of what a stage depends on, atomic file
+//! writes, and the teacher-logit Parquet files that let a second run skip the teacher.
+//!
+//! Layout of a cache directory:
+//!
+//! ```text
+//! teachers/<key>.safetensors   trained teacher weights, key = hash(teacher config, data, seed)
+//! logits/<key>.parquet         teacher logits, key = hash(teacher weights, data rows)
+//! ```
+//!
+//! Not here: what a stage computes (distill-pipeline) or how (distill-nn, distill-data).
+
+mod atomic;
+mod logits;
+
+pub use atomic::write_atomic;
+pub use logits::{read_logits, write_logits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
+
+use std::path::{Path, PathBuf};
+
+/// Errors from the cache, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl CacheError {
+    pub fn file(path: &Path, message: impl ToString) -> Self {
+        CacheError::File { path: path.to_path_buf(), message: message.to_string() }
+    }
+}
+
+/// Builds a hex blake3 key from labelled parts; the labels keep `("ab", "c")` and `("a", "bc")` apart.
+#[derive(Default)]
+pub struct KeyBuilder(blake3::Hasher);
+
+impl KeyBuilder {
+    pub fn new(domain: &str) -> Self {
+        let mut k = Self(blake3::Hasher::new());
+        k.part("domain", domain.as_bytes());
+        k
+    }
+
+    pub fn part(&mut self, label: &str, bytes: &[u8]) -> &mut Self {
+        for chunk in [label.as_bytes(), bytes] {
+            self.0.update(&(chunk.len() as u64).to_le_bytes());
+            self.0.update(chunk);
+        }
+        self
+    }
+
+    pub fn finish(&self) -> String {
+        self.0.finalize().to_hex().to_string()
+    }
+}
+
+/// Hex blake3 of some bytes.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Where each kind of artifact lives inside a cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn teacher_weights(&self, key: &str) -> PathBuf {
+        self.root.join("teachers").join(format!("{key}.safetensors"))
+    }
+
+    pub fn logits(&self, key: &str) -> PathBuf {
+        self.root.join("logits").join(format!("{key}.parquet"))
+    }
+}
