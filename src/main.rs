@@ -1,1 +1,121 @@
-fn main() {}
+//! `distill`: run knowledge-distillation recipes described in one YAML file.
+//!
+//! This binary only parses arguments, sets up logging and prints results; the work happens in
+//! the `distill-*` crates.
+
+mod output;
+mod runlog;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use distill_pipeline::{RunOptions, RunOutcome};
+
+/// Exit codes, so scripts and CI can tell outcomes apart.
+mod exit {
+    /// An error-level data check failed.
+    pub const CHECKS_FAILED: u8 = 1;
+    /// Bad input: the pipeline file, the data, the cache or an I/O error.
+    pub const ERROR: u8 = 2;
+    /// The run finished but the student missed a target of the recipe.
+    pub const TARGET_MISSED: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(name = "distill", version, about = "Distil a large teacher model into a small student, as one YAML recipe says.")]
+#[command(after_help = "Exit codes: 0 success, 1 a data check failed, 2 error (bad pipeline, data or I/O), 3 a target was missed.\n\
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole pipeline: data checks, teacher, teacher logits, student, evaluation.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Run directory (default: runs/<pipeline-name>/<run-id>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Cache directory (default: cache_dir from the pipeline, $DISTILL_CACHE_DIR, or .distill-cache).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Check a pipeline file (schema, types, values) without running anything.
+    Validate {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Load the data and run only the data-quality checks; print the report.
+    Check {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct PipelineArgs {
+    /// The pipeline file (YAML, `version: 1`).
+    #[arg(value_name = "PIPELINE")]
+    file: PathBuf,
+    /// Override a key of the pipeline, e.g. --set student.loss.temperature=8 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl PipelineArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions { pipeline: self.file.clone(), overrides: self.overrides.clone(), ..Default::default() }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = runlog::init();
+    let result = match cli.command {
+        Command::Validate { pipeline } => distill_spec::load(&pipeline.file, &pipeline.overrides)
+            .map(|p| {
+                println!("{}: ok ({})", pipeline.file.display(), output::describe(&p));
+                0
+            })
+            .map_err(|e| e.to_string()),
+        Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| e.to_string()).and_then(|outcome| {
+            print!("{}", outcome.report.table());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&outcome.report).map_err(|e| e.to_string())?;
+                distill_cache::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+            }
+            Ok(if outcome.report.has_errors() { exit::CHECKS_FAILED } else { 0 })
+        }),
+        Command::Run { pipeline, out, cache_dir } => {
+            let options = RunOptions { out, cache_dir, ..pipeline.options() };
+            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
+                RunOutcome::ChecksFailed { run_dir, report } => {
+                    eprint!("{}", report.table());
+                    eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());
+                    exit::CHECKS_FAILED
+                }
+                RunOutcome::Completed { run_dir, summary } => {
+                    print!("{}", output::summary_table(&summary));
+                    println!("run directory: {}", run_dir.display());
+                    if summary.targets_met { 0 } else { exit::TARGET_MISSED }
+                }
+            })
+        }
+    };
+    log.close();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}

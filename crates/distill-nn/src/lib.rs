@@ -15,7 +15,7 @@ mod train;
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
 pub use loss::{CrossEntropy, HintonKd, Loss};
 pub use mlp::{Mlp, MlpShape};
-pub use train::{accuracy, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
+pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 
 /// The compute device. Only the CPU in this build.
 pub type Dev = dfdx::tensor::Cpu;

@@ -1,1 +1,33 @@
-//! placeholder
+//! Carries out a distill pipeline: the data stage and its checks, the teacher (trained or found
+//! in the cache), its logits (computed or found in the cache), the student and its baseline, and
+//! the evaluation against the recipe's targets. Everything a run produces lands in its run
+//! directory; everything reusable lands in the content-addressed cache.
+//!
+//! Not here: argument parsing and terminal output (the `distill` binary).
+
+mod evaluate;
+mod run;
+mod rundir;
+
+pub use evaluate::{ModelMetrics, TargetResult};
+pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
+
+use distill_cache::CacheError;
+use distill_data::DataError;
+use distill_nn::CheckpointError;
+use distill_spec::SpecErrors;
+
+/// Why a run could not finish. Each variant's message says what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Spec(#[from] SpecErrors),
+    #[error("{context}: {source}")]
+    Data { context: String, source: DataError },
+    #[error("{0}")]
+    Cache(#[from] CacheError),
+    #[error("{context}: {source}")]
+    Checkpoint { context: String, source: CheckpointError },
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,332 @@
+//! The executor: stages in order, each skipped when the cache already holds its output.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use distill_cache::{hash_bytes, read_logits, write_atomic, write_logits, Cache, KeyBuilder, LogitMeta};
+use distill_data::{load_table, prepare, run_checks, CheckReport, Prepared};
+use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TrainOptions, TrainTargets};
+use distill_spec::{LossKind, ModelSpec, Pipeline, TrainSpec};
+
+use crate::evaluate::{agreement, evaluate_targets, ModelMetrics, TargetResult};
+use crate::rundir::{new_run_id, resolve, RunDir};
+use crate::PipelineError;
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub pipeline: PathBuf,
+    /// `key.path=value` overrides.
+    pub overrides: Vec<String>,
+    /// Run directory; default `runs/<name>/<run-id>`.
+    pub out: Option<PathBuf>,
+    /// Cache directory; default from the pipeline, `$DISTILL_CACHE_DIR` or `.distill-cache`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How a run ended when nothing went wrong with the inputs.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// Everything ran; `targets` says whether the student met the recipe's targets.
+    Completed { run_dir: PathBuf, summary: Summary },
+    /// An error-level data check failed; nothing was trained.
+    ChecksFailed { run_dir: PathBuf, report: CheckReport },
+}
+
+/// The result of `distill check`.
+pub struct CheckOutcome {
+    pub pipeline: Pipeline,
+    pub report: CheckReport,
+}
+
+/// What `metrics.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub pipeline: String,
+    pub teacher: ModelMetrics,
+    pub student: ModelMetrics,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<ModelMetrics>,
+    pub targets: Vec<TargetResult>,
+    pub targets_met: bool,
+    pub classes: usize,
+    pub rows: BTreeMap<String, usize>,
+    /// Stages that were found in the cache instead of being computed.
+    pub cache_hits: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The hashes a run used, written as `lock.json`.
+#[derive(Debug, Serialize)]
+struct Lock {
+    distill_version: &'static str,
+    pipeline_sha: String,
+    data_fingerprint: String,
+    teacher_key: String,
+    teacher_weights: String,
+    logits_key: String,
+    logits_file: String,
+    cache_dir: String,
+    cache_hits: Vec<String>,
+}
+
+fn data_err(context: String) -> impl FnOnce(distill_data::DataError) -> PipelineError {
+    move |source| PipelineError::Data { context, source }
+}
+
+struct Loaded {
+    pipeline: Pipeline,
+    base_dir: PathBuf,
+}
+
+fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
+    let pipeline = distill_spec::load(&opts.pipeline, &opts.overrides)?;
+    let base_dir = opts.pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Loaded { pipeline, base_dir })
+}
+
+fn load_and_check(loaded: &Loaded) -> Result<(polars::prelude::DataFrame, CheckReport), PipelineError> {
+    let p = &loaded.pipeline;
+    let data_path = resolve(&loaded.base_dir, &p.data.source.path);
+    let df = load_table(&data_path, p.data.source.format).map_err(data_err("data.source".into()))?;
+    let report = run_checks(&df, &p.data.checks).map_err(data_err(data_path.display().to_string()))?;
+    Ok((df, report))
+}
+
+/// Runs only the data stage and its checks.
+pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
+    let loaded = load_pipeline(opts)?;
+    let (_, report) = load_and_check(&loaded)?;
+    Ok(CheckOutcome { pipeline: loaded.pipeline, report })
+}
+
+/// Runs the whole pipeline. `on_run_dir` is called as soon as the run directory exists (the
+/// binary uses it to start the run's log file).
+pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, PipelineError> {
+    let started = Instant::now();
+    let loaded = load_pipeline(opts)?;
+    let p = &loaded.pipeline;
+    let run_dir = RunDir::create(opts.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&p.name).join(new_run_id())))?;
+    on_run_dir(&run_dir.path);
+    tracing::info!(pipeline = %p.name, run_dir = %run_dir.path.display(), "run started");
+    let resolved = serde_yaml::to_string(p).map_err(|e| PipelineError::Other(format!("cannot write the resolved pipeline: {e}")))?;
+    run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
+
+    // Data.
+    let (df, report) = load_and_check(&loaded)?;
+    run_dir.write_json("checks.json", &report)?;
+    if report.has_errors() {
+        tracing::error!("an error-level data check failed; nothing will be trained");
+        return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path, report });
+    }
+    let data = prepare(&df, &p.data, p.seed).map_err(data_err(resolve(&loaded.base_dir, &p.data.source.path).display().to_string()))?;
+    drop(df);
+
+    let cache = Cache::new(cache_root(opts, &loaded));
+    let mut hits = Vec::new();
+
+    // Teacher: weights keyed by everything that decides them.
+    let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
+    let teacher_key = KeyBuilder::new("teacher/v1")
+        .part("model", yaml(&p.teacher.model).as_bytes())
+        .part("train", yaml(&p.teacher.train).as_bytes())
+        .part("seed", &p.seed.to_le_bytes())
+        .part("data", data.fingerprint.as_bytes())
+        .part("distill", env!("CARGO_PKG_VERSION").as_bytes())
+        .finish();
+    let weights_path = cache.teacher_weights(&teacher_key);
+    let (teacher, teacher_history, teacher_seconds) = match cached_teacher(&weights_path, &teacher_shape, p.seed) {
+        Some(model) => {
+            tracing::info!(key = %short(&teacher_key), "teacher: cache hit, skipped training");
+            hits.push("teacher".to_string());
+            (model, Vec::new(), 0.0)
+        }
+        None => {
+            tracing::info!(key = %short(&teacher_key), params = teacher_shape.param_count(), "teacher: training");
+            let t0 = Instant::now();
+            let mut model = Mlp::new(teacher_shape.clone(), derive_seed(p.seed, "teacher"));
+            let history = fit(&mut model, &data, None, &CrossEntropy, &p.teacher.train, derive_seed(p.seed, "teacher"), "teacher");
+            let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
+            write_atomic(&weights_path, &bytes)?;
+            (model, history, t0.elapsed().as_secs_f64())
+        }
+    };
+    let weights_bytes = std::fs::read(&weights_path).map_err(|e| PipelineError::Other(format!("{}: {e}", weights_path.display())))?;
+    let weights_hash = hash_bytes(&weights_bytes);
+    run_dir.write("teacher.safetensors", &weights_bytes)?;
+
+    // Teacher logits over the training rows: keyed by the weights and the rows.
+    let logits_key = KeyBuilder::new("logits/v1").part("weights", weights_hash.as_bytes()).part("data", data.fingerprint.as_bytes()).finish();
+    let logits_path = cache.logits(&logits_key);
+    let meta = LogitMeta { teacher_fingerprint: weights_hash.clone(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone() };
+    let teacher_logits = match cached_logits(&logits_path, &meta, &data) {
+        Some(l) => {
+            tracing::info!(key = %short(&logits_key), "teacher logits: cache hit, skipped inference");
+            hits.push("teacher_logits".to_string());
+            l
+        }
+        None => {
+            tracing::info!(key = %short(&logits_key), rows = data.train.len(), "teacher logits: computing");
+            let l = predict_logits(&teacher, &data.train.x);
+            write_logits(&logits_path, &meta, &data.train.row_ids, &l)?;
+            l
+        }
+    };
+
+    // Student (distilled) and, when asked, the same student from scratch.
+    let student_shape = MlpShape::from_spec(&p.student.model, data.features(), data.classes());
+    let student_seed = derive_seed(p.seed, "student");
+    let kd: Box<dyn Loss> = match p.student.loss.kind {
+        LossKind::Kd => Box::new(HintonKd { temperature: p.student.loss.temperature, alpha: p.student.loss.alpha }),
+        LossKind::Ce => Box::new(CrossEntropy),
+    };
+    let t0 = Instant::now();
+    let mut student = Mlp::new(student_shape.clone(), student_seed);
+    let student_history = fit(&mut student, &data, Some(&teacher_logits), kd.as_ref(), &p.student.train, student_seed, "student");
+    let student_seconds = t0.elapsed().as_secs_f64();
+    let baseline = p.student.baseline.then(|| {
+        let t0 = Instant::now();
+        let mut model = Mlp::new(student_shape.clone(), student_seed);
+        let history = fit(&mut model, &data, None, &CrossEntropy, &p.student.train, student_seed, "baseline");
+        (model, history, t0.elapsed().as_secs_f64())
+    });
+
+    // Evaluation on the test split.
+    let classes = data.classes();
+    let teacher_test = predict_logits(&teacher, &data.test.x);
+    let measure = |model: &Mlp, seconds: f64| {
+        let logits = predict_logits(model, &data.test.x);
+        let mut m = ModelMetrics::new(&logits, &data.test.y, classes, model.param_count());
+        m.val_accuracy = (!data.val.is_empty()).then(|| accuracy(&predict_logits(model, &data.val.x), &data.val.y, classes));
+        m.teacher_agreement = Some(agreement(&logits, &teacher_test, classes));
+        m.train_seconds = seconds;
+        m
+    };
+    let mut teacher_metrics = measure(&teacher, teacher_seconds);
+    teacher_metrics.teacher_agreement = None;
+    let student_metrics = measure(&student, student_seconds);
+    let baseline_metrics = baseline.as_ref().map(|(m, _, s)| measure(m, *s));
+    let targets = evaluate_targets(&p.evaluate.targets, &teacher_metrics, &student_metrics);
+    let targets_met = targets.iter().all(|t| t.met);
+
+    for (name, model) in [("student", Some(&student)), ("baseline", baseline.as_ref().map(|b| &b.0))] {
+        if let Some(model) = model {
+            let bytes = save_weights(model, metadata(name, &p.student.model)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
+            run_dir.write(&format!("{name}.safetensors"), &bytes)?;
+        }
+    }
+    let mut history = BTreeMap::new();
+    history.insert("teacher", teacher_history);
+    history.insert("student", student_history);
+    if let Some((_, h, _)) = baseline {
+        history.insert("baseline", h);
+    }
+    run_dir.write_json("history.json", &history)?;
+    let summary = Summary {
+        pipeline: p.name.clone(),
+        teacher: teacher_metrics,
+        student: student_metrics,
+        baseline: baseline_metrics,
+        targets,
+        targets_met,
+        classes,
+        rows: [("train", data.train.len()), ("val", data.val.len()), ("test", data.test.len())].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        cache_hits: hits.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    run_dir.write_json("metrics.json", &summary)?;
+    let pipeline_text = std::fs::read(&opts.pipeline).unwrap_or_default();
+    run_dir.write_json(
+        "lock.json",
+        &Lock {
+            distill_version: env!("CARGO_PKG_VERSION"),
+            pipeline_sha: hash_bytes(&pipeline_text),
+            data_fingerprint: data.fingerprint.clone(),
+            teacher_key,
+            teacher_weights: weights_hash,
+            logits_key,
+            logits_file: logits_path.display().to_string(),
+            cache_dir: cache.root.display().to_string(),
+            cache_hits: hits,
+        },
+    )?;
+    tracing::info!(seconds = summary.seconds, "run finished");
+    Ok(RunOutcome::Completed { run_dir: run_dir.path, summary })
+}
+
+fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
+    if let Some(dir) = &opts.cache_dir {
+        return dir.clone();
+    }
+    if let Some(dir) = std::env::var_os("DISTILL_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match &loaded.pipeline.cache_dir {
+        Some(dir) => resolve(&loaded.base_dir, dir),
+        None => PathBuf::from(".distill-cache"),
+    }
+}
+
+fn yaml<T: Serialize>(value: &T) -> String {
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
+fn short(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}
+
+/// A per-role seed, so teacher and student do not share random streams.
+fn derive_seed(seed: u64, role: &str) -> u64 {
+    let key = KeyBuilder::new("seed").part("seed", &seed.to_le_bytes()).part("role", role.as_bytes()).finish();
+    u64::from_str_radix(&key[..16], 16).unwrap_or(seed)
+}
+
+fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
+    HashMap::from([("distill.key".to_string(), key.to_string()), ("distill.model".to_string(), yaml(model))])
+}
+
+/// Loads cached teacher weights; anything unreadable is reported and ignored (then retrained).
+fn cached_teacher(path: &Path, shape: &MlpShape, seed: u64) -> Option<Mlp> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut model = Mlp::new(shape.clone(), seed);
+    match load_weights(&mut model, &bytes) {
+        Ok(()) => Some(model),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cached teacher weights are unusable; retraining");
+            None
+        }
+    }
+}
+
+/// Reads cached logits if they exist and belong to exactly this teacher and these rows.
+fn cached_logits(path: &Path, meta: &LogitMeta, data: &Prepared) -> Option<Vec<f32>> {
+    if !path.exists() {
+        return None;
+    }
+    match read_logits(path) {
+        Ok(file) if file.meta == *meta && file.row_ids == data.train.row_ids => Some(file.logits),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "cached logits belong to another teacher or other rows; recomputing");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cached logits are unreadable; recomputing");
+            None
+        }
+    }
+}
+
+fn fit(model: &mut Mlp, data: &Prepared, teacher: Option<&[f32]>, loss: &dyn Loss, spec: &TrainSpec, seed: u64, name: &str) -> Vec<EpochStats> {
+    let options = TrainOptions { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.to_string() };
+    let targets = TrainTargets { x: &data.train.x, labels: &data.train.y, teacher_logits: teacher };
+    let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
+    let t0 = Instant::now();
+    let history = train(model, &targets, loss, &options, validation);
+    let seconds = t0.elapsed().as_secs_f64();
+    let samples = (data.train.len() * spec.epochs) as f64;
+    tracing::info!(model = name, epochs = spec.epochs, seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
+    history
+}

@@ -1,0 +1,41 @@
+//! What the binary prints: a one-line description of a pipeline and the end-of-run table.
+
+use distill_pipeline::{ModelMetrics, Summary};
+use distill_spec::Pipeline;
+
+/// One line: what a pipeline will do.
+pub fn describe(p: &Pipeline) -> String {
+    format!(
+        "pipeline `{}`: {} checks, teacher hidden {:?}, student hidden {:?}, loss {:?}{}",
+        p.name,
+        p.data.checks.len(),
+        p.teacher.model.hidden,
+        p.student.model.hidden,
+        p.student.loss.kind,
+        if p.student.baseline { ", with baseline" } else { "" }
+    )
+}
+
+/// The table printed at the end of `distill run`.
+pub fn summary_table(s: &Summary) -> String {
+    let mut out = format!("\n{:<10} {:>9} {:>9} {:>10} {:>10}\n", "model", "accuracy", "params", "agreement", "train s");
+    let mut row = |name: &str, m: &ModelMetrics| {
+        let agreement = m.teacher_agreement.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
+        out += &format!("{name:<10} {:>9.4} {:>9} {agreement:>10} {:>10.2}\n", m.accuracy, m.params, m.train_seconds);
+    };
+    row("teacher", &s.teacher);
+    row("student", &s.student);
+    if let Some(b) = &s.baseline {
+        row("baseline", b);
+    }
+    out += &format!(
+        "\ntest rows: {}   compression: {:.1}x   cache hits: {}\n",
+        s.rows.get("test").copied().unwrap_or(0),
+        s.teacher.params as f64 / s.student.params.max(1) as f64,
+        if s.cache_hits.is_empty() { "none".to_string() } else { s.cache_hits.join(", ") }
+    );
+    for t in &s.targets {
+        out += &format!("target {:<18} limit {:<10} value {:<10.4} {}\n", t.name, t.limit, t.value, if t.met { "met" } else { "MISSED" });
+    }
+    out
+}
