@@ -63,6 +63,9 @@ impl CheckReport {
                 out += &format!("{:<16}   row {} column {}: {}\n", "", s.row, s.column, s.value);
             }
         }
+        if self.checks.iter().any(|c| !c.samples.is_empty()) {
+            out += "(rows are 0-based data rows; in a CSV file with a header, row N is line N + 2)\n";
+        }
         out
     }
 }

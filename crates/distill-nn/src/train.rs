@@ -180,3 +180,72 @@ pub fn argmax(row: &[f32]) -> usize {
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{load_weights, save_weights, CrossEntropy, HintonKd, MlpShape};
+    use distill_spec::Activation;
+
+    /// Two Gaussian-ish blobs per class in 2-D: learnable by a small MLP, not by chance.
+    fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centres = [(-1.0f32, -1.0f32), (1.0, 1.0), (-1.0, 1.0)];
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let c = i % 3;
+            x.push(centres[c].0 + rng.gen_range(-0.5..0.5));
+            x.push(centres[c].1 + rng.gen_range(-0.5..0.5));
+            y.push(c as u32);
+        }
+        (x, y)
+    }
+
+    fn shape(dropout: f32) -> MlpShape {
+        MlpShape { widths: vec![2, 16, 3], activation: Activation::Relu, dropout }
+    }
+
+    fn options(seed: u64) -> TrainOptions {
+        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into() }
+    }
+
+    #[test]
+    fn learns_a_separable_problem_deterministically() {
+        let (x, y) = blobs(300, 1);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let mut a = Mlp::new(shape(0.1), 5);
+        let history = train(&mut a, &data, &CrossEntropy, &options(9), Some((&x, &y)));
+        assert!(history.last().unwrap().train_loss < history[0].train_loss);
+        assert!(accuracy(&predict_logits(&a, &x), &y, 3) > 0.95);
+        let mut b = Mlp::new(shape(0.1), 5);
+        train(&mut b, &data, &CrossEntropy, &options(9), None);
+        assert_eq!(predict_logits(&a, &x), predict_logits(&b, &x), "same seed, same weights");
+    }
+
+    #[test]
+    fn a_student_with_alpha_one_learns_from_teacher_logits_alone() {
+        let (x, y) = blobs(300, 2);
+        let mut teacher = Mlp::new(shape(0.0), 1);
+        train(&mut teacher, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options(1), None);
+        let t = predict_logits(&teacher, &x);
+        // Labels are scrambled: only the teacher's logits carry the signal.
+        let wrong: Vec<u32> = y.iter().map(|c| (c + 1) % 3).collect();
+        let mut student = Mlp::new(shape(0.0), 2);
+        let kd = HintonKd { temperature: 2.0, alpha: 1.0 };
+        train(&mut student, &TrainTargets { x: &x, labels: &wrong, teacher_logits: Some(&t) }, &kd, &options(2), None);
+        assert!(accuracy(&predict_logits(&student, &x), &y, 3) > 0.9);
+    }
+
+    #[test]
+    fn safetensors_round_trip_is_exact_and_checks_shapes() {
+        let model = Mlp::new(shape(0.0), 3);
+        let bytes = save_weights(&model, Default::default()).unwrap();
+        let mut copy = Mlp::new(shape(0.0), 4);
+        load_weights(&mut copy, &bytes).unwrap();
+        let (x, _) = blobs(10, 3);
+        assert_eq!(predict_logits(&model, &x), predict_logits(&copy, &x));
+        let mut other = Mlp::new(MlpShape { widths: vec![2, 8, 3], activation: Activation::Relu, dropout: 0.0 }, 1);
+        let err = load_weights(&mut other, &bytes).unwrap_err().to_string();
+        assert!(err.contains("layers.0.weight"), "{err}");
+    }
+}

@@ -41,7 +41,15 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
             let path = e.path().to_string();
             let inner = e.into_inner();
             let pos = inner.location().map(|l| (l.line(), l.column()));
-            SpecErrors::single(SpecError::new(file, pos, &clean_path(&path), strip_location(&inner)))
+            // A syntax error has no meaningful key path.
+            let path = if path.contains('?') { String::new() } else { clean_path(&path) };
+            let message = strip_location(&inner);
+            // serde_yaml may start its message with the same path; say it once.
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
+                _ => message,
+            };
+            SpecErrors::single(SpecError::new(file, pos, &path, message))
         })?
     } else {
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {

@@ -1,0 +1,192 @@
+//! End-to-end tests through the real `distill` binary on real pipeline files and data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("DISTILL_CACHE_DIR")
+        .output()
+        .expect("the distill binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// A small but real digits run: the shipped pipeline with a smaller teacher and budget.
+const SMALL: [&str; 8] = [
+    "--set",
+    "teacher.model.hidden=[32]",
+    "--set",
+    "teacher.train.epochs=8",
+    "--set",
+    "student.train.epochs=8",
+    "--set",
+    "evaluate.targets.min_accuracy=0.5",
+];
+
+fn run_small(out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "pipelines/digits-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    args.extend(SMALL);
+    args.extend(extra);
+    distill(&args)
+}
+
+#[test]
+fn full_run_then_second_run_hits_the_logit_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second, cache) = (tmp.path().join("first"), tmp.path().join("second"), tmp.path().join("cache"));
+
+    let o = run_small(&first, &cache, &[]);
+    assert!(o.status.success(), "stderr:\n{}", stderr(&o));
+    let m = read_json(&first.join("metrics.json"));
+    // 64-32-10 teacher and 64-16-10 student.
+    assert_eq!(m["teacher"]["params"], 64 * 32 + 32 + 32 * 10 + 10);
+    assert_eq!(m["student"]["params"], 64 * 16 + 16 + 16 * 10 + 10);
+    assert_eq!(m["baseline"]["params"], m["student"]["params"]);
+    for model in ["teacher", "student", "baseline"] {
+        let acc = m[model]["accuracy"].as_f64().unwrap();
+        assert!(acc > 0.6 && acc <= 1.0, "{model} accuracy {acc}");
+    }
+    assert_eq!(m["cache_hits"], serde_json::json!([]));
+    for file in ["pipeline.resolved.yaml", "lock.json", "checks.json", "history.json", "run.log", "teacher.safetensors", "student.safetensors", "baseline.safetensors"] {
+        assert!(first.join(file).is_file(), "{file} missing from the run directory");
+    }
+    let lock = read_json(&first.join("lock.json"));
+    let logits_file = PathBuf::from(lock["logits_file"].as_str().unwrap());
+    assert!(logits_file.is_file(), "the logits are cached in Parquet");
+    assert!(stdout(&o).contains("student"), "a summary table is printed");
+
+    let o = run_small(&second, &cache, &[]);
+    assert!(o.status.success(), "stderr:\n{}", stderr(&o));
+    let log = std::fs::read_to_string(second.join("run.log")).unwrap();
+    assert!(log.contains("teacher: cache hit, skipped training"), "run.log:\n{log}");
+    assert!(log.contains("teacher logits: cache hit, skipped inference"), "run.log:\n{log}");
+    let m2 = read_json(&second.join("metrics.json"));
+    assert_eq!(m2["cache_hits"], serde_json::json!(["teacher", "teacher_logits"]));
+    assert_eq!(read_json(&second.join("lock.json"))["logits_key"], lock["logits_key"]);
+    // Same recipe, data and seed: the same metrics.
+    for model in ["teacher", "student", "baseline"] {
+        assert_eq!(m[model]["accuracy"], m2[model]["accuracy"], "{model}");
+    }
+
+    // Changing the student does not touch the teacher's cache; changing the teacher does.
+    let third = tmp.path().join("third");
+    assert!(run_small(&third, &cache, &["--set", "student.loss.temperature=4"]).status.success());
+    assert_eq!(read_json(&third.join("metrics.json"))["cache_hits"], serde_json::json!(["teacher", "teacher_logits"]));
+    let fourth = tmp.path().join("fourth");
+    assert!(run_small(&fourth, &cache, &["--set", "teacher.train.epochs=9"]).status.success());
+    assert_eq!(read_json(&fourth.join("metrics.json"))["cache_hits"], serde_json::json!([]));
+}
+
+#[test]
+fn iris_with_string_labels_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap()]);
+    assert!(o.status.success(), "stderr:\n{}", stderr(&o));
+    let m = read_json(&out.join("metrics.json"));
+    assert_eq!(m["classes"], 3);
+    assert!(m["teacher"]["accuracy"].as_f64().unwrap() > 0.85);
+}
+
+#[test]
+fn malformed_pipelines_name_file_line_and_key() {
+    let cases = [
+        ("unknown-key", ":10:", "student.loss.temprature: unknown field `temprature`"),
+        ("wrong-type", ":9:", "teacher.train.epochs: invalid type: string \"many\""),
+        ("missing-field", ":4:", "data: missing field `label`"),
+        ("bad-value", ":12:", "student.loss.temperature: must be > 0, got -1"),
+        ("bad-version", ":1:", "version: unsupported version 2"),
+        ("check-key", ":8:", "data.checks[1].min: `min` does not apply to a `not_null` check"),
+        ("syntax", ":5:", "did not find expected ',' or '}'"),
+        ("unknown-enum", ":7:", "teacher.model.activation: unknown variant `swish`"),
+    ];
+    for (name, line, message) in cases {
+        let file = format!("tests/fixtures/bad/{name}.yaml");
+        for command in ["validate", "run"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join("run");
+            let o = distill(&[command, &file, "--out", out.to_str().unwrap()][..if command == "run" { 4 } else { 2 }]);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{command} {name}: {err}");
+            assert!(err.contains(&format!("{file}{line}")), "{command} {name}: no file and line in: {err}");
+            assert!(err.contains(message), "{command} {name}: expected `{message}` in: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(!out.exists(), "a rejected pipeline must not create a run directory");
+        }
+    }
+}
+
+#[test]
+fn set_override_errors_name_the_key() {
+    let o = distill(&["validate", "pipelines/digits-kd.yaml", "--set", "student.loss.alpha=2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("student.loss.alpha: must be in [0, 1], got 2"), "{}", stderr(&o));
+    let o = distill(&["validate", "pipelines/digits-kd.yaml", "--set", "student.loss.tempreature=2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown field `tempreature`"), "{}", stderr(&o));
+    let o = distill(&["validate", "pipelines/digits-kd.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn failing_data_check_stops_the_run_before_the_teacher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("run"), tmp.path().join("cache"));
+    let o = distill(&["run", "tests/fixtures/bad-rows.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("row 1 column b: null"), "{err}");
+    assert!(err.contains("row 2 column b: 9.5"), "{err}");
+    assert!(err.contains("row 3 column label: z"), "{err}");
+    let report = read_json(&out.join("checks.json"));
+    let statuses: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["error", "error", "error", "pass"], "every check runs, not only up to the first failure");
+    assert!(!cache.exists(), "nothing was trained or cached");
+    assert!(!out.join("metrics.json").exists());
+
+    let o = distill(&["check", "tests/fixtures/bad-rows.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("unit-range"));
+    let o = distill(&["check", "pipelines/digits-kd.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn missed_target_exits_3_after_writing_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = distill(&[
+        "run", "pipelines/iris-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
+        "--set", "evaluate.targets.max_params=10",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stdout(&o).contains("max_params") && stdout(&o).contains("MISSED"));
+    let m = read_json(&out.join("metrics.json"));
+    assert_eq!(m["targets_met"], false);
+}
+
+#[test]
+fn missing_data_file_is_a_clear_error() {
+    let o = distill(&["run", "pipelines/digits-kd.yaml", "--set", "data.source.path=nowhere.csv", "--out", "/nonexistent-dir-for-distill-test/x"]);
+    // The run directory cannot be created either; whichever comes first, it is an error, not a panic.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = distill(&["check", "pipelines/digits-kd.yaml", "--set", "data.source.path=nowhere.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nowhere.csv: file not found"), "{}", stderr(&o));
+}
