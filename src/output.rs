@@ -18,15 +18,22 @@ pub fn describe(p: &Pipeline) -> String {
 
 /// The table printed at the end of `distill run`.
 pub fn summary_table(s: &Summary) -> String {
-    let mut out = format!("\n{:<10} {:>9} {:>9} {:>10} {:>10}\n", "model", "accuracy", "params", "agreement", "train s");
+    let mut out = format!("\n{:<10} {:>16} {:>9} {:>10} {:>10}\n", "model", "test accuracy", "params", "agreement", "train s");
     let mut row = |name: &str, m: &ModelMetrics| {
         let agreement = m.teacher_agreement.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
-        out += &format!("{name:<10} {:>9.4} {:>9} {agreement:>10} {:>10.2}\n", m.accuracy, m.params, m.train_seconds);
+        let accuracy = match m.accuracy_std {
+            Some(std) => format!("{:.4} ± {std:.4}", m.accuracy),
+            None => format!("{:.4}", m.accuracy),
+        };
+        out += &format!("{name:<10} {accuracy:>16} {:>9} {agreement:>10} {:>10.2}\n", m.params, m.train_seconds);
     };
     row("teacher", &s.teacher);
     row("student", &s.student);
     if let Some(b) = &s.baseline {
         row("baseline", b);
+    }
+    if let Some(rule) = &s.baseline_budget {
+        out += &format!("\nbaseline budget: {rule}; seeds: {}", s.student.per_seed.len().max(1));
     }
     out += &format!(
         "\ntest rows: {}   compression: {:.1}x   cache hits: {}\n",

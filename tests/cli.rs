@@ -190,3 +190,29 @@ fn missing_data_file_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nowhere.csv: file not found"), "{}", stderr(&o));
 }
+
+#[test]
+fn transfer_rows_never_feed_the_hard_label_term_and_the_baseline_never_sees_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, transfer_file: &str| {
+        let out = tmp.path().join(name);
+        let set = format!("data.transfer.source.path={transfer_file}");
+        let o = distill(&["run", "tests/fixtures/iris-transfer.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(), "--set", &set]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let null = run("null", "iris-transfer-null-labels.csv");
+    let wrong = run("wrong", "iris-transfer-wrong-labels.csv");
+    let m = read_json(&null.join("metrics.json"));
+    let rows = &m["rows"];
+    assert_eq!(rows["train_labelled"], 12);
+    assert_eq!(rows["train_unlabelled"], 30, "the transfer file's rows join training without labels");
+    assert_eq!(rows["baseline_train"], rows["train_labelled"], "the baseline sees only labelled rows");
+    assert_eq!(m["student"]["per_seed"].as_array().unwrap().len(), 2);
+    assert!(m["student"]["accuracy_std"].is_number());
+    // Labels in a transfer file are ignored: the student trains bit for bit the same.
+    let student = |dir: &Path| std::fs::read(dir.join("student.safetensors")).unwrap();
+    assert!(student(&null) == student(&wrong), "wrong transfer labels changed training");
+    let w = read_json(&wrong.join("metrics.json"));
+    assert_eq!(w["student"]["per_seed"], m["student"]["per_seed"]);
+}

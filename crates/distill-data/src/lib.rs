@@ -10,7 +10,7 @@ mod prepare;
 
 pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus, FailingRow};
 pub use load::load_table;
-pub use prepare::{prepare, Prepared, Split};
+pub use prepare::{prepare, LabelState, Prepared, Split, TRANSFER_ROW_ID_BASE};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

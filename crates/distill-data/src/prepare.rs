@@ -11,12 +11,29 @@ use crate::checks::{cell_texts, numeric_column};
 use crate::{select_columns, DataError};
 use distill_spec::{DataSpec, ScaleKind};
 
-/// One split: row ids (0-based data rows of the source file), features (row-major) and classes.
+/// Whether the student may see a training row's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelState {
+    /// Labelled for everyone.
+    Labelled,
+    /// The label exists but the transfer set hides it from the student (and, in the strict
+    /// setting, from the teacher).
+    Hidden,
+    /// No label at all: a null label in the source or a row of the transfer file.
+    Unlabelled,
+}
+
+/// Row ids of a separate transfer file start here, so they never collide with source rows.
+pub const TRANSFER_ROW_ID_BASE: u64 = 1 << 32;
+
+/// One split: row ids (0-based data rows of the source file), features (row-major), classes and
+/// label states. `y` holds 0 for rows without a label; look at `state` before using it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Split {
     pub row_ids: Vec<u64>,
     pub x: Vec<f32>,
     pub y: Vec<u32>,
+    pub state: Vec<LabelState>,
 }
 
 impl Split {
@@ -27,6 +44,22 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
+
+    /// The rows whose state passes `keep`, as a new split.
+    pub fn subset(&self, keep: impl Fn(LabelState) -> bool) -> Split {
+        let width = if self.is_empty() { 0 } else { self.x.len() / self.len() };
+        let rows: Vec<usize> = (0..self.len()).filter(|&i| keep(self.state[i])).collect();
+        Split {
+            row_ids: rows.iter().map(|&i| self.row_ids[i]).collect(),
+            x: rows.iter().flat_map(|&i| self.x[i * width..(i + 1) * width].iter().copied()).collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+            state: rows.iter().map(|&i| self.state[i]).collect(),
+        }
+    }
+
+    pub fn count(&self, state: LabelState) -> usize {
+        self.state.iter().filter(|&&s| s == state).count()
+    }
 }
 
 /// Everything training needs from the data stage.
@@ -35,10 +68,11 @@ pub struct Prepared {
     pub feature_names: Vec<String>,
     /// Class names in index order (numeric labels sort numerically, text labels by name).
     pub class_names: Vec<String>,
+    /// Training rows, including the transfer set (rows whose state is not `Labelled`).
     pub train: Split,
     pub val: Split,
     pub test: Split,
-    /// blake3 of the prepared matrices, labels, ids and class names: the data's identity.
+    /// blake3 of the prepared matrices, labels, states, ids and class names: the data's identity.
     pub fingerprint: String,
 }
 
@@ -52,8 +86,31 @@ impl Prepared {
     }
 }
 
-/// Splits (seeded, optionally stratified) and scales the table described by `spec`.
-pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
+/// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
+fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
+    let (rows, width) = (df.height(), names.len());
+    let mut x = vec![0f32; rows * width];
+    for (j, name) in names.iter().enumerate() {
+        if df.column(name).is_err() {
+            return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`")));
+        }
+        for (row, v) in numeric_column(df, name, what)?.into_iter().enumerate() {
+            match v {
+                Some(v) => x[row * width + j] = v as f32,
+                None => {
+                    return Err(DataError::Invalid(format!(
+                        "{what}: column `{name}` row {row}: null feature value (add a `not_null` check to see all of them)"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Splits (seeded, optionally stratified) and scales the table described by `spec`; rows of
+/// `transfer` (a separate unlabelled file) join the training split without labels.
+pub fn prepare(df: &DataFrame, transfer: Option<&DataFrame>, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
     if !columns.contains(&spec.label) {
         return Err(DataError::Invalid(format!("data.label: there is no column `{}` (columns: {})", spec.label, columns.join(", "))));
@@ -66,16 +123,14 @@ pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, D
         return Err(DataError::Invalid("data.features: no feature columns are left".into()));
     }
 
-    // Classes.
+    // Classes, from the rows that have a label.
     let label_col = df.column(&spec.label)?.as_materialized_series();
     let texts = cell_texts(label_col)?;
     let numeric_labels = label_col.dtype().is_primitive_numeric();
     let mut names: Vec<String> = Vec::new();
-    for (row, t) in texts.iter().enumerate() {
-        match t {
-            None => return Err(DataError::Invalid(format!("column `{}` row {row}: the label is null", spec.label))),
-            Some(t) if !names.contains(t) => names.push(t.clone()),
-            _ => {}
+    for t in texts.iter().flatten() {
+        if !names.contains(t) {
+            names.push(t.clone());
         }
     }
     if numeric_labels {
@@ -87,38 +142,22 @@ pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, D
         return Err(DataError::Invalid(format!("column `{}`: need at least 2 classes, found {}", spec.label, names.len())));
     }
     let index: BTreeMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-    let y_all: Vec<u32> = texts.iter().map(|t| t.as_deref().map(|t| index[t]).unwrap_or(0)).collect();
+    let y_all: Vec<Option<u32>> = texts.iter().map(|t| t.as_deref().map(|t| index[t])).collect();
 
-    // Features, row-major.
     let rows = df.height();
     let width = feature_names.len();
-    let mut x_all = vec![0f32; rows * width];
-    for (j, name) in feature_names.iter().enumerate() {
-        let values = numeric_column(df, name, "data.features")?;
-        for (row, v) in values.into_iter().enumerate() {
-            match v {
-                Some(v) => x_all[row * width + j] = v as f32,
-                None => {
-                    return Err(DataError::Invalid(format!(
-                        "column `{name}` row {row}: null feature value (add a `not_null` check to see all of them)"
-                    )))
-                }
-            }
-        }
-    }
+    let x_all = feature_matrix(df, &feature_names, "data.source")?;
 
-    // Seeded split: per class when stratified, over all rows otherwise.
+    // Seeded split of the labelled rows: per class when stratified, over all rows otherwise.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let groups: Vec<Vec<usize>> = if spec.split.stratify {
-        (0..names.len() as u32).map(|c| (0..rows).filter(|&r| y_all[r] == c).collect()).collect()
-    } else {
-        vec![(0..rows).collect()]
-    };
+    let labelled_rows: Vec<usize> = (0..rows).filter(|&r| y_all[r].is_some()).collect();
+    let groups = group_rows(&labelled_rows, |r| y_all[r].unwrap_or(0), names.len(), spec.split.stratify);
+    let n_labelled = labelled_rows.len();
     let (mut train_rows, mut val_rows, mut test_rows) = (Vec::new(), Vec::new(), Vec::new());
     let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-    let test_counts = allocate(&sizes, (rows as f64 * spec.split.test).round() as usize);
+    let test_counts = allocate(&sizes, (n_labelled as f64 * spec.split.test).round() as usize);
     let left: Vec<usize> = sizes.iter().zip(&test_counts).map(|(s, t)| s - t).collect();
-    let val_counts = allocate(&left, ((rows as f64 * spec.split.val).round() as usize).min(left.iter().sum()));
+    let val_counts = allocate(&left, ((n_labelled as f64 * spec.split.val).round() as usize).min(left.iter().sum()));
     for ((mut group, n_test), n_val) in groups.into_iter().zip(test_counts).zip(val_counts) {
         group.shuffle(&mut rng);
         test_rows.extend_from_slice(&group[..n_test]);
@@ -130,18 +169,54 @@ pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, D
     }
     if train_rows.is_empty() || test_rows.is_empty() {
         return Err(DataError::Invalid(format!(
-            "data.split: {rows} rows give {} training and {} test rows; both must be non-empty",
+            "data.split: {n_labelled} labelled rows give {} training and {} test rows; both must be non-empty",
             train_rows.len(),
             test_rows.len()
         )));
     }
 
+    // The transfer set: hidden labels among the training rows, then rows without any label.
+    let mut state_of: BTreeMap<usize, LabelState> = train_rows.iter().map(|&r| (r, LabelState::Labelled)).collect();
+    if let Some(keep) = spec.transfer.as_ref().and_then(|t| t.labelled.map(|l| (l, t.stratify))) {
+        let (labelled, stratify) = keep;
+        let n_keep = if labelled < 1.0 { (train_rows.len() as f64 * labelled).round() as usize } else { labelled as usize };
+        if n_keep > train_rows.len() {
+            return Err(DataError::Invalid(format!(
+                "data.transfer.labelled: asks for {n_keep} labelled rows but the training split has {}",
+                train_rows.len()
+            )));
+        }
+        let groups = group_rows(&train_rows, |r| y_all[r].unwrap_or(0), names.len(), stratify);
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        for (mut group, n) in groups.into_iter().zip(allocate(&sizes, n_keep)) {
+            group.shuffle(&mut rng);
+            for r in &group[n..] {
+                state_of.insert(*r, LabelState::Hidden);
+            }
+        }
+    }
+    for r in (0..rows).filter(|&r| y_all[r].is_none()) {
+        train_rows.push(r);
+        state_of.insert(r, LabelState::Unlabelled);
+    }
+
     let take = |rows: &[usize]| Split {
         row_ids: rows.iter().map(|&r| r as u64).collect(),
         x: rows.iter().flat_map(|&r| x_all[r * width..(r + 1) * width].iter().copied()).collect(),
-        y: rows.iter().map(|&r| y_all[r]).collect(),
+        y: rows.iter().map(|&r| y_all[r].unwrap_or(0)).collect(),
+        state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
     };
     let (mut train, mut val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
+    if let Some(extra) = transfer {
+        let x = feature_matrix(extra, &feature_names, "data.transfer.source")?;
+        let n = extra.height();
+        train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
+        train.x.extend(x);
+        train.y.extend(std::iter::repeat(0).take(n));
+        train.state.extend(std::iter::repeat(LabelState::Unlabelled).take(n));
+    }
+    // Scaling statistics come from every training input the models see, transfer rows included;
+    // never from validation or test rows.
     if let Some((offset, factor)) = fit_scale(spec.scale.kind, &train.x, width) {
         for split in [&mut train, &mut val, &mut test] {
             for (i, v) in split.x.iter_mut().enumerate() {
@@ -151,7 +226,7 @@ pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, D
     }
 
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"distill-data/v1");
+    hasher.update(b"distill-data/v2");
     for name in names.iter().chain(&feature_names) {
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
@@ -164,13 +239,33 @@ pub fn prepare(df: &DataFrame, spec: &DataSpec, seed: u64) -> Result<Prepared, D
         for v in &split.x {
             hasher.update(&v.to_le_bytes());
         }
-        for c in &split.y {
+        for (c, s) in split.y.iter().zip(&split.state) {
             hasher.update(&c.to_le_bytes());
+            hasher.update(&[*s as u8]);
         }
     }
     let fingerprint = hasher.finalize().to_hex().to_string();
-    tracing::info!(train = train.len(), val = val.len(), test = test.len(), features = width, classes = names.len(), "prepared data");
+    tracing::info!(
+        train = train.len(),
+        labelled = train.count(LabelState::Labelled),
+        hidden = train.count(LabelState::Hidden),
+        unlabelled = train.count(LabelState::Unlabelled),
+        val = val.len(),
+        test = test.len(),
+        features = width,
+        classes = names.len(),
+        "prepared data"
+    );
     Ok(Prepared { feature_names, class_names: names, train, val, test, fingerprint })
+}
+
+/// Rows grouped by class when stratifying, else one group.
+fn group_rows(rows: &[usize], class: impl Fn(usize) -> u32, classes: usize, stratify: bool) -> Vec<Vec<usize>> {
+    if stratify {
+        (0..classes as u32).map(|c| rows.iter().copied().filter(|&r| class(r) == c).collect()).collect()
+    } else {
+        vec![rows.to_vec()]
+    }
 }
 
 /// Splits `total` across groups in proportion to their sizes (largest remainder), so the split
@@ -244,24 +339,66 @@ mod tests {
 
     #[test]
     fn stratified_split_is_seeded_and_keeps_proportions() {
-        let p = prepare(&frame(), &spec(true), 3).unwrap();
+        let p = prepare(&frame(), None, &spec(true), 3).unwrap();
         assert_eq!(p.class_names, vec!["common", "rare"]);
         assert_eq!((p.train.len(), p.val.len(), p.test.len()), (20, 10, 10));
         let rare_in_test = p.test.y.iter().filter(|&&c| c == 1).count();
         assert!((2..=3).contains(&rare_in_test), "{rare_in_test}");
-        let again = prepare(&frame(), &spec(true), 3).unwrap();
+        let again = prepare(&frame(), None, &spec(true), 3).unwrap();
         assert_eq!(p.test.row_ids, again.test.row_ids);
         assert_eq!(p.fingerprint, again.fingerprint);
-        let other = prepare(&frame(), &spec(true), 4).unwrap();
+        let other = prepare(&frame(), None, &spec(true), 4).unwrap();
         assert_ne!(p.test.row_ids, other.test.row_ids);
         assert_ne!(p.fingerprint, other.fingerprint);
     }
 
     #[test]
     fn minmax_uses_training_statistics() {
-        let p = prepare(&frame(), &spec(false), 1).unwrap();
+        let p = prepare(&frame(), None, &spec(false), 1).unwrap();
         let lo = p.train.x.iter().cloned().fold(f32::INFINITY, f32::min);
         let hi = p.train.x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         assert_eq!((lo, hi), (0.0, 1.0));
+    }
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::*;
+
+    fn frame(null_labels: usize) -> DataFrame {
+        let a: Vec<f64> = (0..60).map(|i| i as f64).collect();
+        let y: Vec<Option<i64>> = (0..60).map(|i| if i < null_labels { None } else { Some((i % 3) as i64) }).collect();
+        df!("a" => a, "y" => y).unwrap()
+    }
+
+    fn spec(transfer: &str) -> DataSpec {
+        serde_yaml::from_str(&format!("source: {{path: x.csv}}\nlabel: y\nsplit: {{test: 0.2}}\n{transfer}")).unwrap()
+    }
+
+    #[test]
+    fn hides_labels_on_a_seeded_stratified_subset() {
+        let p = prepare(&frame(0), None, &spec("transfer: {labelled: 9}"), 1).unwrap();
+        assert_eq!(p.train.len(), 48);
+        assert_eq!(p.train.count(LabelState::Labelled), 9);
+        assert_eq!(p.train.count(LabelState::Hidden), 39);
+        let labelled = p.train.subset(|s| s == LabelState::Labelled);
+        for c in 0..3 {
+            assert_eq!(labelled.y.iter().filter(|&&y| y == c).count(), 3, "class {c}");
+        }
+        assert!(p.test.state.iter().all(|&s| s == LabelState::Labelled));
+        let again = prepare(&frame(0), None, &spec("transfer: {labelled: 9}"), 1).unwrap();
+        assert_eq!(again.train.state, p.train.state);
+    }
+
+    #[test]
+    fn null_labels_and_transfer_files_join_training_without_labels() {
+        let extra = df!("a" => [100.0f64, 101.0]).unwrap();
+        let p = prepare(&frame(6), Some(&extra), &spec(""), 1).unwrap();
+        assert_eq!(p.train.count(LabelState::Unlabelled), 6 + 2);
+        assert!(p.train.row_ids.contains(&TRANSFER_ROW_ID_BASE));
+        assert!(!p.test.row_ids.iter().any(|&r| r < 6), "unlabelled rows never land in the test split");
+        let missing = df!("b" => [1.0f64]).unwrap();
+        let err = prepare(&frame(0), Some(&missing), &spec(""), 1).unwrap_err().to_string();
+        assert!(err.contains("no feature column `a`"), "{err}");
     }
 }

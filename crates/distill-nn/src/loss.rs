@@ -1,6 +1,9 @@
 //! Losses as plain functions of logits: each returns the mean loss over the batch and its
 //! gradient with respect to the student logits. Training joins the gradient to dfdx's tape.
 
+/// The label of a row that has none (a transfer-set row): such rows get no hard-label term.
+pub const NO_LABEL: u32 = u32::MAX;
+
 /// A training loss over one batch of `n` rows and `k` classes (row-major `n × k` buffers).
 pub trait Loss: Sync {
     /// Mean loss over the batch and d(loss)/d(student logits).
@@ -52,10 +55,17 @@ impl Loss for HintonKd {
         for i in 0..n {
             let s = &student[i * k..(i + 1) * k];
             let g = &mut grad[i * k..(i + 1) * k];
-            let y = labels[i] as usize;
-            softmax_t(s, 1.0, &mut q);
-            total += (1.0 - alpha) * -q[y].max(1e-300).ln();
-            let mut row_grad: Vec<f64> = q.iter().enumerate().map(|(j, &qj)| (1.0 - alpha) * (qj - (j == y) as u8 as f64)).collect();
+            // The hard-label term only where there is a label (the per-row mask of transfer sets);
+            // the mean is still over the whole batch.
+            let mut row_grad = vec![0.0f64; k];
+            if labels[i] != NO_LABEL && alpha < 1.0 {
+                let y = labels[i] as usize;
+                softmax_t(s, 1.0, &mut q);
+                total += (1.0 - alpha) * -q[y].max(1e-300).ln();
+                for (j, g) in row_grad.iter_mut().enumerate() {
+                    *g = (1.0 - alpha) * (q[j] - (j == y) as u8 as f64);
+                }
+            }
             if soft {
                 let tl = match teacher {
                     Some(tl) => &tl[i * k..(i + 1) * k],
@@ -77,6 +87,23 @@ impl Loss for HintonKd {
     }
     fn needs_teacher(&self) -> bool {
         self.alpha > 0.0
+    }
+}
+
+/// Cross-entropy against the teacher's top class on every row (pseudo-labels): the control that
+/// separates what soft targets add from what the teacher's hard decisions add.
+pub struct TeacherHard;
+
+impl Loss for TeacherHard {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> (f64, Vec<f32>) {
+        let pseudo: Vec<u32> = match teacher {
+            Some(t) => t.chunks(k).map(|row| crate::train::argmax(row) as u32).collect(),
+            None => labels.to_vec(),
+        };
+        CrossEntropy.value_and_grad(student, None, &pseudo, k)
+    }
+    fn needs_teacher(&self) -> bool {
+        true
     }
 }
 
@@ -121,6 +148,33 @@ mod tests {
         let (v, g) = HintonKd { temperature: 3.0, alpha: 1.0 }.value_and_grad(&logits, Some(&logits), &[0], 3);
         assert!(v.abs() < 1e-12);
         assert!(g.iter().all(|x| x.abs() < 1e-7));
+    }
+
+    #[test]
+    fn unlabelled_rows_get_only_the_soft_term_exactly() {
+        let student = [0.3f32, -1.2, 2.0, 0.5, 0.1, 0.0];
+        let teacher = [1.0f32, 0.0, 3.0, -1.0, 0.2, 0.2];
+        let kd = HintonKd { temperature: 2.0, alpha: 0.5 };
+        check_gradient(&kd, Some(&teacher));
+        let (v_masked, g_masked) = kd.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3);
+        let (v_soft, g_soft) = HintonKd { temperature: 2.0, alpha: 1.0 }.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3);
+        // Row 0 has no label: its gradient is exactly half the pure soft gradient (alpha = 0.5).
+        for j in 0..3 {
+            assert_eq!(g_masked[j], (g_soft[j] as f64 * 0.5) as f32);
+        }
+        // Any label value on row 0 is ignored when it is NO_LABEL; a real label changes things.
+        let (v_labelled, _) = kd.value_and_grad(&student, Some(&teacher), &[0, 1], 3);
+        assert!(v_labelled > v_masked);
+        assert!(v_soft > 0.0);
+    }
+
+    #[test]
+    fn teacher_hard_uses_the_teachers_top_class() {
+        let teacher = [0.0f32, 5.0, 0.0];
+        let student = [0.1f32, 0.2, 0.3];
+        let a = TeacherHard.value_and_grad(&student, Some(&teacher), &[NO_LABEL], 3);
+        let b = CrossEntropy.value_and_grad(&student, None, &[1], 3);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -19,6 +19,15 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Shown in logs and the progress bar, e.g. "teacher".
     pub name: String,
+    /// Stop after this many optimiser steps (a budget matched to another model's), even mid-epoch.
+    pub max_steps: Option<usize>,
+}
+
+impl TrainOptions {
+    /// Optimiser steps one epoch over `rows` rows takes.
+    pub fn steps_per_epoch(&self, rows: usize) -> usize {
+        rows.div_ceil(self.batch.max(1))
+    }
 }
 
 /// What the model learns from: rows of `x` (row-major, `model.inputs()` wide), their labels, and
@@ -84,8 +93,13 @@ pub fn train(
     for epoch in 1..=options.epochs {
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
+        let mut seen = 0;
         for rows in order.chunks(options.batch) {
+            if options.max_steps.is_some_and(|max| step as usize >= max) {
+                break;
+            }
             let b = rows.len();
+            seen += b;
             let x = dev.tensor_from_vec(gather_rows(data.x, inputs, rows), (b, inputs));
             let masks: Option<Vec<Tensor<(usize, usize), f32, Dev>>> = (dropout > 0.0).then(|| {
                 let keep = 1.0 / (1.0 - dropout);
@@ -114,7 +128,7 @@ pub fn train(
             }
         }
         let val_accuracy = validation.filter(|(_, y)| !y.is_empty()).map(|(vx, vy)| accuracy(&predict_logits(model, vx), vy, classes));
-        let train_loss = if n == 0 { 0.0 } else { loss_sum / n as f64 };
+        let train_loss = if seen == 0 { 0.0 } else { loss_sum / seen as f64 };
         bar.set_message(match val_accuracy {
             Some(a) => format!("loss {train_loss:.4} val acc {a:.4}"),
             None => format!("loss {train_loss:.4}"),
@@ -122,6 +136,9 @@ pub fn train(
         bar.inc(1);
         tracing::debug!(model = %options.name, epoch, train_loss, ?val_accuracy, "epoch done");
         history.push(EpochStats { epoch, train_loss, val_accuracy });
+        if options.max_steps.is_some_and(|max| step as usize >= max) {
+            break;
+        }
     }
     bar.finish_and_clear();
     history
@@ -206,7 +223,7 @@ mod tests {
     }
 
     fn options(seed: u64) -> TrainOptions {
-        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into() }
+        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None }
     }
 
     #[test]

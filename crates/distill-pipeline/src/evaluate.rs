@@ -17,13 +17,67 @@ pub struct ModelMetrics {
     /// Fraction of test rows where this model predicts the teacher's class.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teacher_agreement: Option<f64>,
-    /// Seconds spent training in this run (0 when the model came from the cache).
+    /// Seconds spent training in this run (0 when the model came from the cache); summed over seeds.
     pub train_seconds: f64,
+    /// Sample standard deviation of `accuracy` over seeds (when trained with several seeds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy_std: Option<f64>,
+    /// Per-seed test accuracy (when trained with several seeds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_seed: Vec<SeedAccuracy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedAccuracy {
+    pub seed: u64,
+    pub accuracy: f64,
+}
+
+/// Mean and sample standard deviation (n - 1); the deviation is `None` for fewer than 2 values.
+pub fn mean_std(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (0.0, None);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.len() > 1).then(|| (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt());
+    (mean, std)
 }
 
 impl ModelMetrics {
     pub fn new(test_logits: &[f32], labels: &[u32], classes: usize, params: usize) -> Self {
-        Self { accuracy: accuracy(test_logits, labels, classes), params, val_accuracy: None, teacher_agreement: None, train_seconds: 0.0 }
+        Self {
+            accuracy: accuracy(test_logits, labels, classes),
+            params,
+            val_accuracy: None,
+            teacher_agreement: None,
+            train_seconds: 0.0,
+            accuracy_std: None,
+            per_seed: Vec::new(),
+        }
+    }
+
+    /// One model trained under several seeds: means of the metrics, the spread of accuracy, and
+    /// the per-seed accuracies. A single run is returned as it is.
+    pub fn aggregate(runs: Vec<(u64, ModelMetrics)>) -> Self {
+        if runs.len() == 1 {
+            return runs.into_iter().map(|(_, m)| m).next().unwrap_or_else(|| ModelMetrics::new(&[], &[], 1, 0));
+        }
+        let mean = |f: &dyn Fn(&ModelMetrics) -> Option<f64>| -> Option<f64> {
+            let v: Vec<f64> = runs.iter().filter_map(|(_, m)| f(m)).collect();
+            (v.len() == runs.len() && !v.is_empty()).then(|| mean_std(&v).0)
+        };
+        let accuracies: Vec<f64> = runs.iter().map(|(_, m)| m.accuracy).collect();
+        let (accuracy, accuracy_std) = mean_std(&accuracies);
+        ModelMetrics {
+            accuracy,
+            params: runs.first().map(|(_, m)| m.params).unwrap_or(0),
+            val_accuracy: mean(&|m| m.val_accuracy),
+            teacher_agreement: mean(&|m| m.teacher_agreement),
+            train_seconds: runs.iter().map(|(_, m)| m.train_seconds).sum(),
+            accuracy_std,
+            per_seed: runs.iter().map(|(seed, m)| SeedAccuracy { seed: *seed, accuracy: m.accuracy }).collect(),
+        }
     }
 }
 
@@ -59,4 +113,28 @@ pub fn evaluate_targets(targets: &Targets, teacher: &ModelMetrics, student: &Mod
         out.push(TargetResult { name: "max_accuracy_drop".into(), limit: max, value: drop, met: drop <= max });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[0.80, 0.82, 0.84]);
+        assert!((m - 0.82).abs() < 1e-12);
+        assert!((s.unwrap() - 0.02).abs() < 1e-12);
+        assert_eq!(mean_std(&[0.5]), (0.5, None));
+    }
+
+    #[test]
+    fn aggregate_reports_means_and_per_seed_values() {
+        let run = |acc: f64| ModelMetrics { accuracy: acc, teacher_agreement: Some(acc), ..ModelMetrics::new(&[], &[], 1, 7) };
+        let m = ModelMetrics::aggregate(vec![(0, run(0.5)), (1, run(0.7))]);
+        assert!((m.accuracy - 0.6).abs() < 1e-12);
+        assert!((m.accuracy_std.unwrap() - 0.1414213562373095).abs() < 1e-12);
+        assert_eq!(m.per_seed.len(), 2);
+        assert_eq!(m.params, 7);
+        assert!((m.teacher_agreement.unwrap() - 0.6).abs() < 1e-12);
+    }
 }

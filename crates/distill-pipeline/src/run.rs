@@ -7,9 +7,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use distill_cache::{hash_bytes, read_logits, write_atomic, write_logits, Cache, KeyBuilder, LogitMeta};
-use distill_data::{load_table, prepare, run_checks, CheckReport, Prepared};
-use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TrainOptions, TrainTargets};
-use distill_spec::{LossKind, ModelSpec, Pipeline, TrainSpec};
+use distill_data::{load_table, prepare, run_checks, CheckReport, LabelState, Prepared};
+use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, NO_LABEL};
+use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, TrainSpec};
 
 use crate::evaluate::{agreement, evaluate_targets, ModelMetrics, TargetResult};
 use crate::rundir::{new_run_id, resolve, RunDir};
@@ -56,6 +56,9 @@ pub struct Summary {
     pub rows: BTreeMap<String, usize>,
     /// Stages that were found in the cache instead of being computed.
     pub cache_hits: Vec<String>,
+    /// How the baseline's budget was matched to the student's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_budget: Option<String>,
     pub seconds: f64,
 }
 
@@ -88,18 +91,36 @@ fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
     Ok(Loaded { pipeline, base_dir })
 }
 
-fn load_and_check(loaded: &Loaded) -> Result<(polars::prelude::DataFrame, CheckReport), PipelineError> {
+type Frames = (polars::prelude::DataFrame, Option<polars::prelude::DataFrame>, CheckReport);
+
+/// Loads the source (and the transfer file, if any) and runs the checks on both; label checks
+/// do not apply to the transfer file.
+fn load_and_check(loaded: &Loaded) -> Result<Frames, PipelineError> {
     let p = &loaded.pipeline;
     let data_path = resolve(&loaded.base_dir, &p.data.source.path);
     let df = load_table(&data_path, p.data.source.format).map_err(data_err("data.source".into()))?;
-    let report = run_checks(&df, &p.data.checks).map_err(data_err(data_path.display().to_string()))?;
-    Ok((df, report))
+    let mut report = run_checks(&df, &p.data.checks).map_err(data_err(data_path.display().to_string()))?;
+    let transfer = match p.data.transfer.as_ref().and_then(|t| t.source.as_ref()) {
+        None => None,
+        Some(source) => {
+            let path = resolve(&loaded.base_dir, &source.path);
+            let extra = load_table(&path, source.format).map_err(data_err("data.transfer.source".into()))?;
+            let checks: Vec<_> = p.data.checks.iter().filter(|c| c.column.as_deref() != Some(p.data.label.as_str())).cloned().collect();
+            let transfer_report = run_checks(&extra, &checks).map_err(data_err(path.display().to_string()))?;
+            report.checks.extend(transfer_report.checks.into_iter().map(|mut c| {
+                c.id = format!("transfer:{}", c.id);
+                c
+            }));
+            Some(extra)
+        }
+    };
+    Ok((df, transfer, report))
 }
 
 /// Runs only the data stage and its checks.
 pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
     let loaded = load_pipeline(opts)?;
-    let (_, report) = load_and_check(&loaded)?;
+    let (_, _, report) = load_and_check(&loaded)?;
     Ok(CheckOutcome { pipeline: loaded.pipeline, report })
 }
 
@@ -116,25 +137,29 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
     // Data.
-    let (df, report) = load_and_check(&loaded)?;
+    let (df, transfer_df, report) = load_and_check(&loaded)?;
     run_dir.write_json("checks.json", &report)?;
     if report.has_errors() {
         tracing::error!("an error-level data check failed; nothing will be trained");
         return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path, report });
     }
-    let data = prepare(&df, &p.data, p.seed).map_err(data_err(resolve(&loaded.base_dir, &p.data.source.path).display().to_string()))?;
-    drop(df);
+    let data = prepare(&df, transfer_df.as_ref(), &p.data, p.seed)
+        .map_err(data_err(resolve(&loaded.base_dir, &p.data.source.path).display().to_string()))?;
+    drop((df, transfer_df));
 
     let cache = Cache::new(cache_root(opts, &loaded));
     let mut hits = Vec::new();
 
     // Teacher: weights keyed by everything that decides them.
+    let teacher_sees_hidden = p.data.transfer.as_ref().is_none_or(|t| t.teacher_sees_hidden);
+    let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (teacher_sees_hidden && s == LabelState::Hidden));
     let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
     let teacher_key = KeyBuilder::new("teacher/v1")
         .part("model", yaml(&p.teacher.model).as_bytes())
         .part("train", yaml(&p.teacher.train).as_bytes())
         .part("seed", &p.seed.to_le_bytes())
         .part("data", data.fingerprint.as_bytes())
+        .part("sees_hidden", &[teacher_sees_hidden as u8])
         .part("distill", env!("CARGO_PKG_VERSION").as_bytes())
         .finish();
     let weights_path = cache.teacher_weights(&teacher_key);
@@ -145,10 +170,12 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
             (model, Vec::new(), 0.0)
         }
         None => {
-            tracing::info!(key = %short(&teacher_key), params = teacher_shape.param_count(), "teacher: training");
+            tracing::info!(key = %short(&teacher_key), params = teacher_shape.param_count(), rows = teacher_rows.len(), "teacher: training");
             let t0 = Instant::now();
-            let mut model = Mlp::new(teacher_shape.clone(), derive_seed(p.seed, "teacher"));
-            let history = fit(&mut model, &data, None, &CrossEntropy, &p.teacher.train, derive_seed(p.seed, "teacher"), "teacher");
+            let seed = derive_seed(p.seed, "teacher");
+            let mut model = Mlp::new(teacher_shape.clone(), seed);
+            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None };
+            let history = job.run(&mut model, &data);
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
             write_atomic(&weights_path, &bytes)?;
             (model, history, t0.elapsed().as_secs_f64())
@@ -158,7 +185,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
     let weights_hash = hash_bytes(&weights_bytes);
     run_dir.write("teacher.safetensors", &weights_bytes)?;
 
-    // Teacher logits over the training rows: keyed by the weights and the rows.
+    // Teacher logits over every training row, transfer set included: keyed by weights and rows.
     let logits_key = KeyBuilder::new("logits/v1").part("weights", weights_hash.as_bytes()).part("data", data.fingerprint.as_bytes()).finish();
     let logits_path = cache.logits(&logits_key);
     let meta = LogitMeta { teacher_fingerprint: weights_hash.clone(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone() };
@@ -176,26 +203,27 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
         }
     };
 
-    // Student (distilled) and, when asked, the same student from scratch.
-    let student_shape = MlpShape::from_spec(&p.student.model, data.features(), data.classes());
-    let student_seed = derive_seed(p.seed, "student");
+    // Student (distilled) on every training row, labels only where the student may see them;
+    // baseline on the labelled rows alone. Once per seed.
+    let classes = data.classes();
+    let student_shape = MlpShape::from_spec(&p.student.model, data.features(), classes);
     let kd: Box<dyn Loss> = match p.student.loss.kind {
         LossKind::Kd => Box::new(HintonKd { temperature: p.student.loss.temperature, alpha: p.student.loss.alpha }),
         LossKind::Ce => Box::new(CrossEntropy),
+        LossKind::TeacherHard => Box::new(TeacherHard),
     };
-    let t0 = Instant::now();
-    let mut student = Mlp::new(student_shape.clone(), student_seed);
-    let student_history = fit(&mut student, &data, Some(&teacher_logits), kd.as_ref(), &p.student.train, student_seed, "student");
-    let student_seconds = t0.elapsed().as_secs_f64();
-    let baseline = p.student.baseline.then(|| {
-        let t0 = Instant::now();
-        let mut model = Mlp::new(student_shape.clone(), student_seed);
-        let history = fit(&mut model, &data, None, &CrossEntropy, &p.student.train, student_seed, "baseline");
-        (model, history, t0.elapsed().as_secs_f64())
-    });
-
-    // Evaluation on the test split.
-    let classes = data.classes();
+    let student_labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
+    let baseline_rows = data.train.subset(|s| s == LabelState::Labelled);
+    let student_steps = p.student.train.epochs * data.train.len().div_ceil(p.student.train.batch);
+    let baseline_steps = match p.student.baseline_budget {
+        BudgetRule::Steps => student_steps,
+        BudgetRule::Epochs => p.student.train.epochs * baseline_rows.len().div_ceil(p.student.train.batch),
+    };
+    let baseline_train = TrainSpec { epochs: baseline_steps.div_ceil(baseline_rows.len().div_ceil(p.student.train.batch).max(1)), ..p.student.train.clone() };
+    if p.student.baseline && baseline_rows.len() != data.train.len() {
+        tracing::info!(rows = baseline_rows.len(), steps = baseline_steps, epochs = baseline_train.epochs, rule = ?p.student.baseline_budget, "baseline: labelled rows only");
+    }
+    let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let teacher_test = predict_logits(&teacher, &data.test.x);
     let measure = |model: &Mlp, seconds: f64| {
         let logits = predict_logits(model, &data.test.x);
@@ -205,24 +233,46 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
         m.train_seconds = seconds;
         m
     };
+    let (mut student_runs, mut baseline_runs) = (Vec::new(), Vec::new());
+    let mut history = BTreeMap::new();
+    history.insert("teacher".to_string(), teacher_history);
+    let mut first_models: Vec<(&str, Mlp)> = Vec::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        let seed_for = derive_seed(seed, "student");
+        let suffix = if seeds.len() > 1 { format!("@{seed}") } else { String::new() };
+        let t0 = Instant::now();
+        let mut student = Mlp::new(student_shape.clone(), seed_for);
+        let name = format!("student{suffix}");
+        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None };
+        history.insert(name.clone(), job.run(&mut student, &data));
+        student_runs.push((seed, measure(&student, t0.elapsed().as_secs_f64())));
+        if i == 0 {
+            first_models.push(("student", student));
+        }
+        if p.student.baseline {
+            let t0 = Instant::now();
+            let mut model = Mlp::new(student_shape.clone(), seed_for);
+            let name = format!("baseline{suffix}");
+            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps) };
+            history.insert(name.clone(), job.run(&mut model, &data));
+            baseline_runs.push((seed, measure(&model, t0.elapsed().as_secs_f64())));
+            if i == 0 {
+                first_models.push(("baseline", model));
+            }
+        }
+    }
+
+    // Evaluation on the test split.
     let mut teacher_metrics = measure(&teacher, teacher_seconds);
     teacher_metrics.teacher_agreement = None;
-    let student_metrics = measure(&student, student_seconds);
-    let baseline_metrics = baseline.as_ref().map(|(m, _, s)| measure(m, *s));
+    let student_metrics = ModelMetrics::aggregate(student_runs);
+    let baseline_metrics = (!baseline_runs.is_empty()).then(|| ModelMetrics::aggregate(baseline_runs));
     let targets = evaluate_targets(&p.evaluate.targets, &teacher_metrics, &student_metrics);
     let targets_met = targets.iter().all(|t| t.met);
 
-    for (name, model) in [("student", Some(&student)), ("baseline", baseline.as_ref().map(|b| &b.0))] {
-        if let Some(model) = model {
-            let bytes = save_weights(model, metadata(name, &p.student.model)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
-            run_dir.write(&format!("{name}.safetensors"), &bytes)?;
-        }
-    }
-    let mut history = BTreeMap::new();
-    history.insert("teacher", teacher_history);
-    history.insert("student", student_history);
-    if let Some((_, h, _)) = baseline {
-        history.insert("baseline", h);
+    for (name, model) in &first_models {
+        let bytes = save_weights(model, metadata(name, &p.student.model)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
+        run_dir.write(&format!("{name}.safetensors"), &bytes)?;
     }
     run_dir.write_json("history.json", &history)?;
     let summary = Summary {
@@ -233,7 +283,20 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
         targets,
         targets_met,
         classes,
-        rows: [("train", data.train.len()), ("val", data.val.len()), ("test", data.test.len())].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        rows: [
+            ("train", data.train.len()),
+            ("train_labelled", data.train.count(LabelState::Labelled)),
+            ("train_hidden", data.train.count(LabelState::Hidden)),
+            ("train_unlabelled", data.train.count(LabelState::Unlabelled)),
+            ("teacher_train", teacher_rows.len()),
+            ("baseline_train", baseline_rows.len()),
+            ("val", data.val.len()),
+            ("test", data.test.len()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         cache_hits: hits.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -284,8 +347,11 @@ fn derive_seed(seed: u64, role: &str) -> u64 {
     u64::from_str_radix(&key[..16], 16).unwrap_or(seed)
 }
 
+/// Safetensors header metadata. One entry only: the header's map is a `HashMap`, and several
+/// entries would be written in random order, making identical weights hash differently.
 fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
-    HashMap::from([("distill.key".to_string(), key.to_string()), ("distill.model".to_string(), yaml(model))])
+    let value = serde_json::json!({"key": key, "model": model}).to_string();
+    HashMap::from([("distill".to_string(), value)])
 }
 
 /// Loads cached teacher weights; anything unreadable is reported and ignored (then retrained).
@@ -319,14 +385,31 @@ fn cached_logits(path: &Path, meta: &LogitMeta, data: &Prepared) -> Option<Vec<f
     }
 }
 
-fn fit(model: &mut Mlp, data: &Prepared, teacher: Option<&[f32]>, loss: &dyn Loss, spec: &TrainSpec, seed: u64, name: &str) -> Vec<EpochStats> {
-    let options = TrainOptions { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.to_string() };
-    let targets = TrainTargets { x: &data.train.x, labels: &data.train.y, teacher_logits: teacher };
-    let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
-    let t0 = Instant::now();
-    let history = train(model, &targets, loss, &options, validation);
-    let seconds = t0.elapsed().as_secs_f64();
-    let samples = (data.train.len() * spec.epochs) as f64;
-    tracing::info!(model = name, epochs = spec.epochs, seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
-    history
+/// One training job: rows, labels, optional teacher logits, loss and budget.
+struct Fit<'a> {
+    x: &'a [f32],
+    labels: &'a [u32],
+    teacher: Option<&'a [f32]>,
+    loss: &'a dyn Loss,
+    spec: &'a TrainSpec,
+    seed: u64,
+    name: &'a str,
+    max_steps: Option<usize>,
+}
+
+impl Fit<'_> {
+    fn run(&self, model: &mut Mlp, data: &Prepared) -> Vec<EpochStats> {
+        let spec = self.spec;
+        let options = TrainOptions { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed: self.seed, name: self.name.to_string(), max_steps: self.max_steps };
+        let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
+        let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
+        let t0 = Instant::now();
+        let history = train(model, &targets, self.loss, &options, validation);
+        let seconds = t0.elapsed().as_secs_f64();
+        let rows = self.labels.len();
+        let steps = self.max_steps.unwrap_or(usize::MAX).min(spec.epochs * options.steps_per_epoch(rows));
+        let samples = (steps * spec.batch).min(rows * spec.epochs) as f64;
+        tracing::info!(model = self.name, rows, epochs = history.len(), seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
+        history
+    }
 }

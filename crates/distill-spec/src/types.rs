@@ -61,6 +61,32 @@ pub struct DataSpec {
     /// Data-quality checks, run before anything is trained.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Unlabelled rows that only the teacher labels (the transfer set). Rows of `source` whose
+    /// label is null always join it.
+    #[serde(default)]
+    pub transfer: Option<TransferSpec>,
+}
+
+/// The transfer set: training rows the student sees without their labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSpec {
+    /// Keep labels on only this many training rows (a whole number ≥ 1) or this fraction of them
+    /// (a number in (0, 1)); the other training rows become unlabelled. Seeded.
+    #[serde(default)]
+    pub labelled: Option<f64>,
+    /// Choose the labelled rows per class, in proportion.
+    #[serde(default = "yes")]
+    pub stratify: bool,
+    /// Whether the teacher trains on the labels hidden from the student (`true`: the teacher had
+    /// all labels, as when distilling a strong existing teacher; `false`: the strict setting where
+    /// the teacher knows only the same few labels).
+    #[serde(default = "yes")]
+    pub teacher_sees_hidden: bool,
+    /// Extra unlabelled rows from another file with the same feature columns (the label column
+    /// may be absent). Relative to the pipeline file.
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
 }
 
 /// A data file.
@@ -243,8 +269,25 @@ pub struct StudentSpec {
     #[serde(default)]
     pub train: TrainSpec,
     /// Also train the same student on labels only, same seed and budget, for comparison.
+    /// The baseline sees only labelled rows.
     #[serde(default)]
     pub baseline: bool,
+    /// How the baseline's budget is matched to the student's when it has fewer rows:
+    /// `steps` (the same number of optimiser steps) or `epochs` (the same epochs over its own rows).
+    #[serde(default)]
+    pub baseline_budget: BudgetRule,
+    /// Train student and baseline once per seed and report mean ± standard deviation; the teacher
+    /// is trained once. Default: the pipeline seed alone.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetRule {
+    #[default]
+    Steps,
+    Epochs,
 }
 
 /// A network. Input and output sizes come from the data.
@@ -334,8 +377,11 @@ pub enum OptimizerKind {
 
 /// The student's loss.
 ///
-/// `kd` is Hinton's: `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)`.
+/// `kd` is Hinton's: `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)`,
+/// averaged over the batch; the CE term counts only rows with a label.
 /// `ce` ignores the teacher (what the baseline uses).
+/// `teacher_hard` is cross-entropy with the teacher's top class as the label on every row
+/// (pseudo-labelling, the control for soft targets).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossSpec {
@@ -369,6 +415,8 @@ pub enum LossKind {
     #[default]
     Kd,
     Ce,
+    #[serde(rename = "teacher_hard")]
+    TeacherHard,
 }
 
 /// What to report and which targets the student must meet.

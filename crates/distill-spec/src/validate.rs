@@ -22,6 +22,19 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if split.test + split.val >= 1.0 {
         bad("data.split", format!("test + val = {} leaves no training rows", split.test + split.val));
     }
+    if let Some(t) = &p.data.transfer {
+        if let Some(l) = t.labelled {
+            let ok = (l > 0.0 && l < 1.0) || (l >= 1.0 && l.fract() == 0.0);
+            if !ok {
+                bad("data.transfer.labelled", format!("must be a fraction in (0, 1) or a whole number of rows ≥ 1, got {l}"));
+            }
+        }
+    }
+    if let Some(seeds) = &p.student.seeds {
+        if seeds.is_empty() {
+            bad("student.seeds", "must list at least one seed".into());
+        }
+    }
     for (i, check) in p.data.checks.iter().enumerate() {
         validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
