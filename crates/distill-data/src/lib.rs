@@ -5,12 +5,14 @@
 //! Not here: models (distill-nn) and caching (distill-cache).
 
 mod checks;
+mod idx;
 mod load;
 mod prepare;
 
 pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus, FailingRow};
-pub use load::load_table;
-pub use prepare::{prepare, LabelState, Prepared, Split, TRANSFER_ROW_ID_BASE};
+pub use idx::{load_idx, read_idx, IdxArray};
+pub use load::{expand_env, load_source, load_table, resolve_path};
+pub use prepare::{prepare, LabelState, Prepared, Split, Tables, TRANSFER_ROW_ID_BASE};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

@@ -1,24 +1,82 @@
-//! Reading CSV and Parquet files into a polars DataFrame.
+//! Reading a recipe's data files (CSV, Parquet, IDX) into a polars DataFrame.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use crate::idx::load_idx;
 use crate::DataError;
-use distill_spec::DataFormat;
+use distill_spec::{DataFormat, SourceSpec};
 
-/// Reads a table; the format comes from `format` or the file extension.
+/// Replaces `${VAR}` and `${VAR:-default}` with environment values; an unset variable without a
+/// default is an error that names it.
+pub fn expand_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable `{name}` is not set (used in `{text}`)")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The path a recipe means: environment variables expanded, relative to the recipe's folder.
+pub fn resolve_path(base_dir: &Path, path: &Path) -> Result<PathBuf, DataError> {
+    let text = path.to_string_lossy();
+    let expanded = PathBuf::from(expand_env(&text).map_err(DataError::Invalid)?);
+    Ok(if expanded.is_absolute() { expanded } else { base_dir.join(expanded) })
+}
+
+/// Reads the table a `source:` describes.
+pub fn load_source(source: &SourceSpec, base_dir: &Path) -> Result<DataFrame, DataError> {
+    let path = resolve_path(base_dir, &source.path)?;
+    let labels = source.labels.as_ref().map(|l| resolve_path(base_dir, l)).transpose()?;
+    let format = match source.format {
+        Some(f) => f,
+        None if labels.is_some() => DataFormat::Idx,
+        None => infer_format(&path)?,
+    };
+    if format == DataFormat::Idx {
+        return load_idx(&path, labels.as_deref());
+    }
+    load_table(&path, Some(format))
+}
+
+fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".csv") {
+        Ok(DataFormat::Csv)
+    } else if name.ends_with(".parquet") || name.ends_with(".pq") {
+        Ok(DataFormat::Parquet)
+    } else if name.contains("idx") && name.ends_with("-ubyte") {
+        Ok(DataFormat::Idx)
+    } else {
+        Err(DataError::Load { path: path.display().to_string(), message: "cannot tell the format from the file name; set `format: csv|parquet|idx`".into() })
+    }
+}
+
+/// Reads a CSV or Parquet table; the format comes from `format` or the file name.
 pub fn load_table(path: &Path, format: Option<DataFormat>) -> Result<DataFrame, DataError> {
     let shown = path.display().to_string();
     let err = |message: String| DataError::Load { path: shown.clone(), message };
     let format = match format {
         Some(f) => f,
-        None => match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-            Some("csv") => DataFormat::Csv,
-            Some("parquet" | "pq") => DataFormat::Parquet,
-            other => return Err(err(format!("cannot tell the format from the extension {other:?}; set `format: csv|parquet`"))),
-        },
+        None => infer_format(path)?,
     };
     if !path.is_file() {
         return Err(err("file not found".into()));
@@ -32,8 +90,23 @@ pub fn load_table(path: &Path, format: Option<DataFormat>) -> Result<DataFrame, 
         DataFormat::Parquet => File::open(path)
             .map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None })
             .and_then(|f| ParquetReader::new(f).finish()),
+        DataFormat::Idx => return load_idx(path, None),
     }
     .map_err(|e| err(e.to_string()))?;
     tracing::info!(path = %shown, rows = df.height(), columns = df.width(), "loaded table");
     Ok(df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_environment_variables() {
+        std::env::set_var("DISTILL_TEST_DIR", "/data");
+        assert_eq!(expand_env("${DISTILL_TEST_DIR}/x.csv").unwrap(), "/data/x.csv");
+        assert_eq!(expand_env("${DISTILL_TEST_UNSET_VAR:-/usr/share}/y").unwrap(), "/usr/share/y");
+        assert!(expand_env("${DISTILL_TEST_UNSET_VAR}/y").unwrap_err().contains("DISTILL_TEST_UNSET_VAR"));
+        assert_eq!(expand_env("plain.csv").unwrap(), "plain.csv");
+    }
 }

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checks::{cell_texts, numeric_column};
 use crate::{select_columns, DataError};
-use distill_spec::{DataSpec, ScaleKind};
+use distill_spec::{DataSpec, ScaleKind, DEFAULT_TEST_FRACTION};
 
 /// Whether the student may see a training row's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,15 @@ pub enum LabelState {
 
 /// Row ids of a separate transfer file start here, so they never collide with source rows.
 pub const TRANSFER_ROW_ID_BASE: u64 = 1 << 32;
+/// Row ids of a separate test file start here.
+pub const TEST_ROW_ID_BASE: u64 = 2 << 32;
+
+/// The tables a recipe reads: the source, and optionally a test file and a transfer file.
+pub struct Tables {
+    pub source: DataFrame,
+    pub test: Option<DataFrame>,
+    pub transfer: Option<DataFrame>,
+}
 
 /// One split: row ids (0-based data rows of the source file), features (row-major), classes and
 /// label states. `y` holds 0 for rows without a label; look at `state` before using it.
@@ -108,9 +117,10 @@ fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f3
     Ok(x)
 }
 
-/// Splits (seeded, optionally stratified) and scales the table described by `spec`; rows of
-/// `transfer` (a separate unlabelled file) join the training split without labels.
-pub fn prepare(df: &DataFrame, transfer: Option<&DataFrame>, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
+/// Splits (seeded, optionally stratified) and scales the tables described by `spec`; rows of
+/// the transfer file join the training split without labels; a test file replaces the test split.
+pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
+    let df = &tables.source;
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
     if !columns.contains(&spec.label) {
         return Err(DataError::Invalid(format!("data.label: there is no column `{}` (columns: {})", spec.label, columns.join(", "))));
@@ -155,7 +165,11 @@ pub fn prepare(df: &DataFrame, transfer: Option<&DataFrame>, spec: &DataSpec, se
     let n_labelled = labelled_rows.len();
     let (mut train_rows, mut val_rows, mut test_rows) = (Vec::new(), Vec::new(), Vec::new());
     let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-    let test_counts = allocate(&sizes, (n_labelled as f64 * spec.split.test).round() as usize);
+    let test_fraction = match (&tables.test, spec.split.test) {
+        (Some(_), _) => 0.0,
+        (None, fraction) => fraction.unwrap_or(DEFAULT_TEST_FRACTION),
+    };
+    let test_counts = allocate(&sizes, (n_labelled as f64 * test_fraction).round() as usize);
     let left: Vec<usize> = sizes.iter().zip(&test_counts).map(|(s, t)| s - t).collect();
     let val_counts = allocate(&left, ((n_labelled as f64 * spec.split.val).round() as usize).min(left.iter().sum()));
     for ((mut group, n_test), n_val) in groups.into_iter().zip(test_counts).zip(val_counts) {
@@ -167,7 +181,7 @@ pub fn prepare(df: &DataFrame, transfer: Option<&DataFrame>, spec: &DataSpec, se
     for r in [&mut train_rows, &mut val_rows, &mut test_rows] {
         r.sort_unstable();
     }
-    if train_rows.is_empty() || test_rows.is_empty() {
+    if train_rows.is_empty() || (test_rows.is_empty() && tables.test.is_none()) {
         return Err(DataError::Invalid(format!(
             "data.split: {n_labelled} labelled rows give {} training and {} test rows; both must be non-empty",
             train_rows.len(),
@@ -207,7 +221,23 @@ pub fn prepare(df: &DataFrame, transfer: Option<&DataFrame>, spec: &DataSpec, se
         state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
     };
     let (mut train, mut val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
-    if let Some(extra) = transfer {
+    if let Some(test_df) = &tables.test {
+        test = Split::default();
+        let what = "data.test_source";
+        test.x = feature_matrix(test_df, &feature_names, what)?;
+        let labels = test_df.column(&spec.label).map_err(|_| DataError::Invalid(format!("{what}: there is no label column `{}`", spec.label)))?;
+        for (row, t) in cell_texts(labels.as_materialized_series())?.into_iter().enumerate() {
+            let t = t.ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: the label is null", spec.label)))?;
+            let class = index.get(t.as_str()).ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: class `{t}` does not occur in the training data", spec.label)))?;
+            test.y.push(*class);
+            test.row_ids.push(TEST_ROW_ID_BASE + row as u64);
+            test.state.push(LabelState::Labelled);
+        }
+        if test.is_empty() {
+            return Err(DataError::Invalid(format!("{what}: the test file has no rows")));
+        }
+    }
+    if let Some(extra) = &tables.transfer {
         let x = feature_matrix(extra, &feature_names, "data.transfer.source")?;
         let n = extra.height();
         train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
@@ -321,6 +351,11 @@ fn fit_scale(kind: ScaleKind, x: &[f32], width: usize) -> Option<(Vec<f32>, Vec<
 }
 
 #[cfg(test)]
+fn tables(source: DataFrame, transfer: Option<DataFrame>) -> Tables {
+    Tables { source, test: None, transfer }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -339,22 +374,22 @@ mod tests {
 
     #[test]
     fn stratified_split_is_seeded_and_keeps_proportions() {
-        let p = prepare(&frame(), None, &spec(true), 3).unwrap();
+        let p = prepare(&tables(frame(), None), &spec(true), 3).unwrap();
         assert_eq!(p.class_names, vec!["common", "rare"]);
         assert_eq!((p.train.len(), p.val.len(), p.test.len()), (20, 10, 10));
         let rare_in_test = p.test.y.iter().filter(|&&c| c == 1).count();
         assert!((2..=3).contains(&rare_in_test), "{rare_in_test}");
-        let again = prepare(&frame(), None, &spec(true), 3).unwrap();
+        let again = prepare(&tables(frame(), None), &spec(true), 3).unwrap();
         assert_eq!(p.test.row_ids, again.test.row_ids);
         assert_eq!(p.fingerprint, again.fingerprint);
-        let other = prepare(&frame(), None, &spec(true), 4).unwrap();
+        let other = prepare(&tables(frame(), None), &spec(true), 4).unwrap();
         assert_ne!(p.test.row_ids, other.test.row_ids);
         assert_ne!(p.fingerprint, other.fingerprint);
     }
 
     #[test]
     fn minmax_uses_training_statistics() {
-        let p = prepare(&frame(), None, &spec(false), 1).unwrap();
+        let p = prepare(&tables(frame(), None), &spec(false), 1).unwrap();
         let lo = p.train.x.iter().cloned().fold(f32::INFINITY, f32::min);
         let hi = p.train.x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         assert_eq!((lo, hi), (0.0, 1.0));
@@ -377,7 +412,7 @@ mod transfer_tests {
 
     #[test]
     fn hides_labels_on_a_seeded_stratified_subset() {
-        let p = prepare(&frame(0), None, &spec("transfer: {labelled: 9}"), 1).unwrap();
+        let p = prepare(&tables(frame(0), None), &spec("transfer: {labelled: 9}"), 1).unwrap();
         assert_eq!(p.train.len(), 48);
         assert_eq!(p.train.count(LabelState::Labelled), 9);
         assert_eq!(p.train.count(LabelState::Hidden), 39);
@@ -386,19 +421,19 @@ mod transfer_tests {
             assert_eq!(labelled.y.iter().filter(|&&y| y == c).count(), 3, "class {c}");
         }
         assert!(p.test.state.iter().all(|&s| s == LabelState::Labelled));
-        let again = prepare(&frame(0), None, &spec("transfer: {labelled: 9}"), 1).unwrap();
+        let again = prepare(&tables(frame(0), None), &spec("transfer: {labelled: 9}"), 1).unwrap();
         assert_eq!(again.train.state, p.train.state);
     }
 
     #[test]
     fn null_labels_and_transfer_files_join_training_without_labels() {
         let extra = df!("a" => [100.0f64, 101.0]).unwrap();
-        let p = prepare(&frame(6), Some(&extra), &spec(""), 1).unwrap();
+        let p = prepare(&tables(frame(6), Some(extra)), &spec(""), 1).unwrap();
         assert_eq!(p.train.count(LabelState::Unlabelled), 6 + 2);
         assert!(p.train.row_ids.contains(&TRANSFER_ROW_ID_BASE));
         assert!(!p.test.row_ids.iter().any(|&r| r < 6), "unlabelled rows never land in the test split");
         let missing = df!("b" => [1.0f64]).unwrap();
-        let err = prepare(&frame(0), Some(&missing), &spec(""), 1).unwrap_err().to_string();
+        let err = prepare(&tables(frame(0), Some(missing)), &spec(""), 1).unwrap_err().to_string();
         assert!(err.contains("no feature column `a`"), "{err}");
     }
 }

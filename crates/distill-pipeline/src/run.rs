@@ -7,9 +7,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use distill_cache::{hash_bytes, read_logits, write_atomic, write_logits, Cache, KeyBuilder, LogitMeta};
-use distill_data::{load_table, prepare, run_checks, CheckReport, LabelState, Prepared};
+use distill_data::{load_source, prepare, run_checks, CheckReport, LabelState, Prepared, Tables};
+use polars::prelude::DataFrame;
 use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, NO_LABEL};
-use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, TrainSpec};
+use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{agreement, evaluate_targets, ModelMetrics, TargetResult};
 use crate::rundir::{new_run_id, resolve, RunDir};
@@ -91,36 +92,34 @@ fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
     Ok(Loaded { pipeline, base_dir })
 }
 
-type Frames = (polars::prelude::DataFrame, Option<polars::prelude::DataFrame>, CheckReport);
-
-/// Loads the source (and the transfer file, if any) and runs the checks on both; label checks
-/// do not apply to the transfer file.
-fn load_and_check(loaded: &Loaded) -> Result<Frames, PipelineError> {
+/// Loads the source (and the test and transfer files, if any) and runs the checks on each; label
+/// checks do not apply to the transfer file.
+fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
     let p = &loaded.pipeline;
-    let data_path = resolve(&loaded.base_dir, &p.data.source.path);
-    let df = load_table(&data_path, p.data.source.format).map_err(data_err("data.source".into()))?;
-    let mut report = run_checks(&df, &p.data.checks).map_err(data_err(data_path.display().to_string()))?;
-    let transfer = match p.data.transfer.as_ref().and_then(|t| t.source.as_ref()) {
-        None => None,
-        Some(source) => {
-            let path = resolve(&loaded.base_dir, &source.path);
-            let extra = load_table(&path, source.format).map_err(data_err("data.transfer.source".into()))?;
-            let checks: Vec<_> = p.data.checks.iter().filter(|c| c.column.as_deref() != Some(p.data.label.as_str())).cloned().collect();
-            let transfer_report = run_checks(&extra, &checks).map_err(data_err(path.display().to_string()))?;
-            report.checks.extend(transfer_report.checks.into_iter().map(|mut c| {
-                c.id = format!("transfer:{}", c.id);
-                c
-            }));
-            Some(extra)
-        }
+    let base = &loaded.base_dir;
+    let source = load_source(&p.data.source, base).map_err(data_err("data.source".into()))?;
+    let mut report = run_checks(&source, &p.data.checks).map_err(data_err("data.source".into()))?;
+    let mut extra = |key: &str, spec: Option<&SourceSpec>, label_checks: bool| -> Result<Option<DataFrame>, PipelineError> {
+        let Some(spec) = spec else { return Ok(None) };
+        let table = load_source(spec, base).map_err(data_err(key.into()))?;
+        let checks: Vec<_> = p.data.checks.iter().filter(|c| label_checks || c.column.as_deref() != Some(p.data.label.as_str())).cloned().collect();
+        let part = run_checks(&table, &checks).map_err(data_err(key.into()))?;
+        let prefix = key.trim_start_matches("data.").trim_end_matches(".source");
+        report.checks.extend(part.checks.into_iter().map(|mut c| {
+            c.id = format!("{prefix}:{}", c.id);
+            c
+        }));
+        Ok(Some(table))
     };
-    Ok((df, transfer, report))
+    let test = extra("data.test_source", p.data.test_source.as_ref(), true)?;
+    let transfer = extra("data.transfer.source", p.data.transfer.as_ref().and_then(|t| t.source.as_ref()), false)?;
+    Ok((Tables { source, test, transfer }, report))
 }
 
 /// Runs only the data stage and its checks.
 pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
     let loaded = load_pipeline(opts)?;
-    let (_, _, report) = load_and_check(&loaded)?;
+    let (_, report) = load_and_check(&loaded)?;
     Ok(CheckOutcome { pipeline: loaded.pipeline, report })
 }
 
@@ -137,15 +136,14 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
     // Data.
-    let (df, transfer_df, report) = load_and_check(&loaded)?;
+    let (tables, report) = load_and_check(&loaded)?;
     run_dir.write_json("checks.json", &report)?;
     if report.has_errors() {
         tracing::error!("an error-level data check failed; nothing will be trained");
         return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path, report });
     }
-    let data = prepare(&df, transfer_df.as_ref(), &p.data, p.seed)
-        .map_err(data_err(resolve(&loaded.base_dir, &p.data.source.path).display().to_string()))?;
-    drop((df, transfer_df));
+    let data = prepare(&tables, &p.data, p.seed).map_err(data_err("data".into()))?;
+    drop(tables);
 
     let cache = Cache::new(cache_root(opts, &loaded));
     let mut hits = Vec::new();

@@ -56,6 +56,10 @@ pub struct DataSpec {
     pub features: FeatureSpec,
     #[serde(default)]
     pub split: SplitSpec,
+    /// A separate file for the test split (same columns), e.g. Fashion-MNIST's t10k files.
+    /// With it, `split.test` must be left out: every source row is for training and validation.
+    #[serde(default)]
+    pub test_source: Option<SourceSpec>,
     #[serde(default)]
     pub scale: ScaleSpec,
     /// Data-quality checks, run before anything is trained.
@@ -93,11 +97,15 @@ pub struct TransferSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// Path of the file, relative to the pipeline file.
+    /// Path of the file, relative to the pipeline file. `${VAR}` and `${VAR:-default}` are
+    /// replaced from the environment, so a recipe can point at data outside the repository.
     pub path: PathBuf,
-    /// File format; inferred from the extension when absent.
+    /// File format; inferred from the extension when absent (`.idx*-ubyte[.gz]` is IDX).
     #[serde(default)]
     pub format: Option<DataFormat>,
+    /// IDX only: the labels file that goes with the images in `path` (becomes column `label`).
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +113,8 @@ pub struct SourceSpec {
 pub enum DataFormat {
     Csv,
     Parquet,
+    /// MNIST-style IDX (u8 images, gzipped or not): pixels become columns `px0`, `px1`, ...
+    Idx,
 }
 
 /// Feature columns: `include` (names or `*` globs) minus `exclude`. The label is never a feature.
@@ -121,9 +131,9 @@ pub struct FeatureSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitSpec {
-    /// Fraction of rows held out for the test split.
-    #[serde(default = "default_test_fraction")]
-    pub test: f64,
+    /// Fraction of rows held out for the test split (default 0.2; none with `test_source`).
+    #[serde(default)]
+    pub test: Option<f64>,
     /// Fraction of rows held out for validation.
     #[serde(default)]
     pub val: f64,
@@ -132,9 +142,8 @@ pub struct SplitSpec {
     pub stratify: bool,
 }
 
-fn default_test_fraction() -> f64 {
-    0.2
-}
+/// The test fraction when the recipe gives none.
+pub const DEFAULT_TEST_FRACTION: f64 = 0.2;
 
 fn yes() -> bool {
     true
@@ -142,7 +151,7 @@ fn yes() -> bool {
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        Self { test: default_test_fraction(), val: 0.0, stratify: true }
+        Self { test: None, val: 0.0, stratify: true }
     }
 }
 

@@ -13,14 +13,36 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         bad("name", format!("must be a non-empty name without slashes, got {:?}", p.name));
     }
     let split = &p.data.split;
-    if !(0.0..1.0).contains(&split.test) || split.test == 0.0 {
-        bad("data.split.test", format!("must be in (0, 1), got {}", split.test));
-    }
+    let test = match (split.test, &p.data.test_source) {
+        (Some(_), Some(_)) => {
+            bad("data.split.test", "leave `split.test` out when `data.test_source` gives the test rows".into());
+            0.0
+        }
+        (None, Some(_)) => 0.0,
+        (Some(t), None) => {
+            if !(t > 0.0 && t < 1.0) {
+                bad("data.split.test", format!("must be in (0, 1), got {t}"));
+            }
+            t
+        }
+        (None, None) => DEFAULT_TEST_FRACTION,
+    };
     if !(0.0..1.0).contains(&split.val) {
         bad("data.split.val", format!("must be in [0, 1), got {}", split.val));
     }
-    if split.test + split.val >= 1.0 {
-        bad("data.split", format!("test + val = {} leaves no training rows", split.test + split.val));
+    if test + split.val >= 1.0 {
+        bad("data.split", format!("test + val = {} leaves no training rows", test + split.val));
+    }
+    for (key, source) in [("data.source", Some(&p.data.source)), ("data.test_source", p.data.test_source.as_ref())] {
+        if let Some(s) = source {
+            let idx = s.format == Some(DataFormat::Idx);
+            if idx && s.labels.is_none() {
+                bad(&format!("{key}.labels"), "an IDX source needs `labels` (the labels file)".into());
+            }
+            if s.labels.is_some() && s.format.is_some() && !idx {
+                bad(&format!("{key}.labels"), "`labels` applies only to `format: idx`".into());
+            }
+        }
     }
     if let Some(t) = &p.data.transfer {
         if let Some(l) = t.labelled {
