@@ -50,6 +50,11 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
+    /// Inspect plugin libraries.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Load the data and run only the data-quality checks; print the report.
     Check {
         #[command(flatten)]
@@ -57,6 +62,16 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List what a plugin library provides and its ABI version.
+    Inspect {
+        /// Path of the plugin library (.so / .dylib / .dll).
+        #[arg(value_name = "LIB")]
+        library: PathBuf,
     },
 }
 
@@ -70,6 +85,18 @@ struct PipelineArgs {
     overrides: Vec<String>,
 }
 
+/// Schema, values, and the plugins the recipe names (loaded, and its loss found).
+fn validate(args: &PipelineArgs) -> Result<u8, String> {
+    let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+    let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
+    let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| e.to_string())?;
+    if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
+        plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
+    }
+    println!("{}: ok ({})", args.file.display(), output::describe(&p));
+    Ok(0)
+}
+
 impl PipelineArgs {
     fn options(&self) -> RunOptions {
         RunOptions { pipeline: self.file.clone(), overrides: self.overrides.clone(), ..Default::default() }
@@ -80,12 +107,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = runlog::init();
     let result = match cli.command {
-        Command::Validate { pipeline } => distill_spec::load(&pipeline.file, &pipeline.overrides)
-            .map(|p| {
-                println!("{}: ok ({})", pipeline.file.display(), output::describe(&p));
-                0
-            })
-            .map_err(|e| e.to_string()),
+        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Plugins { command: PluginCommand::Inspect { library } } => distill_pipeline::inspect_plugin(&library).map(|info| {
+            print!("{info}");
+            0
+        }).map_err(|e| e.to_string()),
         Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| e.to_string()).and_then(|outcome| {
             print!("{}", outcome.report.table());
             if let Some(path) = json {

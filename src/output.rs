@@ -6,12 +6,12 @@ use distill_spec::Pipeline;
 /// One line: what a pipeline will do.
 pub fn describe(p: &Pipeline) -> String {
     format!(
-        "pipeline `{}`: {} checks, teacher hidden {:?}, student hidden {:?}, loss {:?}{}",
+        "pipeline `{}`: {} checks, teacher hidden {:?}, student hidden {:?}, loss {}{}",
         p.name,
         p.data.checks.len(),
         p.teacher.model.hidden,
         p.student.model.hidden,
-        p.student.loss.kind,
+        String::from(p.student.loss.kind.clone()),
         if p.student.baseline { ", with baseline" } else { "" }
     )
 }

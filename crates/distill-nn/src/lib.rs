@@ -13,7 +13,7 @@ mod mlp;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
-pub use loss::{CrossEntropy, HintonKd, Loss, TeacherHard, NO_LABEL};
+pub use loss::{CrossEntropy, HintonKd, Loss, LossResult, TeacherHard, NO_LABEL};
 pub use mlp::{Mlp, MlpShape};
 pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 

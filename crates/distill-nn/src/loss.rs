@@ -4,11 +4,14 @@
 /// The label of a row that has none (a transfer-set row): such rows get no hard-label term.
 pub const NO_LABEL: u32 = u32::MAX;
 
+/// A loss value and its gradient, or an error message.
+pub type LossResult = Result<(f64, Vec<f32>), String>;
+
 /// A training loss over one batch of `n` rows and `k` classes (row-major `n × k` buffers).
 pub trait Loss: Sync {
-    /// Mean loss over the batch and d(loss)/d(student logits).
-    /// `teacher` is present when the training targets carry teacher logits.
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> (f64, Vec<f32>);
+    /// Mean loss over the batch and d(loss)/d(student logits), or why it cannot be computed (a
+    /// plugin loss can fail). `teacher` is present when the training targets carry teacher logits.
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult;
     /// Whether the loss needs teacher logits.
     fn needs_teacher(&self) -> bool;
 }
@@ -30,7 +33,7 @@ fn softmax_t(z: &[f32], t: f64, out: &mut [f64]) {
 pub struct CrossEntropy;
 
 impl Loss for CrossEntropy {
-    fn value_and_grad(&self, student: &[f32], _: Option<&[f32]>, labels: &[u32], k: usize) -> (f64, Vec<f32>) {
+    fn value_and_grad(&self, student: &[f32], _: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
         HintonKd { temperature: 1.0, alpha: 0.0 }.value_and_grad(student, None, labels, k)
     }
     fn needs_teacher(&self) -> bool {
@@ -45,7 +48,7 @@ pub struct HintonKd {
 }
 
 impl Loss for HintonKd {
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> (f64, Vec<f32>) {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
         let n = labels.len();
         let (t, alpha) = (self.temperature, self.alpha);
         let soft = alpha > 0.0;
@@ -69,7 +72,7 @@ impl Loss for HintonKd {
             if soft {
                 let tl = match teacher {
                     Some(tl) => &tl[i * k..(i + 1) * k],
-                    None => panic!("HintonKd with alpha > 0 needs teacher logits; the trainer checks this"),
+                    None => return Err("the KD loss needs teacher logits".into()),
                 };
                 softmax_t(s, t, &mut ps);
                 softmax_t(tl, t, &mut pt);
@@ -83,7 +86,7 @@ impl Loss for HintonKd {
                 g[j] = (row_grad[j] / n as f64) as f32;
             }
         }
-        (total / n as f64, grad)
+        Ok((total / n.max(1) as f64, grad))
     }
     fn needs_teacher(&self) -> bool {
         self.alpha > 0.0
@@ -95,7 +98,7 @@ impl Loss for HintonKd {
 pub struct TeacherHard;
 
 impl Loss for TeacherHard {
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> (f64, Vec<f32>) {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
         let pseudo: Vec<u32> = match teacher {
             Some(t) => t.chunks(k).map(|row| crate::train::argmax(row) as u32).collect(),
             None => labels.to_vec(),
@@ -116,15 +119,15 @@ mod tests {
         let student = [0.3f32, -1.2, 2.0, 0.5, 0.1, 0.0, -0.7, 1.4];
         let labels = [2u32, 3];
         let k = 4;
-        let (_, grad) = loss.value_and_grad(&student, teacher, &labels, k);
+        let (_, grad) = loss.value_and_grad(&student, teacher, &labels, k).unwrap();
         for idx in 0..student.len() {
             let h = 1e-3f32;
             let mut plus = student;
             plus[idx] += h;
             let mut minus = student;
             minus[idx] -= h;
-            let numeric = (loss.value_and_grad(&plus, teacher, &labels, k).0
-                - loss.value_and_grad(&minus, teacher, &labels, k).0)
+            let numeric = (loss.value_and_grad(&plus, teacher, &labels, k).unwrap().0
+                - loss.value_and_grad(&minus, teacher, &labels, k).unwrap().0)
                 / (2.0 * h as f64);
             assert!((numeric - grad[idx] as f64).abs() < 1e-4, "index {idx}: numeric {numeric} vs analytic {}", grad[idx]);
         }
@@ -145,7 +148,7 @@ mod tests {
     #[test]
     fn kd_is_zero_when_student_equals_teacher_and_alpha_is_one() {
         let logits = [1.0f32, 2.0, 3.0];
-        let (v, g) = HintonKd { temperature: 3.0, alpha: 1.0 }.value_and_grad(&logits, Some(&logits), &[0], 3);
+        let (v, g) = HintonKd { temperature: 3.0, alpha: 1.0 }.value_and_grad(&logits, Some(&logits), &[0], 3).unwrap();
         assert!(v.abs() < 1e-12);
         assert!(g.iter().all(|x| x.abs() < 1e-7));
     }
@@ -156,14 +159,14 @@ mod tests {
         let teacher = [1.0f32, 0.0, 3.0, -1.0, 0.2, 0.2];
         let kd = HintonKd { temperature: 2.0, alpha: 0.5 };
         check_gradient(&kd, Some(&teacher));
-        let (v_masked, g_masked) = kd.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3);
-        let (v_soft, g_soft) = HintonKd { temperature: 2.0, alpha: 1.0 }.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3);
+        let (v_masked, g_masked) = kd.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3).unwrap();
+        let (v_soft, g_soft) = HintonKd { temperature: 2.0, alpha: 1.0 }.value_and_grad(&student, Some(&teacher), &[NO_LABEL, 1], 3).unwrap();
         // Row 0 has no label: its gradient is exactly half the pure soft gradient (alpha = 0.5).
         for j in 0..3 {
             assert_eq!(g_masked[j], (g_soft[j] as f64 * 0.5) as f32);
         }
         // Any label value on row 0 is ignored when it is NO_LABEL; a real label changes things.
-        let (v_labelled, _) = kd.value_and_grad(&student, Some(&teacher), &[0, 1], 3);
+        let (v_labelled, _) = kd.value_and_grad(&student, Some(&teacher), &[0, 1], 3).unwrap();
         assert!(v_labelled > v_masked);
         assert!(v_soft > 0.0);
     }
@@ -179,7 +182,7 @@ mod tests {
 
     #[test]
     fn cross_entropy_of_uniform_logits_is_ln_k() {
-        let (v, _) = CrossEntropy.value_and_grad(&[0.0; 10], None, &[3], 10);
+        let (v, _) = CrossEntropy.value_and_grad(&[0.0; 10], None, &[3], 10).unwrap();
         assert!((v - 10f64.ln()).abs() < 1e-12);
     }
 }

@@ -55,21 +55,24 @@ fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Trains `model` in place with Adam and returns one [`EpochStats`] per epoch.
+/// Trains `model` in place with Adam and returns one [`EpochStats`] per epoch; a failing loss
+/// (a plugin's) stops training with its message.
 pub fn train(
     model: &mut Mlp,
     data: &TrainTargets<'_>,
     loss: &dyn Loss,
     options: &TrainOptions,
     validation: Option<(&[f32], &[u32])>,
-) -> Vec<EpochStats> {
+) -> Result<Vec<EpochStats>, String> {
     crate::flush_denormals();
     let inputs = model.shape.inputs();
     let classes = model.shape.classes();
     let n = data.labels.len();
     assert_eq!(data.x.len(), n * inputs, "feature matrix shape is checked by the caller");
     let teacher = if loss.needs_teacher() { data.teacher_logits } else { None };
-    assert!(!loss.needs_teacher() || teacher.is_some(), "the caller supplies teacher logits for KD losses");
+    if loss.needs_teacher() && teacher.is_none() {
+        return Err("this loss needs teacher logits".into());
+    }
 
     let adam = AdamConfig { lr: options.lr, ..Default::default() };
     let mut moment1: Gradients<f32, Dev> = Gradients::leaky();
@@ -114,7 +117,11 @@ pub fn train(
             let logits = model.forward(x.leaky_traced(), masks.as_deref());
             let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
             let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
-            let (value, grad) = loss.value_and_grad(&logits.as_vec(), teacher_rows.as_deref(), &labels, classes);
+            let (value, grad) = loss.value_and_grad(&logits.as_vec(), teacher_rows.as_deref(), &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
+            if grad.len() != b * classes {
+                bar.finish_and_clear();
+                return Err(format!("the loss returned {} gradient values for a {b}×{classes} batch", grad.len()));
+            }
             loss_sum += value * b as f64;
             // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
             let g = dev.tensor_from_vec(grad, (b, classes));
@@ -141,7 +148,7 @@ pub fn train(
         }
     }
     bar.finish_and_clear();
-    history
+    Ok(history)
 }
 
 fn adam_step<S: Shape>(
@@ -231,11 +238,11 @@ mod tests {
         let (x, y) = blobs(300, 1);
         let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
         let mut a = Mlp::new(shape(0.1), 5);
-        let history = train(&mut a, &data, &CrossEntropy, &options(9), Some((&x, &y)));
+        let history = train(&mut a, &data, &CrossEntropy, &options(9), Some((&x, &y))).unwrap();
         assert!(history.last().unwrap().train_loss < history[0].train_loss);
         assert!(accuracy(&predict_logits(&a, &x), &y, 3) > 0.95);
         let mut b = Mlp::new(shape(0.1), 5);
-        train(&mut b, &data, &CrossEntropy, &options(9), None);
+        train(&mut b, &data, &CrossEntropy, &options(9), None).unwrap();
         assert_eq!(predict_logits(&a, &x), predict_logits(&b, &x), "same seed, same weights");
     }
 
@@ -243,13 +250,13 @@ mod tests {
     fn a_student_with_alpha_one_learns_from_teacher_logits_alone() {
         let (x, y) = blobs(300, 2);
         let mut teacher = Mlp::new(shape(0.0), 1);
-        train(&mut teacher, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options(1), None);
+        train(&mut teacher, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options(1), None).unwrap();
         let t = predict_logits(&teacher, &x);
         // Labels are scrambled: only the teacher's logits carry the signal.
         let wrong: Vec<u32> = y.iter().map(|c| (c + 1) % 3).collect();
         let mut student = Mlp::new(shape(0.0), 2);
         let kd = HintonKd { temperature: 2.0, alpha: 1.0 };
-        train(&mut student, &TrainTargets { x: &x, labels: &wrong, teacher_logits: Some(&t) }, &kd, &options(2), None);
+        train(&mut student, &TrainTargets { x: &x, labels: &wrong, teacher_logits: Some(&t) }, &kd, &options(2), None).unwrap();
         assert!(accuracy(&predict_logits(&student, &x), &y, 3) > 0.9);
     }
 

@@ -10,7 +10,8 @@ mod run;
 mod rundir;
 
 pub use evaluate::{ModelMetrics, TargetResult};
-pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
+pub use run::{check, load_plugins, run, CheckOutcome, RunOptions, RunOutcome, Summary};
+pub use distill_plugin_host::inspect as inspect_plugin;
 
 use distill_cache::CacheError;
 use distill_data::DataError;

@@ -7,9 +7,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use distill_cache::{hash_bytes, read_logits, write_atomic, write_logits, Cache, KeyBuilder, LogitMeta};
-use distill_data::{load_source, prepare, run_checks, CheckReport, LabelState, Prepared, Tables};
+use distill_data::{load_source, prepare, resolve_path, run_checks, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
-use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, NO_LABEL};
+use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, LossResult, NO_LABEL};
+use distill_plugin_host::{PluginLoss, PluginRegistry};
 use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{agreement, evaluate_targets, ModelMetrics, TargetResult};
@@ -92,6 +93,54 @@ fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
     Ok(Loaded { pipeline, base_dir })
 }
 
+/// Loads the recipe's plugins; errors name the `plugins[i].path` key.
+pub fn load_plugins(pipeline: &Pipeline, base_dir: &Path) -> Result<PluginRegistry, PipelineError> {
+    let mut registry = PluginRegistry::new();
+    for (i, plugin) in pipeline.plugins.iter().enumerate() {
+        let path = resolve_path(base_dir, &plugin.path).map_err(data_err(format!("plugins[{i}].path")))?;
+        registry.load(&path).map_err(|e| PipelineError::Other(format!("plugins[{i}].path: {e}")))?;
+        tracing::info!(path = %path.display(), "plugin loaded");
+    }
+    Ok(registry)
+}
+
+/// A plugin's loss as a training loss. Plugin losses (ABI v1) need a label on every row.
+struct PluginLossAdapter {
+    loss: PluginLoss,
+    params: serde_json::Value,
+}
+
+impl Loss for PluginLossAdapter {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+        if labels.contains(&NO_LABEL) {
+            return Err("plugin losses (ABI v1) need a label on every row; unlabelled transfer rows need a built-in loss".into());
+        }
+        self.loss.value_and_grad(student, teacher, labels, k, &self.params).map_err(|e| e.to_string())
+    }
+    fn needs_teacher(&self) -> bool {
+        true
+    }
+}
+
+/// The student's loss from the recipe, built in or from a plugin; a plugin loss is tried once on
+/// a small batch so a broken plugin fails before the teacher is trained.
+fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usize) -> Result<Box<dyn Loss>, PipelineError> {
+    let spec = &p.student.loss;
+    Ok(match &spec.kind {
+        LossKind::Kd => Box::new(HintonKd { temperature: spec.temperature, alpha: spec.alpha }),
+        LossKind::Ce => Box::new(CrossEntropy),
+        LossKind::TeacherHard => Box::new(TeacherHard),
+        LossKind::Plugin(name) => {
+            let loss = plugins.require_loss(name).map_err(|e| PipelineError::Other(format!("student.loss.kind: {e}")))?;
+            let adapter = PluginLossAdapter { loss, params: spec.plugin_params() };
+            let probe: Vec<f32> = (0..2 * classes).map(|i| (i % 3) as f32 - 1.0).collect();
+            let teacher: Vec<f32> = probe.iter().rev().copied().collect();
+            adapter.value_and_grad(&probe, Some(&teacher), &[0, (classes as u32).saturating_sub(1)], classes).map_err(|e| PipelineError::Other(format!("student.loss.kind `{name}`: {e}")))?;
+            Box::new(adapter)
+        }
+    })
+}
+
 /// Loads the source (and the test and transfer files, if any) and runs the checks on each; label
 /// checks do not apply to the transfer file.
 fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
@@ -126,26 +175,39 @@ pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
 /// Runs the whole pipeline. `on_run_dir` is called as soon as the run directory exists (the
 /// binary uses it to start the run's log file).
 pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, PipelineError> {
-    let started = Instant::now();
     let loaded = load_pipeline(opts)?;
-    let p = &loaded.pipeline;
-    let run_dir = RunDir::create(opts.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&p.name).join(new_run_id())))?;
+    let plugins = load_plugins(&loaded.pipeline, &loaded.base_dir)?;
+    let path = opts.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.pipeline.name).join(new_run_id()));
+    let fresh = !path.exists();
+    let run_dir = RunDir::create(path)?;
     on_run_dir(&run_dir.path);
+    let result = run_in(opts, &loaded, &plugins, &run_dir);
+    if result.is_err() && fresh {
+        // A failed run leaves no partial outputs behind (the error is printed instead).
+        let _ = std::fs::remove_dir_all(&run_dir.path);
+    }
+    result
+}
+
+fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir: &RunDir) -> Result<RunOutcome, PipelineError> {
+    let started = Instant::now();
+    let p = &loaded.pipeline;
     tracing::info!(pipeline = %p.name, run_dir = %run_dir.path.display(), "run started");
     let resolved = serde_yaml::to_string(p).map_err(|e| PipelineError::Other(format!("cannot write the resolved pipeline: {e}")))?;
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
     // Data.
-    let (tables, report) = load_and_check(&loaded)?;
+    let (tables, report) = load_and_check(loaded)?;
     run_dir.write_json("checks.json", &report)?;
     if report.has_errors() {
         tracing::error!("an error-level data check failed; nothing will be trained");
-        return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path, report });
+        return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path.clone(), report });
     }
     let data = prepare(&tables, &p.data, p.seed).map_err(data_err("data".into()))?;
     drop(tables);
 
-    let cache = Cache::new(cache_root(opts, &loaded));
+    let cache = Cache::new(cache_root(opts, loaded));
+    let kd = student_loss(p, plugins, data.classes())?;
     let mut hits = Vec::new();
 
     // Teacher: weights keyed by everything that decides them.
@@ -173,7 +235,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
             let seed = derive_seed(p.seed, "teacher");
             let mut model = Mlp::new(teacher_shape.clone(), seed);
             let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None };
-            let history = job.run(&mut model, &data);
+            let history = job.run(&mut model, &data)?;
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
             write_atomic(&weights_path, &bytes)?;
             (model, history, t0.elapsed().as_secs_f64())
@@ -205,11 +267,6 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
     // baseline on the labelled rows alone. Once per seed.
     let classes = data.classes();
     let student_shape = MlpShape::from_spec(&p.student.model, data.features(), classes);
-    let kd: Box<dyn Loss> = match p.student.loss.kind {
-        LossKind::Kd => Box::new(HintonKd { temperature: p.student.loss.temperature, alpha: p.student.loss.alpha }),
-        LossKind::Ce => Box::new(CrossEntropy),
-        LossKind::TeacherHard => Box::new(TeacherHard),
-    };
     let student_labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
     let baseline_rows = data.train.subset(|s| s == LabelState::Labelled);
     let student_steps = p.student.train.epochs * data.train.len().div_ceil(p.student.train.batch);
@@ -242,7 +299,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
         let mut student = Mlp::new(student_shape.clone(), seed_for);
         let name = format!("student{suffix}");
         let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None };
-        history.insert(name.clone(), job.run(&mut student, &data));
+        history.insert(name.clone(), job.run(&mut student, &data)?);
         student_runs.push((seed, measure(&student, t0.elapsed().as_secs_f64())));
         if i == 0 {
             first_models.push(("student", student));
@@ -252,7 +309,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
             let mut model = Mlp::new(student_shape.clone(), seed_for);
             let name = format!("baseline{suffix}");
             let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps) };
-            history.insert(name.clone(), job.run(&mut model, &data));
+            history.insert(name.clone(), job.run(&mut model, &data)?);
             baseline_runs.push((seed, measure(&model, t0.elapsed().as_secs_f64())));
             if i == 0 {
                 first_models.push(("baseline", model));
@@ -315,7 +372,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
         },
     )?;
     tracing::info!(seconds = summary.seconds, "run finished");
-    Ok(RunOutcome::Completed { run_dir: run_dir.path, summary })
+    Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary })
 }
 
 fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
@@ -396,18 +453,18 @@ struct Fit<'a> {
 }
 
 impl Fit<'_> {
-    fn run(&self, model: &mut Mlp, data: &Prepared) -> Vec<EpochStats> {
+    fn run(&self, model: &mut Mlp, data: &Prepared) -> Result<Vec<EpochStats>, PipelineError> {
         let spec = self.spec;
         let options = TrainOptions { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed: self.seed, name: self.name.to_string(), max_steps: self.max_steps };
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();
-        let history = train(model, &targets, self.loss, &options, validation);
+        let history = train(model, &targets, self.loss, &options, validation).map_err(|e| PipelineError::Other(format!("training the {}: {e}", self.name)))?;
         let seconds = t0.elapsed().as_secs_f64();
         let rows = self.labels.len();
         let steps = self.max_steps.unwrap_or(usize::MAX).min(spec.epochs * options.steps_per_epoch(rows));
         let samples = (steps * spec.batch).min(rows * spec.epochs) as f64;
         tracing::info!(model = self.name, rows, epochs = history.len(), seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
-        history
+        Ok(history)
     }
 }

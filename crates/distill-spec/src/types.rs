@@ -26,6 +26,9 @@ pub struct Pipeline {
     /// Defaults to `.distill-cache` in the working directory (or `$DISTILL_CACHE_DIR`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Plugin libraries whose losses and architectures the recipe may use by name.
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
     pub data: DataSpec,
     pub teacher: TeacherSpec,
     pub student: StudentSpec,
@@ -35,6 +38,14 @@ pub struct Pipeline {
 
 fn default_seed() -> u64 {
     0
+}
+
+/// A plugin library (a cdylib built against `distill-plugin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Path of the `.so`/`.dylib`/`.dll`, relative to the pipeline file; `${VAR}` expands.
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -402,6 +413,19 @@ pub struct LossSpec {
     /// Weight of the soft term, in [0, 1].
     #[serde(default = "default_alpha")]
     pub alpha: f64,
+    /// Extra parameters for a plugin loss, passed to it as JSON with `temperature` and `alpha`.
+    #[serde(default)]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl LossSpec {
+    /// The parameters a plugin loss receives: `temperature`, `alpha` and `params`.
+    pub fn plugin_params(&self) -> serde_json::Value {
+        let mut map = self.params.clone().unwrap_or_default();
+        map.entry("temperature").or_insert(self.temperature.into());
+        map.entry("alpha").or_insert(self.alpha.into());
+        serde_json::Value::Object(map)
+    }
 }
 
 fn default_temperature() -> f64 {
@@ -414,18 +438,46 @@ fn default_alpha() -> f64 {
 
 impl Default for LossSpec {
     fn default() -> Self {
-        Self { kind: LossKind::Kd, temperature: default_temperature(), alpha: default_alpha() }
+        Self { kind: LossKind::Kd, temperature: default_temperature(), alpha: default_alpha(), params: None }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A built-in loss, or the name of a loss a plugin provides.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum LossKind {
     #[default]
     Kd,
     Ce,
-    #[serde(rename = "teacher_hard")]
     TeacherHard,
+    /// Provided by a plugin named in `plugins:`.
+    Plugin(String),
+}
+
+impl LossKind {
+    pub const BUILT_IN: [&'static str; 3] = ["kd", "ce", "teacher_hard"];
+}
+
+impl From<String> for LossKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "kd" => LossKind::Kd,
+            "ce" => LossKind::Ce,
+            "teacher_hard" => LossKind::TeacherHard,
+            _ => LossKind::Plugin(s),
+        }
+    }
+}
+
+impl From<LossKind> for String {
+    fn from(k: LossKind) -> String {
+        match k {
+            LossKind::Kd => "kd".into(),
+            LossKind::Ce => "ce".into(),
+            LossKind::TeacherHard => "teacher_hard".into(),
+            LossKind::Plugin(name) => name,
+        }
+    }
 }
 
 /// What to report and which targets the student must meet.

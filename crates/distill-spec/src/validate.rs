@@ -71,6 +71,16 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if !(0.0..=1.0).contains(&loss.alpha) {
         bad("student.loss.alpha", format!("must be in [0, 1], got {}", loss.alpha));
     }
+    if let LossKind::Plugin(name) = &loss.kind {
+        if p.plugins.is_empty() {
+            bad(
+                "student.loss.kind",
+                format!("unknown loss `{name}`: built-in losses are {}; a plugin loss needs its library under `plugins:`", LossKind::BUILT_IN.join(", ")),
+            );
+        }
+    } else if loss.params.is_some() {
+        bad("student.loss.params", "`params` is only for plugin losses".into());
+    }
     let t = &p.evaluate.targets;
     for (key, v) in [("min_accuracy", t.min_accuracy), ("max_accuracy_drop", t.max_accuracy_drop)] {
         if let Some(v) = v {

@@ -1,0 +1,128 @@
+//! Plugins through the real binary: example and deliberately broken plugin libraries, built
+//! here with cargo, named by real pipeline files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Builds the cosine-kd example and the panicking fixture once; returns the library folder.
+fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugins");
+        for dir in ["plugins/cosine-kd", "tests/fixtures/plugins/panics"] {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join("Cargo.toml");
+            let o = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--quiet", "--manifest-path"])
+                .arg(&manifest)
+                .env("CARGO_TARGET_DIR", &target)
+                .output()
+                .expect("cargo runs");
+            assert!(o.status.success(), "building {dir}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        target.join("release")
+    })
+}
+
+fn lib(name: &str) -> String {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    plugin_dir().join(format!("{DLL_PREFIX}{name}{DLL_SUFFIX}")).display().to_string()
+}
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DISTILL_PLUGIN_DIR", plugin_dir())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the distill binary runs")
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn metrics(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// The iris recipe with the given loss kind and plugin list.
+fn iris(out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "pipelines/iris-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    args.extend(extra);
+    distill(&args)
+}
+
+#[test]
+fn a_plugin_loss_trains_like_the_built_in_loss_it_reimplements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let plugin = format!("plugins=[{{path: {}}}]", lib("cosine_kd"));
+    let built_in = tmp.path().join("built-in");
+    let o = iris(&built_in, &cache, &["--set", &plugin]);
+    assert!(o.status.success(), "{}", err(&o));
+    let via_plugin = tmp.path().join("plugin");
+    let o = iris(&via_plugin, &cache, &["--set", &plugin, "--set", "student.loss.kind=plugin_hinton_kd"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (a, b) = (metrics(&built_in), metrics(&via_plugin));
+    assert_eq!(a["student"]["accuracy"], b["student"]["accuracy"]);
+    assert_eq!(a["student"]["teacher_agreement"], b["student"]["teacher_agreement"]);
+    // Same gradients up to float rounding: the trained weights agree closely.
+    let weights = |d: &Path| std::fs::read(d.join("student.safetensors")).unwrap();
+    let (wa, wb) = (weights(&built_in), weights(&via_plugin));
+    assert_eq!(wa.len(), wb.len());
+    let floats = |w: &[u8]| w[w.len() - 4 * 35..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>();
+    let max_diff = floats(&wa).iter().zip(floats(&wb)).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(max_diff < 1e-3, "weights differ by {max_diff}");
+}
+
+#[test]
+fn the_shipped_plugin_recipe_runs_and_inspect_lists_the_plugin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = distill(&[
+        "run", "pipelines/digits-cosine-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
+        "--set", "teacher.model.hidden=[32]", "--set", "teacher.train.epochs=5", "--set", "student.train.epochs=5",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(metrics(&out)["student"]["accuracy"].as_f64().unwrap() > 0.5);
+    let o = distill(&["plugins", "inspect", &lib("cosine_kd")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("cosine_kd") && text.contains("plugin_hinton_kd") && text.contains("ABI version:   1"), "{text}");
+    let o = distill(&["validate", "pipelines/digits-cosine-kd.yaml"]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+#[test]
+fn plugin_faults_are_errors_that_name_plugin_symbol_and_key_with_no_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![format!("plugins=[{{path: {}}}]", lib("fixture_panics")), "student.loss.kind=panicking_loss".into()], "panicked"),
+        (vec![format!("plugins=[{{path: {}}}]", lib("fixture_panics")), "student.loss.kind=failing_loss".into()], "failing_loss"),
+        (vec![format!("plugins=[{{path: {}}}]", lib("cosine_kd")), "student.loss.kind=no_such_loss".into()], "cosine_kd"),
+        (vec!["plugins=[{path: /nonexistent/libnothing.so}]".into(), "student.loss.kind=x".into()], "plugins[0].path"),
+        (vec![], "unknown loss `x`"),
+    ];
+    for (i, (sets, expected)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        let mut extra: Vec<&str> = Vec::new();
+        for s in &sets {
+            extra.extend(["--set", s.as_str()]);
+        }
+        if sets.is_empty() {
+            extra.extend(["--set", "student.loss.kind=x"]);
+        }
+        let o = iris(&out, &cache, &extra);
+        let e = err(&o);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {e}");
+        assert!(e.contains(expected), "case {i}: expected `{expected}` in {e}");
+        assert!(!e.contains("thread 'main' panicked"), "case {i}: {e}");
+        assert!(!out.exists(), "case {i}: a failed run leaves no outputs");
+    }
+    let o = distill(&["plugins", "inspect", "Cargo.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
