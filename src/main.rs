@@ -50,6 +50,21 @@ enum Command {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
+    /// Redraw a run's report (report.md, report.html, SVG plots) from its saved results.
+    Report {
+        /// The run directory (runs/<name>/<run-id>).
+        #[arg(value_name = "RUN_DIR")]
+        run: PathBuf,
+    },
+    /// Compare runs: metrics side by side with deltas, and the recipe keys that differ.
+    Compare {
+        /// Two or more run directories; deltas are against the first.
+        #[arg(value_name = "RUN_DIR", num_args = 2.., required = true)]
+        runs: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: CompareFormat,
+    },
     /// Inspect plugin libraries.
     Plugins {
         #[command(subcommand)]
@@ -63,6 +78,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompareFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +130,21 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline } => validate(&pipeline),
+        Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {
+            println!("{}", run.join("report.html").display());
+            0
+        }),
+        Command::Compare { runs, format } => {
+            let dirs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
+            distill_pipeline::compare(&dirs).map_err(|e| e.to_string()).and_then(|c| {
+                match format {
+                    CompareFormat::Table => print!("{}", distill_eval::compare::to_table(&c)),
+                    CompareFormat::Markdown => print!("{}", distill_eval::compare::to_markdown(&c)),
+                    CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?),
+                }
+                Ok(0)
+            })
+        }
         Command::Plugins { command: PluginCommand::Inspect { library } } => distill_pipeline::inspect_plugin(&library).map(|info| {
             print!("{info}");
             0

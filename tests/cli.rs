@@ -70,6 +70,25 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     let logits_file = PathBuf::from(lock["logits_file"].as_str().unwrap());
     assert!(logits_file.is_file(), "the logits are cached in Parquet");
     assert!(stdout(&o).contains("student"), "a summary table is printed");
+    let html = std::fs::read_to_string(first.join("report.html")).unwrap();
+    for id in ["recipe", "checks", "metrics", "targets", "curves", "calibration", "confusion"] {
+        assert!(html.contains(&format!("<section id=\"{id}\"")) || html.contains(&format!("id=\"{id}\"")), "section {id} missing");
+    }
+    for plot in ["plot-loss-teacher", "plot-loss-student", "plot-loss-baseline", "plot-val-accuracy", "plot-reliability", "plot-confusion-student"] {
+        let at = html.find(&format!("id=\"{plot}\"")).unwrap_or_else(|| panic!("{plot} missing"));
+        assert!(html[at..].contains("<svg"), "{plot} has no inline SVG");
+    }
+    assert!(!html.contains("src=\"http"), "the report is self-contained");
+    let evaluation = &m["student"]["evaluation"];
+    for key in ["top_k_accuracy", "macro_f1", "nll", "ece", "confusion", "per_class", "reliability"] {
+        assert!(!evaluation[key].is_null(), "metrics.json student.evaluation.{key}");
+    }
+    assert!(m["student"]["latency"]["p95_ms"].as_f64().unwrap() >= m["student"]["latency"]["p50_ms"].as_f64().unwrap());
+    assert!(m["student"]["size_bytes"].as_u64().unwrap() > 4 * 1210);
+    // `distill report` redraws the report from the run directory.
+    std::fs::remove_file(first.join("report.html")).unwrap();
+    assert!(distill(&["report", first.to_str().unwrap()]).status.success());
+    assert!(first.join("report.html").is_file());
 
     let o = run_small(&second, &cache, &[]);
     assert!(o.status.success(), "stderr:\n{}", stderr(&o));
@@ -88,6 +107,14 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     let third = tmp.path().join("third");
     assert!(run_small(&third, &cache, &["--set", "student.loss.temperature=4"]).status.success());
     assert_eq!(read_json(&third.join("metrics.json"))["cache_hits"], serde_json::json!(["teacher", "teacher_logits"]));
+    let o = distill(&["compare", first.to_str().unwrap(), third.to_str().unwrap(), "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let keys: Vec<&str> = c["differing_keys"].as_array().unwrap().iter().map(|k| k["path"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["student.loss.temperature"], "only the changed key differs");
+    assert!(c["metrics"].as_array().unwrap().iter().any(|r| r["path"] == "student.accuracy"));
+    let o = distill(&["compare", first.to_str().unwrap(), third.to_str().unwrap()]);
+    assert!(stdout(&o).contains("student.loss.temperature"));
     let fourth = tmp.path().join("fourth");
     assert!(run_small(&fourth, &cache, &["--set", "teacher.train.epochs=9"]).status.success());
     assert_eq!(read_json(&fourth.join("metrics.json"))["cache_hits"], serde_json::json!([]));
@@ -179,6 +206,8 @@ fn missed_target_exits_3_after_writing_outputs() {
     assert!(stdout(&o).contains("max_params") && stdout(&o).contains("MISSED"));
     let m = read_json(&out.join("metrics.json"));
     assert_eq!(m["targets_met"], false);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| max_params | 10 |"), "{report}");
 }
 
 #[test]

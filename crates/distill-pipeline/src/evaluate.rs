@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use distill_nn::{accuracy, argmax};
+use distill_eval::{LatencyStats, ModelEvaluation};
+use distill_nn::accuracy;
 use distill_spec::Targets;
 
 /// Metrics of one model. `accuracy` and `params` keep their names: scripts rely on them.
@@ -25,6 +26,19 @@ pub struct ModelMetrics {
     /// Per-seed test accuracy (when trained with several seeds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_seed: Vec<SeedAccuracy>,
+    /// Bytes of the saved weights (safetensors).
+    pub size_bytes: u64,
+    /// Inference latency at batch 1, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyStats>,
+    /// Inference throughput at a large batch (rows/s), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_rows_per_s: Option<f64>,
+    /// Every test-split metric of the model (of the first seed's model when trained with
+    /// several seeds): top-k accuracy, macro-F1, NLL, ECE and reliability bins, per-class
+    /// precision/recall, the confusion matrix, agreement and KL with the teacher.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<ModelEvaluation>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +68,10 @@ impl ModelMetrics {
             train_seconds: 0.0,
             accuracy_std: None,
             per_seed: Vec::new(),
+            size_bytes: 0,
+            latency: None,
+            throughput_rows_per_s: None,
+            evaluation: None,
         }
     }
 
@@ -63,6 +81,7 @@ impl ModelMetrics {
         if runs.len() == 1 {
             return runs.into_iter().map(|(_, m)| m).next().unwrap_or_else(|| ModelMetrics::new(&[], &[], 1, 0));
         }
+        let first = runs.first().map(|(_, m)| m.clone()).unwrap_or_else(|| ModelMetrics::new(&[], &[], 1, 0));
         let mean = |f: &dyn Fn(&ModelMetrics) -> Option<f64>| -> Option<f64> {
             let v: Vec<f64> = runs.iter().filter_map(|(_, m)| f(m)).collect();
             (v.len() == runs.len() && !v.is_empty()).then(|| mean_std(&v).0)
@@ -77,19 +96,11 @@ impl ModelMetrics {
             train_seconds: runs.iter().map(|(_, m)| m.train_seconds).sum(),
             accuracy_std,
             per_seed: runs.iter().map(|(seed, m)| SeedAccuracy { seed: *seed, accuracy: m.accuracy }).collect(),
+            ..first
         }
     }
 }
 
-/// Fraction of rows where two models pick the same class.
-pub fn agreement(a: &[f32], b: &[f32], classes: usize) -> f64 {
-    let n = a.len() / classes;
-    if n == 0 {
-        return 0.0;
-    }
-    let same = (0..n).filter(|&i| argmax(&a[i * classes..(i + 1) * classes]) == argmax(&b[i * classes..(i + 1) * classes])).count();
-    same as f64 / n as f64
-}
 
 /// One target, its measured value, and whether the student met it.
 #[derive(Debug, Clone, Serialize)]
@@ -100,8 +111,21 @@ pub struct TargetResult {
     pub met: bool,
 }
 
+/// Student throughput over teacher throughput, when both were measured.
+pub fn speedup(teacher: &ModelMetrics, student: &ModelMetrics) -> Option<f64> {
+    Some(student.throughput_rows_per_s? / teacher.throughput_rows_per_s?)
+}
+
 pub fn evaluate_targets(targets: &Targets, teacher: &ModelMetrics, student: &ModelMetrics) -> Vec<TargetResult> {
     let mut out = Vec::new();
+    if let Some(max) = targets.max_latency_ms_p95 {
+        let value = student.latency.as_ref().map(|l| l.p95_ms).unwrap_or(f64::INFINITY);
+        out.push(TargetResult { name: "max_latency_ms_p95".into(), limit: max, value, met: value <= max });
+    }
+    if let Some(min) = targets.min_speedup {
+        let value = speedup(teacher, student).unwrap_or(0.0);
+        out.push(TargetResult { name: "min_speedup".into(), limit: min, value, met: value >= min });
+    }
     if let Some(min) = targets.min_accuracy {
         out.push(TargetResult { name: "min_accuracy".into(), limit: min, value: student.accuracy, met: student.accuracy >= min });
     }

@@ -6,10 +6,12 @@
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
 mod evaluate;
+mod report;
 mod run;
 mod rundir;
 
 pub use evaluate::{ModelMetrics, TargetResult};
+pub use report::{compare, write_report};
 pub use run::{check, load_plugins, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 pub use distill_plugin_host::inspect as inspect_plugin;
 

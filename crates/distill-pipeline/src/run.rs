@@ -13,7 +13,8 @@ use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, Cr
 use distill_plugin_host::{PluginLoss, PluginRegistry};
 use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
-use crate::evaluate::{agreement, evaluate_targets, ModelMetrics, TargetResult};
+use crate::evaluate::{evaluate_targets, speedup, ModelMetrics, TargetResult};
+use crate::report::{write_report, Detail};
 use crate::rundir::{new_run_id, resolve, RunDir};
 use crate::PipelineError;
 
@@ -58,6 +59,11 @@ pub struct Summary {
     pub rows: BTreeMap<String, usize>,
     /// Stages that were found in the cache instead of being computed.
     pub cache_hits: Vec<String>,
+    /// Teacher parameters over student parameters.
+    pub compression: f64,
+    /// Student throughput over teacher throughput (rows/s at a large batch), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
     /// How the baseline's budget was matched to the student's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_budget: Option<String>,
@@ -284,7 +290,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         let logits = predict_logits(model, &data.test.x);
         let mut m = ModelMetrics::new(&logits, &data.test.y, classes, model.param_count());
         m.val_accuracy = (!data.val.is_empty()).then(|| accuracy(&predict_logits(model, &data.val.x), &data.val.y, classes));
-        m.teacher_agreement = Some(agreement(&logits, &teacher_test, classes));
+        m.teacher_agreement = distill_eval::metrics::agreement(&teacher_test, &logits, classes).ok().map(|a| a.agreement);
         m.train_seconds = seconds;
         m
     };
@@ -320,16 +326,24 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     // Evaluation on the test split.
     let mut teacher_metrics = measure(&teacher, teacher_seconds);
     teacher_metrics.teacher_agreement = None;
-    let student_metrics = ModelMetrics::aggregate(student_runs);
-    let baseline_metrics = (!baseline_runs.is_empty()).then(|| ModelMetrics::aggregate(baseline_runs));
-    let targets = evaluate_targets(&p.evaluate.targets, &teacher_metrics, &student_metrics);
-    let targets_met = targets.iter().all(|t| t.met);
-
+    let mut student_metrics = ModelMetrics::aggregate(student_runs);
+    let mut baseline_metrics = (!baseline_runs.is_empty()).then(|| ModelMetrics::aggregate(baseline_runs));
+    let detail = Detail { data: &data, teacher_test: &teacher_test, spec: &p.evaluate };
+    detail.add(&teacher, weights_bytes.len(), &mut teacher_metrics, false)?;
     for (name, model) in &first_models {
         let bytes = save_weights(model, metadata(name, &p.student.model)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
         run_dir.write(&format!("{name}.safetensors"), &bytes)?;
+        match (*name, baseline_metrics.as_mut()) {
+            ("student", _) => detail.add(model, bytes.len(), &mut student_metrics, true)?,
+            ("baseline", Some(m)) => detail.add(model, bytes.len(), m, true)?,
+            _ => {}
+        }
     }
+    let targets = evaluate_targets(&p.evaluate.targets, &teacher_metrics, &student_metrics);
+    let targets_met = targets.iter().all(|t| t.met);
     run_dir.write_json("history.json", &history)?;
+    let compression = teacher_metrics.params as f64 / student_metrics.params.max(1) as f64;
+    let speedup = speedup(&teacher_metrics, &student_metrics);
     let summary = Summary {
         pipeline: p.name.clone(),
         teacher: teacher_metrics,
@@ -351,11 +365,16 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
+        compression,
+        speedup,
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         cache_hits: hits.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
     run_dir.write_json("metrics.json", &summary)?;
+    let input = crate::report::report_input(p, &report, &summary, &history);
+    run_dir.write_json("report-input.json", &input)?;
+    write_report(&run_dir.path)?;
     let pipeline_text = std::fs::read(&opts.pipeline).unwrap_or_default();
     run_dir.write_json(
         "lock.json",

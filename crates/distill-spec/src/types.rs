@@ -481,11 +481,34 @@ impl From<LossKind> for String {
 }
 
 /// What to report and which targets the student must meet.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateSpec {
     #[serde(default)]
     pub targets: Targets,
+    /// k of the top-k accuracy.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Number of equal-width confidence bins of the expected calibration error.
+    #[serde(default = "default_ece_bins")]
+    pub ece_bins: usize,
+    /// Measure inference latency (batch 1, p50/p95) and throughput of teacher and student.
+    #[serde(default = "yes")]
+    pub latency: bool,
+}
+
+fn default_top_k() -> usize {
+    3
+}
+
+fn default_ece_bins() -> usize {
+    10
+}
+
+impl Default for EvaluateSpec {
+    fn default() -> Self {
+        Self { targets: Targets::default(), top_k: default_top_k(), ece_bins: default_ece_bins(), latency: true }
+    }
 }
 
 /// Pass/fail targets for the distilled student; a missed target makes `distill run` exit with code 3.
@@ -501,6 +524,12 @@ pub struct Targets {
     /// Largest acceptable drop from teacher to student accuracy.
     #[serde(default)]
     pub max_accuracy_drop: Option<f64>,
+    /// Slowest acceptable 95th-percentile latency of the student at batch 1, in milliseconds.
+    #[serde(default)]
+    pub max_latency_ms_p95: Option<f64>,
+    /// Smallest acceptable speed-up of the student over the teacher (throughput ratio).
+    #[serde(default)]
+    pub min_speedup: Option<f64>,
 }
 
 /// The text of a YAML scalar as it would appear in a data file (`3` → "3", `3.0` → "3", `a` → "a").

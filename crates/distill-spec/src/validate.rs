@@ -81,7 +81,23 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     } else if loss.params.is_some() {
         bad("student.loss.params", "`params` is only for plugin losses".into());
     }
+    if p.evaluate.top_k == 0 {
+        bad("evaluate.top_k", "must be at least 1".into());
+    }
+    if p.evaluate.ece_bins == 0 {
+        bad("evaluate.ece_bins", "must be at least 1".into());
+    }
     let t = &p.evaluate.targets;
+    for (key, v) in [("max_latency_ms_p95", t.max_latency_ms_p95), ("min_speedup", t.min_speedup)] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0) {
+                bad(&format!("evaluate.targets.{key}"), format!("must be > 0, got {v}"));
+            }
+        }
+    }
+    if (t.max_latency_ms_p95.is_some() || t.min_speedup.is_some()) && !p.evaluate.latency {
+        bad("evaluate.latency", "latency and speed-up targets need `latency: true`".into());
+    }
     for (key, v) in [("min_accuracy", t.min_accuracy), ("max_accuracy_drop", t.max_accuracy_drop)] {
         if let Some(v) = v {
             if !(0.0..=1.0).contains(&v) {

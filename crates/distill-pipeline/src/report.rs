@@ -1,0 +1,144 @@
+//! Detailed evaluation (distill-eval metrics, latency, size), the run report and run comparison.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use distill_data::{CheckReport, Prepared};
+use distill_eval::report::{DataCheckRow, EpochRecord, ModelReport, TargetRow};
+use distill_eval::{compare_runs, evaluate_model, measure_latency, measure_throughput, render_html, render_markdown, render_plots, Comparison, ReportInput};
+use distill_nn::{predict_logits, EpochStats, Mlp};
+use distill_spec::{EvaluateSpec, Pipeline};
+
+use crate::evaluate::ModelMetrics;
+use crate::rundir::RunDir;
+use crate::run::Summary;
+use crate::PipelineError;
+
+/// What the detailed evaluation of a model needs.
+pub struct Detail<'a> {
+    pub data: &'a Prepared,
+    pub teacher_test: &'a [f32],
+    pub spec: &'a EvaluateSpec,
+}
+
+impl Detail<'_> {
+    /// Adds the full metric set, size, and (when asked) latency and throughput to `metrics`.
+    pub fn add(&self, model: &Mlp, size_bytes: usize, metrics: &mut ModelMetrics, against_teacher: bool) -> Result<(), PipelineError> {
+        let (x, y, classes) = (&self.data.test.x, &self.data.test.y, &self.data.class_names);
+        let logits = predict_logits(model, x);
+        let mut evaluation = evaluate_model(&logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
+        if against_teacher {
+            evaluation.teacher_agreement = distill_eval::metrics::agreement(self.teacher_test, &logits, classes.len()).ok();
+        }
+        metrics.evaluation = Some(evaluation);
+        metrics.size_bytes = size_bytes as u64;
+        if self.spec.latency && !y.is_empty() {
+            let width = model.shape.inputs();
+            let one = &x[..width];
+            metrics.latency = Some(measure_latency(
+                || {
+                    std::hint::black_box(predict_logits(model, one));
+                },
+                20,
+                200,
+            ));
+            let rows = y.len();
+            metrics.throughput_rows_per_s = Some(measure_throughput(
+                || {
+                    std::hint::black_box(predict_logits(model, x));
+                    rows
+                },
+                0.2,
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn model_report(m: &ModelMetrics, history: Option<&Vec<EpochStats>>) -> Option<ModelReport> {
+    Some(ModelReport {
+        evaluation: m.evaluation.clone()?,
+        params: m.params as u64,
+        size_bytes: m.size_bytes,
+        latency: m.latency.clone(),
+        history: history
+            .map(|h| h.iter().map(|e| EpochRecord { epoch: e.epoch, train_loss: e.train_loss, val_loss: None, val_accuracy: e.val_accuracy }).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Everything the report shows, saved as `report-input.json` so `distill report` can redraw it.
+pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &BTreeMap<String, Vec<EpochStats>>) -> Option<ReportInput> {
+    let mut recipe = vec![
+        ("seed".to_string(), p.seed.to_string()),
+        ("data".to_string(), p.data.source.path.display().to_string()),
+        ("rows (train / val / test)".to_string(), format!("{} / {} / {}", s.rows["train"], s.rows["val"], s.rows["test"])),
+        ("teacher".to_string(), format!("mlp {:?}, {} epochs", p.teacher.model.hidden, p.teacher.train.epochs)),
+        ("student".to_string(), format!("mlp {:?}, {} epochs", p.student.model.hidden, p.student.train.epochs)),
+        ("loss".to_string(), format!("{} (T = {}, alpha = {})", String::from(p.student.loss.kind.clone()), p.student.loss.temperature, p.student.loss.alpha)),
+        ("compression".to_string(), format!("{:.1}x", s.compression)),
+    ];
+    if let Some(speedup) = s.speedup {
+        recipe.push(("speed-up (throughput)".to_string(), format!("{speedup:.1}x")));
+    }
+    if let Some(rule) = &s.baseline_budget {
+        recipe.push(("baseline budget".to_string(), rule.clone()));
+    }
+    if !s.cache_hits.is_empty() {
+        recipe.push(("cache hits".to_string(), s.cache_hits.join(", ")));
+    }
+    let first = |prefix: &str| history.iter().find(|(k, _)| k.as_str() == prefix || k.starts_with(&format!("{prefix}@"))).map(|(_, v)| v);
+    Some(ReportInput {
+        pipeline_name: p.name.clone(),
+        description: p.description.clone().unwrap_or_default(),
+        recipe,
+        data_checks: checks
+            .checks
+            .iter()
+            .map(|c| DataCheckRow {
+                id: c.id.clone(),
+                kind: c.kind.clone(),
+                status: format!("{:?}", c.status).to_lowercase(),
+                failing: c.failing as u64,
+                fraction: c.fraction,
+                message: c.message.clone(),
+                samples: c.samples.iter().map(|r| format!("row {} column {}: {}", r.row, r.column, r.value)).collect(),
+            })
+            .collect(),
+        teacher: model_report(&s.teacher, first("teacher"))?,
+        student: model_report(&s.student, first("student"))?,
+        baseline: s.baseline.as_ref().and_then(|b| model_report(b, first("baseline"))),
+        targets: s.targets.iter().map(|t| TargetRow { name: t.name.clone(), limit: t.limit, value: t.value, met: t.met }).collect(),
+    })
+}
+
+/// (Re)writes `report.md`, `report.html` and the SVG plots beside them from the run's `report-input.json`.
+pub fn write_report(run_dir: &Path) -> Result<(), PipelineError> {
+    let input_path = run_dir.join("report-input.json");
+    let text = std::fs::read_to_string(&input_path).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", input_path.display())))?;
+    let input: Option<ReportInput> = serde_json::from_str(&text).map_err(|e| PipelineError::Other(format!("{}: {e}", input_path.display())))?;
+    let Some(input) = input else {
+        return Err(PipelineError::Other(format!("{}: the run has no evaluation to report", input_path.display())));
+    };
+    let dir = RunDir { path: run_dir.to_path_buf() };
+    let plot_err = |e: distill_eval::ReportError| PipelineError::Other(format!("report: {e}"));
+    for (name, svg) in render_plots(&input).map_err(plot_err)? {
+        dir.write(&name, svg.as_bytes())?;
+    }
+    dir.write("report.md", render_markdown(&input).as_bytes())?;
+    dir.write("report.html", render_html(&input).map_err(plot_err)?.as_bytes())?;
+    tracing::info!(path = %run_dir.join("report.html").display(), "report written");
+    Ok(())
+}
+
+/// Compares runs by their `metrics.json` and resolved recipes.
+pub fn compare(run_dirs: &[&Path]) -> Result<Comparison, PipelineError> {
+    let mut runs = Vec::new();
+    for dir in run_dirs {
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", dir.join(name).display())));
+        let metrics: serde_json::Value = serde_json::from_str(&read("metrics.json")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("metrics.json").display())))?;
+        let recipe: serde_json::Value = serde_yaml::from_str(&read("pipeline.resolved.yaml")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("pipeline.resolved.yaml").display())))?;
+        runs.push((dir.display().to_string(), metrics, recipe));
+    }
+    Ok(compare_runs(&runs))
+}
