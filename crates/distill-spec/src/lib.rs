@@ -12,8 +12,10 @@
 //! assert_eq!(pipeline.student.loss.temperature, 2.0);
 //! ```
 
+mod data;
 mod error;
 mod locate;
+mod model;
 mod overrides;
 mod types;
 mod validate;
@@ -22,6 +24,8 @@ use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
 pub use locate::Locations;
+pub use data::*;
+pub use model::*;
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.

@@ -1,6 +1,6 @@
 //! Checks that need more than a type: value ranges and keys that depend on a check's `kind`.
 
-use crate::types::*;
+use crate::*;
 
 /// Every problem found, as (key path, message).
 pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
@@ -58,12 +58,12 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         }
     }
     for (i, check) in p.data.checks.iter().enumerate() {
-        validate_check(&format!("data.checks[{i}]"), check, &mut bad);
+        crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
-    validate_model("teacher.model", &p.teacher.model, &mut bad);
-    validate_train("teacher.train", &p.teacher.train, &mut bad);
-    validate_model("student.model", &p.student.model, &mut bad);
-    validate_train("student.train", &p.student.train, &mut bad);
+    crate::model::validate_model("teacher.model", &p.teacher.model, &mut bad);
+    crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
+    crate::model::validate_model("student.model", &p.student.model, &mut bad);
+    crate::model::validate_train("student.train", &p.student.train, &mut bad);
     let loss = &p.student.loss;
     if !(loss.temperature.is_finite() && loss.temperature > 0.0) {
         bad("student.loss.temperature", format!("must be > 0, got {}", loss.temperature));
@@ -108,89 +108,3 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     out
 }
 
-fn validate_check(path: &str, c: &CheckSpec, bad: &mut impl FnMut(&str, String)) {
-    let kind = c.kind.as_str();
-    let allowed: &[&str] = match c.kind {
-        CheckKind::NotNull => &["columns"],
-        CheckKind::Range => &["columns", "min", "max"],
-        CheckKind::InSet => &["column", "values"],
-        CheckKind::RowCount => &["min", "max"],
-    };
-    let present = [
-        ("columns", c.columns.is_some()),
-        ("column", c.column.is_some()),
-        ("min", c.min.is_some()),
-        ("max", c.max.is_some()),
-        ("values", c.values.is_some()),
-    ];
-    for (key, is_set) in present {
-        if is_set && !allowed.contains(&key) {
-            bad(&format!("{path}.{key}"), format!("`{key}` does not apply to a `{kind}` check"));
-        }
-    }
-    match c.kind {
-        CheckKind::NotNull => {}
-        CheckKind::Range => {
-            if c.min.is_none() && c.max.is_none() {
-                bad(path, "a `range` check needs `min`, `max` or both".into());
-            }
-            if let (Some(lo), Some(hi)) = (c.min, c.max) {
-                if lo > hi {
-                    bad(&format!("{path}.min"), format!("min {lo} is greater than max {hi}"));
-                }
-            }
-        }
-        CheckKind::InSet => {
-            if c.column.is_none() {
-                bad(path, "an `in_set` check needs `column`".into());
-            }
-            match &c.values {
-                None => bad(path, "an `in_set` check needs `values`".into()),
-                Some(v) if v.is_empty() => bad(&format!("{path}.values"), "must not be empty".into()),
-                Some(v) => {
-                    for (j, item) in v.iter().enumerate() {
-                        if crate::types::scalar_text(item).is_none() {
-                            bad(&format!("{path}.values[{j}]"), "must be a number or a string".into());
-                        }
-                    }
-                }
-            }
-        }
-        CheckKind::RowCount => {
-            if c.min.is_none() && c.max.is_none() {
-                bad(path, "a `row_count` check needs `min`, `max` or both".into());
-            }
-            for (key, v) in [("min", c.min), ("max", c.max)] {
-                if let Some(v) = v {
-                    if v < 0.0 || v.fract() != 0.0 {
-                        bad(&format!("{path}.{key}"), format!("must be a whole number of rows, got {v}"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn validate_model(path: &str, m: &ModelSpec, bad: &mut impl FnMut(&str, String)) {
-    for (i, h) in m.hidden.iter().enumerate() {
-        if *h == 0 {
-            bad(&format!("{path}.hidden[{i}]"), "a layer needs at least one unit".into());
-        }
-    }
-    if !(0.0..1.0).contains(&m.dropout) {
-        bad(&format!("{path}.dropout"), format!("must be in [0, 1), got {}", m.dropout));
-    }
-}
-
-fn validate_train(path: &str, t: &TrainSpec, bad: &mut impl FnMut(&str, String)) {
-    if t.epochs == 0 {
-        bad(&format!("{path}.epochs"), "must be at least 1".into());
-    }
-    if t.batch == 0 {
-        bad(&format!("{path}.batch"), "must be at least 1".into());
-    }
-    let lr = t.optimizer.lr;
-    if !(lr.is_finite() && lr > 0.0) {
-        bad(&format!("{path}.optimizer.lr"), format!("must be > 0, got {lr}"));
-    }
-}
