@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use distill_pipeline::{RunOptions, RunOutcome};
+use distill_pipeline::{Force, RunOptions, RunOutcome, Stage};
 
 /// Exit codes, so scripts and CI can tell outcomes apart.
 mod exit {
@@ -43,6 +43,25 @@ enum Command {
         out: Option<PathBuf>,
         /// Cache directory (default: cache_dir from the pipeline, $DISTILL_CACHE_DIR, or .distill-cache).
         #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Recompute cached stages: all of them, or only `teacher` (and so its logits) or `logits`.
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_parser = ["all", "teacher", "logits"])]
+        force: Option<String>,
+    },
+    /// Show which stages a run would compute or take from the cache, and what changed, without running.
+    Plan {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Cache directory (as for `run`).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Look after the cache of teacher weights and logits.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+        /// Cache directory (default: $DISTILL_CACHE_DIR or .distill-cache).
+        #[arg(long, value_name = "DIR", global = true)]
         cache_dir: Option<PathBuf>,
     },
     /// Check a pipeline file (schema, types, values) without running anything.
@@ -80,6 +99,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List cached artifacts: kind, key, size, creating pipeline.
+    Ls,
+    /// Re-hash every artifact against its record; exit 1 if any is corrupt or incomplete.
+    Verify,
+    /// Remove artifacts that no run's lock.json uses.
+    Gc {
+        /// Where the runs live.
+        #[arg(long, value_name = "DIR", default_value = "runs")]
+        runs: PathBuf,
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum CompareFormat {
     Table,
@@ -105,6 +141,46 @@ struct PipelineArgs {
     /// Override a key of the pipeline, e.g. --set student.loss.temperature=8 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+}
+
+/// `distill cache ls|verify|gc`.
+fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, String> {
+    let root = dir.or_else(|| std::env::var_os("DISTILL_CACHE_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".distill-cache"));
+    let cache = distill_pipeline::Cache::new(&root);
+    match command {
+        CacheCommand::Ls => {
+            println!("{:<8} {:<14} {:>10}  {:<20} status", "kind", "key", "bytes", "pipeline");
+            for e in cache.entries() {
+                let (pipeline, status) = match &e.record {
+                    Ok(r) => (r.pipeline.clone(), "ok".to_string()),
+                    Err(p) => ("-".to_string(), p.to_string()),
+                };
+                println!("{:<8} {:<14} {:>10}  {:<20} {status}", e.kind, &e.key[..e.key.len().min(12)], e.bytes, pipeline);
+            }
+            Ok(0)
+        }
+        CacheCommand::Verify => {
+            let results = cache.verify();
+            let bad = results.iter().filter(|(_, p)| p.is_some()).count();
+            for (e, problem) in &results {
+                match problem {
+                    None => println!("ok       {}", e.path.display()),
+                    Some(p) => println!("BAD      {}: {p}", e.path.display()),
+                }
+            }
+            println!("{} entries, {bad} bad (a bad entry is recomputed by the next run that needs it)", results.len());
+            Ok(if bad > 0 { exit::CHECKS_FAILED } else { 0 })
+        }
+        CacheCommand::Gc { runs, dry_run } => {
+            let keep = distill_pipeline::keys_in_use(&runs);
+            let removed = cache.gc(&keep, dry_run).map_err(|e| e.to_string())?;
+            for path in &removed {
+                println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
+            }
+            println!("{} files {}; {} keys in use by runs under {}", removed.len(), if dry_run { "to remove" } else { "removed" }, keep.len(), runs.display());
+            Ok(0)
+        }
+    }
 }
 
 /// Schema, values, and the plugins the recipe names (loaded, and its loss found).
@@ -157,8 +233,22 @@ fn main() -> ExitCode {
             }
             Ok(if outcome.report.has_errors() { exit::CHECKS_FAILED } else { 0 })
         }),
-        Command::Run { pipeline, out, cache_dir } => {
-            let options = RunOptions { out, cache_dir, ..pipeline.options() };
+        Command::Plan { pipeline, cache_dir } => {
+            let options = RunOptions { cache_dir, ..pipeline.options() };
+            distill_pipeline::plan(&options).map_err(|e| e.to_string()).map(|stages| {
+                print!("{}", distill_pipeline::plan_table(&stages, &pipeline.file));
+                0
+            })
+        }
+        Command::Cache { command, cache_dir } => cache_command(command, cache_dir),
+        Command::Run { pipeline, out, cache_dir, force } => {
+            let force = match force.as_deref() {
+                None => Force::None,
+                Some("teacher") => Force::Only(vec![Stage::Teacher]),
+                Some("logits") => Force::Only(vec![Stage::Logits]),
+                Some(_) => Force::All,
+            };
+            let options = RunOptions { out, cache_dir, force, ..pipeline.options() };
             distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
                 RunOutcome::ChecksFailed { run_dir, report } => {
                     eprint!("{}", report.table());

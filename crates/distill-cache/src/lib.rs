@@ -6,15 +6,22 @@
 //! ```text
 //! teachers/<key>.safetensors   trained teacher weights, key = hash(teacher config, data, seed)
 //! logits/<key>.parquet         teacher logits, key = hash(teacher weights, data rows)
+//! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
 //! ```
+//!
+//! Writes are atomic (temporary file + rename) and write-once per key, so runs sharing a cache
+//! directory never see a half-written artifact; the record is written last and checked on every
+//! read, so an interrupted or corrupted artifact is recomputed, never used.
 //!
 //! Not here: what a stage computes (distill-pipeline) or how (distill-nn, distill-data).
 
 mod atomic;
+mod entries;
 mod logits;
 
 pub use atomic::write_atomic;
-pub use logits::{read_logits, write_logits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
+pub use entries::{Entry, EntryProblem, EntryRecord};
+pub use logits::{decode_logits, encode_logits, read_logits, write_logits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
 

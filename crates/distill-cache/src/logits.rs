@@ -42,6 +42,11 @@ const KEYS: [&str; 6] = [
 
 /// Writes logits atomically to `path`.
 pub fn write_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f32]) -> Result<(), CacheError> {
+    write_atomic(path, &encode_logits(path, meta, row_ids, logits)?)
+}
+
+/// The Parquet bytes of a logit file; `path` only names it in errors.
+pub fn encode_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f32]) -> Result<Vec<u8>, CacheError> {
     let k = meta.class_names.len();
     if k == 0 || logits.len() != row_ids.len() * k {
         return Err(CacheError::file(path, format!("{} logits do not fill {} rows of {k} classes", logits.len(), row_ids.len())));
@@ -68,7 +73,7 @@ pub fn write_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f3
         .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
         .finish(&mut df)
         .map_err(|e| CacheError::file(path, e))?;
-    write_atomic(path, &buffer)
+    Ok(buffer)
 }
 
 fn serde_json_string(names: &[String]) -> String {
@@ -77,8 +82,13 @@ fn serde_json_string(names: &[String]) -> String {
 
 /// Reads a logit file written by [`write_logits`] (or by another tool in the same schema).
 pub fn read_logits(path: &Path) -> Result<LogitFile, CacheError> {
+    let bytes = std::fs::read(path).map_err(|e| CacheError::file(path, format!("cannot read: {e}")))?;
+    decode_logits(path, bytes)
+}
+
+/// Parses the bytes of a logit file; `path` only names it in errors.
+pub fn decode_logits(path: &Path, bytes: Vec<u8>) -> Result<LogitFile, CacheError> {
     let err = |m: String| CacheError::file(path, m);
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let mut reader = ParquetReader::new(Cursor::new(bytes));
     let kv: Vec<(String, String)> = reader
         .get_metadata()

@@ -6,13 +6,16 @@
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
 mod evaluate;
+mod plan;
 mod report;
 mod run;
 mod rundir;
 
 pub use evaluate::{ModelMetrics, TargetResult};
+pub use plan::{keys_in_use, plan, plan_table, PlannedStage};
 pub use report::{compare, write_report};
-pub use run::{check, load_plugins, run, CheckOutcome, RunOptions, RunOutcome, Summary};
+pub use distill_cache::Cache;
+pub use run::{check, load_plugins, run, CheckOutcome, Force, RunOptions, RunOutcome, Stage, Summary};
 pub use distill_plugin_host::inspect as inspect_plugin;
 
 use distill_cache::CacheError;

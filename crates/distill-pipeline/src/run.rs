@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use distill_cache::{hash_bytes, read_logits, write_atomic, write_logits, Cache, KeyBuilder, LogitMeta};
+use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, KeyBuilder, LogitMeta};
 use distill_data::{load_source, prepare, resolve_path, run_checks, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
 use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, LossResult, NO_LABEL};
@@ -28,6 +28,35 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Cache directory; default from the pipeline, `$DISTILL_CACHE_DIR` or `.distill-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Stages to recompute even when the cache holds their output.
+    pub force: Force,
+}
+
+/// The cached stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Teacher,
+    Logits,
+}
+
+/// Which cached stages `--force` recomputes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Force {
+    #[default]
+    None,
+    All,
+    Only(Vec<Stage>),
+}
+
+impl Force {
+    /// Retraining the teacher changes its weights, so its logits are recomputed too.
+    pub fn includes(&self, stage: Stage) -> bool {
+        match self {
+            Force::None => false,
+            Force::All => true,
+            Force::Only(stages) => stages.contains(&stage) || (stage == Stage::Logits && stages.contains(&Stage::Teacher)),
+        }
+    }
 }
 
 /// How a run ended when nothing went wrong with the inputs.
@@ -80,6 +109,7 @@ struct Lock {
     teacher_weights: String,
     logits_key: String,
     logits_file: String,
+    logits_blake3: String,
     cache_dir: String,
     cache_hits: Vec<String>,
 }
@@ -88,12 +118,12 @@ fn data_err(context: String) -> impl FnOnce(distill_data::DataError) -> Pipeline
     move |source| PipelineError::Data { context, source }
 }
 
-struct Loaded {
-    pipeline: Pipeline,
-    base_dir: PathBuf,
+pub(crate) struct Loaded {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) base_dir: PathBuf,
 }
 
-fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
+pub(crate) fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
     let pipeline = distill_spec::load(&opts.pipeline, &opts.overrides)?;
     let base_dir = opts.pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Loaded { pipeline, base_dir })
@@ -149,7 +179,7 @@ fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usize) -> Resul
 
 /// Loads the source (and the test and transfer files, if any) and runs the checks on each; label
 /// checks do not apply to the transfer file.
-fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
+pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
     let p = &loaded.pipeline;
     let base = &loaded.base_dir;
     let source = load_source(&p.data.source, base).map_err(data_err("data.source".into()))?;
@@ -217,19 +247,12 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     let mut hits = Vec::new();
 
     // Teacher: weights keyed by everything that decides them.
-    let teacher_sees_hidden = p.data.transfer.as_ref().is_none_or(|t| t.teacher_sees_hidden);
+    let teacher_sees_hidden = teacher_sees_hidden(p);
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (teacher_sees_hidden && s == LabelState::Hidden));
     let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
-    let teacher_key = KeyBuilder::new("teacher/v1")
-        .part("model", yaml(&p.teacher.model).as_bytes())
-        .part("train", yaml(&p.teacher.train).as_bytes())
-        .part("seed", &p.seed.to_le_bytes())
-        .part("data", data.fingerprint.as_bytes())
-        .part("sees_hidden", &[teacher_sees_hidden as u8])
-        .part("distill", env!("CARGO_PKG_VERSION").as_bytes())
-        .finish();
+    let teacher_key = teacher_key(p, &data);
     let weights_path = cache.teacher_weights(&teacher_key);
-    let (teacher, teacher_history, teacher_seconds) = match cached_teacher(&weights_path, &teacher_shape, p.seed) {
+    let (teacher, teacher_history, teacher_seconds) = match cached_teacher(&cache, &weights_path, &teacher_shape, p.seed, opts.force.includes(Stage::Teacher)) {
         Some(model) => {
             tracing::info!(key = %short(&teacher_key), "teacher: cache hit, skipped training");
             hits.push("teacher".to_string());
@@ -243,7 +266,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None };
             let history = job.run(&mut model, &data)?;
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
-            write_atomic(&weights_path, &bytes)?;
+            cache.store("teacher", &teacher_key, &weights_path, &bytes, &p.name)?;
             (model, history, t0.elapsed().as_secs_f64())
         }
     };
@@ -252,10 +275,10 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     run_dir.write("teacher.safetensors", &weights_bytes)?;
 
     // Teacher logits over every training row, transfer set included: keyed by weights and rows.
-    let logits_key = KeyBuilder::new("logits/v1").part("weights", weights_hash.as_bytes()).part("data", data.fingerprint.as_bytes()).finish();
+    let logits_key = logits_key(&weights_hash, &data);
     let logits_path = cache.logits(&logits_key);
     let meta = LogitMeta { teacher_fingerprint: weights_hash.clone(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone() };
-    let teacher_logits = match cached_logits(&logits_path, &meta, &data) {
+    let teacher_logits = match cached_logits(&cache, &logits_path, &meta, &data, opts.force.includes(Stage::Logits)) {
         Some(l) => {
             tracing::info!(key = %short(&logits_key), "teacher logits: cache hit, skipped inference");
             hits.push("teacher_logits".to_string());
@@ -264,7 +287,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         None => {
             tracing::info!(key = %short(&logits_key), rows = data.train.len(), "teacher logits: computing");
             let l = predict_logits(&teacher, &data.train.x);
-            write_logits(&logits_path, &meta, &data.train.row_ids, &l)?;
+            let bytes = encode_logits(&logits_path, &meta, &data.train.row_ids, &l)?;
+            cache.store("logits", &logits_key, &logits_path, &bytes, &p.name)?;
             l
         }
     };
@@ -386,6 +410,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             teacher_weights: weights_hash,
             logits_key,
             logits_file: logits_path.display().to_string(),
+            logits_blake3: std::fs::read(&logits_path).map(|b| hash_bytes(&b)).unwrap_or_default(),
             cache_dir: cache.root.display().to_string(),
             cache_hits: hits,
         },
@@ -394,7 +419,28 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary })
 }
 
-fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
+fn teacher_sees_hidden(p: &Pipeline) -> bool {
+    p.data.transfer.as_ref().is_none_or(|t| t.teacher_sees_hidden)
+}
+
+/// The teacher's cache key: everything that decides its weights.
+pub(crate) fn teacher_key(p: &Pipeline, data: &Prepared) -> String {
+    KeyBuilder::new("teacher/v1")
+        .part("model", yaml(&p.teacher.model).as_bytes())
+        .part("train", yaml(&p.teacher.train).as_bytes())
+        .part("seed", &p.seed.to_le_bytes())
+        .part("data", data.fingerprint.as_bytes())
+        .part("sees_hidden", &[teacher_sees_hidden(p) as u8])
+        .part("distill", env!("CARGO_PKG_VERSION").as_bytes())
+        .finish()
+}
+
+/// The logits' cache key: the teacher's weights and the rows they label.
+pub(crate) fn logits_key(weights_hash: &str, data: &Prepared) -> String {
+    KeyBuilder::new("logits/v1").part("weights", weights_hash.as_bytes()).part("data", data.fingerprint.as_bytes()).finish()
+}
+
+pub(crate) fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
     if let Some(dir) = &opts.cache_dir {
         return dir.clone();
     }
@@ -428,25 +474,43 @@ fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
     HashMap::from([("distill".to_string(), value)])
 }
 
-/// Loads cached teacher weights; anything unreadable is reported and ignored (then retrained).
-fn cached_teacher(path: &Path, shape: &MlpShape, seed: u64) -> Option<Mlp> {
-    let bytes = std::fs::read(path).ok()?;
+/// Loads cached teacher weights if present and intact; anything else is reported and retrained.
+fn cached_teacher(cache: &Cache, path: &Path, shape: &MlpShape, seed: u64, forced: bool) -> Option<Mlp> {
+    if forced {
+        tracing::info!("teacher: --force, retraining");
+        return None;
+    }
+    let bytes = match cache.load_verified(path) {
+        Ok(found) => found?,
+        Err(problem) => {
+            tracing::warn!(path = %path.display(), %problem, "cached teacher weights are unusable; retraining");
+            return None;
+        }
+    };
     let mut model = Mlp::new(shape.clone(), seed);
     match load_weights(&mut model, &bytes) {
         Ok(()) => Some(model),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cached teacher weights are unusable; retraining");
+            tracing::warn!(path = %path.display(), error = %e, "cached teacher weights do not fit the model; retraining");
             None
         }
     }
 }
 
-/// Reads cached logits if they exist and belong to exactly this teacher and these rows.
-fn cached_logits(path: &Path, meta: &LogitMeta, data: &Prepared) -> Option<Vec<f32>> {
-    if !path.exists() {
+/// Reads cached logits if present, intact, and for exactly this teacher and these rows.
+fn cached_logits(cache: &Cache, path: &Path, meta: &LogitMeta, data: &Prepared, forced: bool) -> Option<Vec<f32>> {
+    if forced {
+        tracing::info!("teacher logits: --force, recomputing");
         return None;
     }
-    match read_logits(path) {
+    let bytes = match cache.load_verified(path) {
+        Ok(found) => found?,
+        Err(problem) => {
+            tracing::warn!(path = %path.display(), %problem, "cached logits are unusable; recomputing");
+            return None;
+        }
+    };
+    match decode_logits(path, bytes) {
         Ok(file) if file.meta == *meta && file.row_ids == data.train.row_ids => Some(file.logits),
         Ok(_) => {
             tracing::warn!(path = %path.display(), "cached logits belong to another teacher or other rows; recomputing");

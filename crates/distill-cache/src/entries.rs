@@ -1,0 +1,212 @@
+//! Cache entries: every artifact has a record beside it (`<artifact>.entry.json`) holding its
+//! checksum. The record is written after the artifact, so an artifact without a record is an
+//! interrupted write; an artifact whose bytes do not match the record is corrupt. Neither is ever
+//! used: the caller recomputes and overwrites it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{hash_bytes, write_atomic, Cache, CacheError};
+
+/// What the record beside an artifact says about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    /// `teacher` or `logits`.
+    pub kind: String,
+    pub key: String,
+    /// blake3 of the artifact's bytes.
+    pub blake3: String,
+    pub bytes: u64,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    /// The pipeline whose run created it.
+    pub pipeline: String,
+    pub distill_version: String,
+}
+
+/// Why a cached artifact cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntryProblem {
+    /// The artifact exists but its record does not: a write was interrupted.
+    Unrecorded,
+    /// The record cannot be read.
+    BadRecord(String),
+    /// The bytes do not match the recorded checksum or size.
+    Corrupt { expected: String, found: String },
+}
+
+impl std::fmt::Display for EntryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryProblem::Unrecorded => write!(f, "no entry record (an interrupted write)"),
+            EntryProblem::BadRecord(e) => write!(f, "unreadable entry record: {e}"),
+            EntryProblem::Corrupt { expected, found } => write!(f, "checksum mismatch: recorded {}, file has {}", short(expected), short(found)),
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// One artifact found in the cache directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub kind: String,
+    pub key: String,
+    pub bytes: u64,
+    pub record: Result<EntryRecord, EntryProblem>,
+}
+
+fn record_path(artifact: &Path) -> PathBuf {
+    let mut name = artifact.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".entry.json");
+    artifact.with_file_name(name)
+}
+
+fn read_record(artifact: &Path) -> Result<EntryRecord, EntryProblem> {
+    let text = match std::fs::read_to_string(record_path(artifact)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryProblem::Unrecorded),
+        Err(e) => return Err(EntryProblem::BadRecord(e.to_string())),
+    };
+    serde_json::from_str(&text).map_err(|e| EntryProblem::BadRecord(e.to_string()))
+}
+
+fn check(bytes: &[u8], record: &EntryRecord) -> Result<(), EntryProblem> {
+    let found = hash_bytes(bytes);
+    if found != record.blake3 || bytes.len() as u64 != record.bytes {
+        return Err(EntryProblem::Corrupt { expected: record.blake3.clone(), found });
+    }
+    Ok(())
+}
+
+const KINDS: [(&str, &str, &str); 2] = [("teacher", "teachers", ".safetensors"), ("logits", "logits", ".parquet")];
+
+impl Cache {
+    /// Writes an artifact and then its record, both atomically.
+    pub fn store(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
+        write_atomic(artifact, bytes)?;
+        let record = EntryRecord {
+            kind: kind.to_string(),
+            key: key.to_string(),
+            blake3: hash_bytes(bytes),
+            bytes: bytes.len() as u64,
+            created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            pipeline: pipeline.to_string(),
+            distill_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let text = serde_json::to_string_pretty(&record).map_err(|e| CacheError::file(artifact, e))?;
+        write_atomic(&record_path(artifact), text.as_bytes())
+    }
+
+    /// The artifact's bytes if it exists and matches its record; `Ok(None)` if it does not exist.
+    pub fn load_verified(&self, artifact: &Path) -> Result<Option<Vec<u8>>, EntryProblem> {
+        let bytes = match std::fs::read(artifact) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(EntryProblem::BadRecord(format!("cannot read the artifact: {e}"))),
+        };
+        check(&bytes, &read_record(artifact)?)?;
+        Ok(Some(bytes))
+    }
+
+    /// Every artifact in the cache, with its record (or why it has none).
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for (kind, dir, ext) in KINDS {
+            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            let mut paths: Vec<PathBuf> = list.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(ext)).collect();
+            paths.sort();
+            for path in paths {
+                let key = path.file_name().map(|n| n.to_string_lossy().trim_end_matches(ext).to_string()).unwrap_or_default();
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                out.push(Entry { record: read_record(&path), path, kind: kind.to_string(), key, bytes });
+            }
+        }
+        out
+    }
+
+    /// Re-hashes every artifact; returns each entry with its problem, if any.
+    pub fn verify(&self) -> Vec<(Entry, Option<EntryProblem>)> {
+        self.entries()
+            .into_iter()
+            .map(|entry| {
+                let problem = match (&entry.record, std::fs::read(&entry.path)) {
+                    (Err(p), _) => Some(p.clone()),
+                    (Ok(_), Err(e)) => Some(EntryProblem::BadRecord(format!("cannot read the artifact: {e}"))),
+                    (Ok(record), Ok(bytes)) => check(&bytes, record).err(),
+                };
+                (entry, problem)
+            })
+            .collect()
+    }
+
+    /// Removes entries whose key is not in `keep` (and leftover temporary files); returns what
+    /// was (or, with `dry_run`, would be) removed.
+    pub fn gc(&self, keep: &HashSet<String>, dry_run: bool) -> Result<Vec<PathBuf>, CacheError> {
+        let mut removed = Vec::new();
+        for entry in self.entries() {
+            if keep.contains(&entry.key) {
+                continue;
+            }
+            for path in [record_path(&entry.path), entry.path.clone()] {
+                if path.exists() {
+                    if !dry_run {
+                        std::fs::remove_file(&path).map_err(|e| CacheError::file(&path, format!("cannot remove: {e}")))?;
+                    }
+                    removed.push(path);
+                }
+            }
+        }
+        for (_, dir, _) in KINDS {
+            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            for path in list.filter_map(|e| e.ok().map(|e| e.path())) {
+                if path.to_string_lossy().ends_with(".tmp") {
+                    if !dry_run {
+                        std::fs::remove_file(&path).map_err(|e| CacheError::file(&path, format!("cannot remove: {e}")))?;
+                    }
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_verify_detect_corruption_and_gc() {
+        let root = std::env::temp_dir().join(format!("distill-entries-{}", std::process::id()));
+        let cache = Cache::new(&root);
+        let a = cache.teacher_weights("aaa");
+        let b = cache.logits("bbb");
+        cache.store("teacher", "aaa", &a, b"weights", "p").unwrap();
+        cache.store("logits", "bbb", &b, b"logits", "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), b"weights");
+        assert_eq!(cache.load_verified(&cache.logits("none")).unwrap(), None);
+        assert_eq!(cache.entries().len(), 2);
+        assert!(cache.verify().iter().all(|(_, p)| p.is_none()));
+
+        // Truncation and bit flips are caught; so is an artifact without a record.
+        std::fs::write(&b, b"logit").unwrap();
+        assert!(matches!(cache.load_verified(&b), Err(EntryProblem::Corrupt { .. })));
+        std::fs::remove_file(record_path(&a)).unwrap();
+        assert_eq!(cache.load_verified(&a), Err(EntryProblem::Unrecorded));
+        assert_eq!(cache.verify().iter().filter(|(_, p)| p.is_some()).count(), 2);
+
+        let keep: HashSet<String> = ["bbb".to_string()].into();
+        assert_eq!(cache.gc(&keep, true).unwrap(), vec![a.clone()]);
+        assert!(a.exists(), "a dry run removes nothing");
+        cache.gc(&keep, false).unwrap();
+        assert!(!a.exists() && b.exists());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
