@@ -84,6 +84,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: CompareFormat,
     },
+    /// Print a starting set of data checks (YAML, ready to paste under `data:`) inferred from a file.
+    Profile {
+        /// A CSV, Parquet or IDX file.
+        #[arg(value_name = "DATAFILE")]
+        file: PathBuf,
+        /// The label column, if any (gets an `in_set` / `class_balance` check).
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Inspect plugin libraries.
     Plugins {
         #[command(subcommand)]
@@ -206,6 +215,10 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline } => validate(&pipeline),
+        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| e.to_string()).map(|df| {
+            print!("{}", distill_data::profile(&df, label.as_deref()));
+            0
+        }),
         Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {
             println!("{}", run.join("report.html").display());
             0

@@ -1,13 +1,19 @@
 //! Data-quality checks: every check runs (a full report, not the first failure), each with its
 //! status, failing count and fraction, and a sample of failing rows.
+//!
+//! Table checks (`schema`, `not_null`, `finite`, `range`, `in_set`, `unique`, `row_count`,
+//! `class_balance`) run on a loaded table with [`run_checks`]; split checks (`leakage`, `drift`)
+//! need the prepared splits and run with [`run_split_checks`](crate::run_split_checks).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::{select_columns, DataError};
-use distill_spec::{scalar_text, CheckKind, CheckSpec, Severity};
+use crate::{glob_match, select_columns, DataError};
+use distill_spec::{scalar_text, CheckKind, CheckSpec, ColumnType};
 
-/// How many failing rows a check lists.
+/// How many failing rows a check lists unless its `samples` key says otherwise.
 pub const SAMPLE_ROWS: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,7 +24,19 @@ pub enum CheckStatus {
     Error,
 }
 
-/// One failing cell: 0-based data row (not counting the header), column, value as text.
+/// What a check's `failing` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckUnit {
+    Rows,
+    Columns,
+    Classes,
+    /// The table as a whole (`row_count`).
+    Table,
+}
+
+/// One failing cell: 0-based data row (not counting the header), column, value as text. For
+/// column- and class-level checks `row` is 0 and `value` describes the finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailingRow {
     pub row: usize,
@@ -31,11 +49,16 @@ pub struct CheckResult {
     pub id: String,
     pub kind: String,
     pub status: CheckStatus,
-    /// Failing rows (or, for `row_count`, 1 when the count is out of bounds).
+    /// Failing rows, columns or classes (see `unit`); for `row_count`, 1 when out of bounds.
     pub failing: usize,
+    /// `failing / total` (0 when nothing was checked).
     pub fraction: f64,
     pub message: String,
     pub samples: Vec<FailingRow>,
+    /// What `failing` and `total` count.
+    pub unit: CheckUnit,
+    /// How many rows, columns or classes were checked.
+    pub total: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,109 +74,368 @@ impl CheckReport {
 
     /// A plain-text table for the terminal.
     pub fn table(&self) -> String {
-        let mut out = format!("{:<16} {:<10} {:<6} {:>8} {:>9}  details\n", "check", "kind", "status", "failing", "fraction");
+        let mut out = format!("{:<16} {:<13} {:<6} {:>8} {:>9}  details\n", "check", "kind", "status", "failing", "fraction");
         for c in &self.checks {
             let status = match c.status {
                 CheckStatus::Pass => "pass",
                 CheckStatus::Warn => "WARN",
                 CheckStatus::Error => "ERROR",
             };
-            out += &format!("{:<16} {:<10} {:<6} {:>8} {:>8.2}%  {}\n", c.id, c.kind, status, c.failing, c.fraction * 100.0, c.message);
+            out += &format!("{:<16} {:<13} {:<6} {:>8} {:>8.2}%  {}\n", c.id, c.kind, status, c.failing, c.fraction * 100.0, c.message);
             for s in &c.samples {
-                out += &format!("{:<16}   row {} column {}: {}\n", "", s.row, s.column, s.value);
+                match c.unit {
+                    CheckUnit::Rows => out += &format!("{:<16}   row {} column {}: {}\n", "", s.row, s.column, s.value),
+                    _ => out += &format!("{:<16}   {}: {}\n", "", s.column, s.value),
+                }
             }
         }
-        if self.checks.iter().any(|c| !c.samples.is_empty()) {
+        if self.checks.iter().any(|c| c.unit == CheckUnit::Rows && !c.samples.is_empty()) {
             out += "(rows are 0-based data rows; in a CSV file with a header, row N is line N + 2)\n";
         }
         out
     }
 }
 
-/// Runs every check on `df`.
+/// What one check found, before its thresholds decide the status.
+pub(crate) struct Findings {
+    pub unit: CheckUnit,
+    pub total: usize,
+    pub message: String,
+    /// Failing rows/columns/classes, each once; only the first `cap` keep a sample.
+    failed: BTreeSet<usize>,
+    samples: Vec<FailingRow>,
+    cap: usize,
+}
+
+impl Findings {
+    pub fn new(unit: CheckUnit, total: usize, cap: usize) -> Self {
+        Self { unit, total, message: String::new(), failed: BTreeSet::new(), samples: Vec::new(), cap }
+    }
+
+    /// Records a failure of item `key` (a row, column or class index); `row` is what the report shows.
+    pub fn fail(&mut self, key: usize, row: usize, column: &str, value: impl FnOnce() -> String) {
+        if self.failed.insert(key) && self.samples.len() < self.cap {
+            self.samples.push(FailingRow { row, column: column.to_string(), value: value() });
+        }
+    }
+
+    pub fn failing(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// The result, its status decided by the check's thresholds.
+    pub fn finish(self, check: &CheckSpec) -> CheckResult {
+        let failing = self.failed.len();
+        let (warn, error) = check.thresholds();
+        let status = if failing == 0 {
+            CheckStatus::Pass
+        } else if error.is_some_and(|t| t.crossed(failing, self.total)) {
+            CheckStatus::Error
+        } else if warn.is_some_and(|t| t.crossed(failing, self.total)) {
+            CheckStatus::Warn
+        } else {
+            CheckStatus::Pass
+        };
+        let fraction = if self.total == 0 { 0.0 } else { failing as f64 / self.total as f64 };
+        CheckResult {
+            id: check.name(),
+            kind: check.kind.as_str().into(),
+            status,
+            failing,
+            fraction,
+            message: self.message,
+            samples: self.samples,
+            unit: self.unit,
+            total: self.total,
+        }
+    }
+}
+
+/// A check that could not run (a column it names is missing or has the wrong type): reported as
+/// an error so the other checks still run and the report shows every problem at once.
+pub(crate) fn not_run(check: &CheckSpec, unit: CheckUnit, why: String) -> CheckResult {
+    CheckResult {
+        id: check.name(),
+        kind: check.kind.as_str().into(),
+        status: CheckStatus::Error,
+        failing: 0,
+        fraction: 0.0,
+        message: format!("could not run: {why}"),
+        samples: Vec::new(),
+        unit,
+        total: 0,
+    }
+}
+
+pub(crate) fn sample_cap(check: &CheckSpec) -> usize {
+    check.samples.unwrap_or(SAMPLE_ROWS)
+}
+
+/// Runs every table check on `df` (split checks — `leakage`, `drift` — are skipped here; see
+/// [`run_split_checks`](crate::run_split_checks)). A `class_balance` check without `column`
+/// fails to run; use [`run_checks_with_label`] to give it the recipe's label.
 pub fn run_checks(df: &DataFrame, checks: &[CheckSpec]) -> Result<CheckReport, DataError> {
+    run_checks_with_label(df, checks, None)
+}
+
+/// [`run_checks`], with the recipe's label column for `class_balance` checks that name none.
+/// Such a check passes (with a note) on a table that lacks the label column, e.g. a transfer file.
+pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option<&str>) -> Result<CheckReport, DataError> {
     let rows = df.height();
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
     let mut results = Vec::with_capacity(checks.len());
     for (i, check) in checks.iter().enumerate() {
+        if check.kind.needs_split() {
+            continue;
+        }
         let where_ = format!("data.checks[{i}] ({})", check.name());
-        let mut failing_rows = std::collections::BTreeSet::new();
-        let mut samples = Vec::new();
-        let mut note = |row: usize, column: &str, value: String, rows: &mut std::collections::BTreeSet<usize>| {
-            if rows.insert(row) && samples.len() < SAMPLE_ROWS {
-                samples.push(FailingRow { row, column: column.to_string(), value });
-            }
+        let unit = match check.kind {
+            CheckKind::Schema => CheckUnit::Columns,
+            CheckKind::ClassBalance => CheckUnit::Classes,
+            CheckKind::RowCount => CheckUnit::Table,
+            _ => CheckUnit::Rows,
         };
-        let message = match check.kind {
-            CheckKind::NotNull => {
-                let patterns = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
-                for name in select_columns(&columns, &patterns, &where_)? {
-                    let col = df.column(&name)?.as_materialized_series().clone();
-                    for (row, is_null) in col.is_null().iter().enumerate() {
-                        if is_null == Some(true) {
-                            note(row, &name, "null".into(), &mut failing_rows);
-                        }
-                    }
-                }
-                "values must not be null".to_string()
-            }
-            CheckKind::Range => {
-                let patterns = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
-                let (lo, hi) = (check.min.unwrap_or(f64::NEG_INFINITY), check.max.unwrap_or(f64::INFINITY));
-                for name in select_columns(&columns, &patterns, &where_)? {
-                    let values = numeric_column(df, &name, &where_)?;
-                    for (row, v) in values.into_iter().enumerate() {
-                        if let Some(v) = v {
-                            if !(lo..=hi).contains(&v) {
-                                note(row, &name, v.to_string(), &mut failing_rows);
-                            }
-                        }
-                    }
-                }
-                format!("values within [{}, {}]", fmt_bound(check.min), fmt_bound(check.max))
-            }
-            CheckKind::InSet => {
-                let name = check.column.clone().unwrap_or_default();
-                select_columns(&columns, std::slice::from_ref(&name), &where_)?;
-                let allowed: Vec<String> = check.values.iter().flatten().filter_map(scalar_text).collect();
-                let col = df.column(&name)?.as_materialized_series().clone();
-                for (row, value) in cell_texts(&col)?.into_iter().enumerate() {
-                    if let Some(v) = value {
-                        if !allowed.contains(&v) {
-                            note(row, &name, v, &mut failing_rows);
-                        }
-                    }
-                }
-                format!("{name} in {{{}}}", allowed.join(", "))
-            }
-            CheckKind::RowCount => {
-                let (lo, hi) = (check.min.unwrap_or(0.0), check.max.unwrap_or(f64::INFINITY));
-                let ok = (lo..=hi).contains(&(rows as f64));
-                if !ok {
-                    failing_rows.insert(0);
-                }
-                format!("{rows} rows; expected [{}, {}]", fmt_bound(check.min), fmt_bound(check.max))
-            }
+        let outcome = match check.kind {
+            CheckKind::Schema => Ok(schema(df, &columns, check)),
+            CheckKind::NotNull => not_null(df, &columns, check, &where_),
+            CheckKind::Finite => finite(df, &columns, check, &where_),
+            CheckKind::Range => range(df, &columns, check, &where_),
+            CheckKind::InSet => in_set(df, &columns, check, &where_),
+            CheckKind::Unique => unique(df, &columns, check, &where_),
+            CheckKind::RowCount => Ok(row_count(rows, check)),
+            CheckKind::ClassBalance => class_balance(df, &columns, check, label, &where_),
+            CheckKind::Leakage | CheckKind::Drift => continue,
         };
-        let failing = failing_rows.len();
-        let status = match (failing, check.severity) {
-            (0, _) => CheckStatus::Pass,
-            (_, Severity::Warn) => CheckStatus::Warn,
-            (_, Severity::Error) => CheckStatus::Error,
-        };
-        let fraction = if check.kind == CheckKind::RowCount {
-            failing as f64
-        } else if rows == 0 {
-            0.0
-        } else {
-            failing as f64 / rows as f64
-        };
-        results.push(CheckResult { id: check.name(), kind: check.kind.as_str().into(), status, failing, fraction, message, samples });
+        results.push(match outcome {
+            Ok(f) => f.finish(check),
+            Err(e) => not_run(check, unit, e.to_string()),
+        });
     }
     Ok(CheckReport { rows, checks: results })
 }
 
-fn fmt_bound(b: Option<f64>) -> String {
+fn patterns(check: &CheckSpec) -> Vec<String> {
+    check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()])
+}
+
+fn schema(df: &DataFrame, columns: &[String], check: &CheckSpec) -> Findings {
+    let mut f = Findings::new(CheckUnit::Columns, columns.len(), sample_cap(check));
+    let required = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_default();
+    let types: Vec<(String, ColumnType)> = check.types.iter().flatten().map(|(k, v)| (k.clone(), *v)).collect();
+    // Each pattern that matches no column is one missing column, keyed past the table's columns.
+    let mut wanted: Vec<&String> = required.iter().chain(types.iter().map(|(p, _)| p)).collect();
+    wanted.dedup();
+    let wanted: Vec<&String> = wanted.iter().enumerate().filter(|(j, p)| !wanted[..*j].contains(p)).map(|(_, p)| *p).collect();
+    let mut problems = 0usize;
+    for (j, p) in wanted.iter().enumerate() {
+        if !columns.iter().any(|c| glob_match(p, c)) {
+            f.fail(columns.len() + j, 0, p, || "missing".into());
+            problems += 1;
+        }
+    }
+    for (j, name) in columns.iter().enumerate() {
+        let Ok(col) = df.column(name) else { continue };
+        let dtype = col.dtype();
+        for (p, ty) in &types {
+            if glob_match(p, name) && !type_matches(dtype, *ty) {
+                f.fail(j, 0, name, || format!("is {dtype}, expected {}", ty.as_str()));
+            }
+        }
+        let named = required.iter().any(|p| glob_match(p, name)) || types.iter().any(|(p, _)| glob_match(p, name));
+        if check.allow_extra == Some(false) && !named {
+            f.fail(j, 0, name, || "unexpected column (allow_extra: false)".into());
+        }
+    }
+    f.total = columns.len() + problems;
+    f.message = format!(
+        "{} columns{}{}{}",
+        columns.len(),
+        if required.is_empty() { String::new() } else { format!("; required: {}", required.join(", ")) },
+        if types.is_empty() { String::new() } else { format!("; typed: {}", types.iter().map(|(p, t)| format!("{p}: {}", t.as_str())).collect::<Vec<_>>().join(", ")) },
+        if check.allow_extra == Some(false) { "; no others" } else { "" },
+    );
+    f
+}
+
+/// Whether a polars dtype is of a schema type.
+pub(crate) fn type_matches(dtype: &DataType, ty: ColumnType) -> bool {
+    match ty {
+        ColumnType::Int => dtype.is_integer(),
+        ColumnType::Float => dtype.is_float(),
+        ColumnType::Number => dtype.is_primitive_numeric(),
+        ColumnType::String => matches!(dtype, DataType::String),
+        ColumnType::Bool => matches!(dtype, DataType::Boolean),
+    }
+}
+
+fn not_null(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
+    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
+    let names = select_columns(columns, &patterns(check), where_)?;
+    for name in &names {
+        let col = df.column(name)?.as_materialized_series().clone();
+        for (row, is_null) in col.is_null().iter().enumerate() {
+            if is_null == Some(true) {
+                f.fail(row, row, name, || "null".into());
+            }
+        }
+    }
+    f.message = format!("values must not be null ({} columns)", names.len());
+    Ok(f)
+}
+
+fn finite(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
+    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
+    let names = select_columns(columns, &patterns(check), where_)?;
+    let mut skipped = 0;
+    for name in &names {
+        let col = df.column(name)?.as_materialized_series();
+        if !col.dtype().is_primitive_numeric() {
+            skipped += 1;
+            continue;
+        }
+        if !col.dtype().is_float() {
+            continue; // integers are always finite
+        }
+        for (row, v) in numeric_column(df, name, where_)?.into_iter().enumerate() {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
+                f.fail(row, row, name, || v.to_string());
+            }
+        }
+    }
+    f.message = format!(
+        "values must be finite (no NaN or ±inf){}",
+        if skipped > 0 { format!("; {skipped} non-numeric columns skipped") } else { String::new() }
+    );
+    Ok(f)
+}
+
+fn range(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
+    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
+    let (lo, hi) = (check.min.unwrap_or(f64::NEG_INFINITY), check.max.unwrap_or(f64::INFINITY));
+    for name in select_columns(columns, &patterns(check), where_)? {
+        for (row, v) in numeric_column(df, &name, where_)?.into_iter().enumerate() {
+            // NaN is not a bound violation; the `finite` check reports it.
+            if let Some(v) = v.filter(|v| !v.is_nan() && !(lo..=hi).contains(v)) {
+                f.fail(row, row, &name, || v.to_string());
+            }
+        }
+    }
+    f.message = format!("values within [{}, {}]", fmt_bound(check.min), fmt_bound(check.max));
+    Ok(f)
+}
+
+fn in_set(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
+    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
+    let name = check.column.clone().unwrap_or_default();
+    select_columns(columns, std::slice::from_ref(&name), where_)?;
+    let allowed: Vec<String> = check.values.iter().flatten().filter_map(scalar_text).collect();
+    let allowed_set: BTreeSet<&str> = allowed.iter().map(String::as_str).collect();
+    let col = df.column(&name)?.as_materialized_series().clone();
+    for (row, value) in cell_texts(&col)?.into_iter().enumerate() {
+        if let Some(v) = value.filter(|v| !allowed_set.contains(v.as_str())) {
+            f.fail(row, row, &name, || v);
+        }
+    }
+    f.message = format!("{name} in {{{}}}", allowed.join(", "));
+    Ok(f)
+}
+
+fn unique(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
+    let rows = df.height();
+    let mut f = Findings::new(CheckUnit::Rows, rows, sample_cap(check));
+    let names = select_columns(columns, &patterns(check), where_)?;
+    let texts: Vec<Vec<Option<String>>> = names.iter().map(|n| cell_texts(df.column(n)?.as_materialized_series())).collect::<Result<_, _>>()?;
+    let mut first: HashMap<String, usize> = HashMap::with_capacity(rows);
+    let key_of = |row: usize| -> Vec<&str> { texts.iter().map(|t| t[row].as_deref().unwrap_or("null")).collect() };
+    for row in 0..rows {
+        // \u{1f} (unit separator) cannot be confused with a value's own text in practice.
+        let key = key_of(row).join("\u{1f}");
+        match first.get(&key) {
+            Some(&earlier) => {
+                let shown = shorten(&key_of(row).join(", "), 80);
+                f.fail(row, row, &names.join(","), || format!("({shown}) repeats row {earlier}"));
+            }
+            None => {
+                first.insert(key, row);
+            }
+        }
+    }
+    f.message = if names.len() == columns.len() {
+        format!("no duplicate rows ({} repeats of earlier rows)", f.failing())
+    } else {
+        format!("unique key ({}); {} repeats of earlier rows", names.join(", "), f.failing())
+    };
+    Ok(f)
+}
+
+fn row_count(rows: usize, check: &CheckSpec) -> Findings {
+    let mut f = Findings::new(CheckUnit::Table, 1, sample_cap(check));
+    let (lo, hi) = (check.min.unwrap_or(0.0), check.max.unwrap_or(f64::INFINITY));
+    if !(lo..=hi).contains(&(rows as f64)) {
+        f.fail(0, 0, "rows", || rows.to_string());
+    }
+    f.message = format!("{rows} rows; expected [{}, {}]", fmt_bound(check.min), fmt_bound(check.max));
+    f
+}
+
+fn class_balance(df: &DataFrame, columns: &[String], check: &CheckSpec, label: Option<&str>, where_: &str) -> Result<Findings, DataError> {
+    let cap = sample_cap(check);
+    let name = match (&check.column, label) {
+        (Some(c), _) => c.clone(),
+        (None, Some(l)) if !columns.iter().any(|c| c == l) => {
+            let mut f = Findings::new(CheckUnit::Classes, 0, cap);
+            f.message = format!("no label column `{l}` in this table; skipped");
+            return Ok(f);
+        }
+        (None, Some(l)) => l.to_string(),
+        (None, None) => return Err(DataError::Invalid(format!("{where_}: a `class_balance` check needs `column` (or the label from the recipe)"))),
+    };
+    select_columns(columns, std::slice::from_ref(&name), where_)?;
+    let col = df.column(&name)?.as_materialized_series().clone();
+    let numeric = col.dtype().is_primitive_numeric();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for v in cell_texts(&col)?.into_iter().flatten() {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut classes: Vec<(String, usize)> = counts.into_iter().collect();
+    if numeric {
+        classes.sort_by(|a, b| a.0.parse::<f64>().unwrap_or(0.0).total_cmp(&b.0.parse::<f64>().unwrap_or(0.0)));
+    }
+    let labelled: usize = classes.iter().map(|c| c.1).sum();
+    let mut f = Findings::new(CheckUnit::Classes, classes.len(), cap);
+    let largest = classes.iter().map(|c| c.1).max().unwrap_or(0);
+    let smallest = classes.iter().map(|c| c.1).min().unwrap_or(0);
+    // Rarest classes first in the samples: they are the ones to look at.
+    let mut order: Vec<usize> = (0..classes.len()).collect();
+    order.sort_by_key(|&i| (classes[i].1, i));
+    for &i in &order {
+        let (class, n) = &classes[i];
+        let share = *n as f64 / labelled.max(1) as f64;
+        let too_rare = check.min_fraction.is_some_and(|m| share < m);
+        let too_small = check.max_ratio.is_some_and(|r| largest as f64 > r * *n as f64);
+        if too_rare || too_small {
+            f.fail(i, 0, &name, || format!("class `{class}`: {n} rows ({:.2}%, largest class {largest})", share * 100.0));
+        }
+    }
+    let ratio = if smallest == 0 { f64::INFINITY } else { largest as f64 / smallest as f64 };
+    f.message = format!(
+        "{} classes in {labelled} labelled rows; smallest {smallest}, largest {largest} (ratio {ratio:.2}); expected{}{}",
+        classes.len(),
+        check.min_fraction.map(|m| format!(" each ≥ {:.2}%", m * 100.0)).unwrap_or_default(),
+        check.max_ratio.map(|r| format!(" ratio ≤ {r}")).unwrap_or_default(),
+    );
+    Ok(f)
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+pub(crate) fn fmt_bound(b: Option<f64>) -> String {
     b.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 

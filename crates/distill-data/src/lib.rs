@@ -2,17 +2,26 @@
 //! turn it into what training needs — dense f32 feature matrices, class indices and stable row ids
 //! for seeded train/validation/test splits, scaled with statistics from the training rows only.
 //!
+//! Also: split checks over the prepared splits (`leakage`, `drift`), seeded augmentation of the
+//! training split, and `profile`, which proposes checks from a table.
+//!
 //! Not here: models (distill-nn) and caching (distill-cache).
 
+mod augment;
 mod checks;
 mod idx;
 mod load;
 mod prepare;
+mod profile;
+mod split_checks;
 
-pub use checks::{run_checks, CheckReport, CheckResult, CheckStatus, FailingRow};
+pub use augment::{augment_row_id, is_augmented, AUGMENT_ROW_ID_BASE};
+pub use checks::{run_checks, run_checks_with_label, CheckReport, CheckResult, CheckStatus, CheckUnit, FailingRow, SAMPLE_ROWS};
 pub use idx::{load_idx, read_idx, IdxArray};
-pub use load::{expand_env, load_source, load_table, resolve_path};
-pub use prepare::{prepare, LabelState, Prepared, Split, Tables, TRANSFER_ROW_ID_BASE};
+pub use load::{expand_env, load_source, load_table, load_table_with, resolve_path};
+pub use prepare::{prepare, LabelState, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
+pub use profile::profile;
+pub use split_checks::{check_drift, check_leakage, describe_row, ks, psi, run_split_checks};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

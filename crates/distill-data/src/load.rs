@@ -51,9 +51,12 @@ pub fn load_source(source: &SourceSpec, base_dir: &Path) -> Result<DataFrame, Da
         None => infer_format(&path)?,
     };
     if format == DataFormat::Idx {
+        if source.has_csv_options() {
+            return Err(DataError::Load { path: path.display().to_string(), message: "CSV options (header, delimiter, null_values, comment, column_names) do not apply to IDX files".into() });
+        }
         return load_idx(&path, labels.as_deref());
     }
-    load_table(&path, Some(format))
+    load_table_with(&path, Some(format), source)
 }
 
 fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
@@ -72,6 +75,12 @@ fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
 
 /// Reads a CSV or Parquet table; the format comes from `format` or the file name.
 pub fn load_table(path: &Path, format: Option<DataFormat>) -> Result<DataFrame, DataError> {
+    load_table_with(path, format, &SourceSpec::new(path))
+}
+
+/// [`load_table`] with the CSV options of `options` (header, delimiter, null values, comment
+/// prefix, column names); its `path` and `format` are not used.
+pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &SourceSpec) -> Result<DataFrame, DataError> {
     let shown = path.display().to_string();
     let err = |message: String| DataError::Load { path: shown.clone(), message };
     let format = match format {
@@ -81,10 +90,24 @@ pub fn load_table(path: &Path, format: Option<DataFormat>) -> Result<DataFrame, 
     if !path.is_file() {
         return Err(err("file not found".into()));
     }
-    let df = match format {
+    if format != DataFormat::Csv && options.has_csv_options() {
+        return Err(err("CSV options (header, delimiter, null_values, comment, column_names) apply only to CSV files".into()));
+    }
+    let separator = match options.delimiter.as_deref() {
+        None => b',',
+        Some(d) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => d.as_bytes()[0],
+        Some(d) => return Err(err(format!("delimiter must be one ASCII character other than a quote or newline, got {d:?}"))),
+    };
+    if options.comment.as_deref() == Some("") {
+        return Err(err("comment must not be empty".into()));
+    }
+    let nulls = options.null_values.clone().map(|v| NullValues::AllColumns(v.into_iter().map(PlSmallStr::from).collect()));
+    let comment = options.comment.as_deref().map(CommentPrefix::new_from_str);
+    let mut df = match format {
         DataFormat::Csv => CsvReadOptions::default()
-            .with_has_header(true)
+            .with_has_header(options.header.unwrap_or(true))
             .with_infer_schema_length(Some(10_000))
+            .map_parse_options(|o| o.with_separator(separator).with_null_values(nulls.clone()).with_comment_prefix(comment.clone()))
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|r| r.finish()),
         DataFormat::Parquet => File::open(path)
@@ -93,6 +116,12 @@ pub fn load_table(path: &Path, format: Option<DataFormat>) -> Result<DataFrame, 
         DataFormat::Idx => return load_idx(path, None),
     }
     .map_err(|e| err(e.to_string()))?;
+    if let Some(names) = &options.column_names {
+        if names.len() != df.width() {
+            return Err(err(format!("column_names lists {} names but the file has {} columns", names.len(), df.width())));
+        }
+        df.set_column_names(names.as_slice()).map_err(|e| err(format!("column_names: {e}")))?;
+    }
     tracing::info!(path = %shown, rows = df.height(), columns = df.width(), "loaded table");
     Ok(df)
 }

@@ -7,9 +7,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::augment::{augment, is_augmented};
 use crate::checks::{cell_texts, numeric_column};
 use crate::{select_columns, DataError};
-use distill_spec::{DataSpec, ScaleKind, DEFAULT_TEST_FRACTION};
+use distill_spec::{DataFormat, DataSpec, ImageSpec, ScaleKind, DEFAULT_TEST_FRACTION};
 
 /// Whether the student may see a training row's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,30 @@ impl Split {
     pub fn count(&self, state: LabelState) -> usize {
         self.state.iter().filter(|&&s| s == state).count()
     }
+
+    /// The rows that are data, without augmented rows.
+    pub fn original(&self) -> Split {
+        let width = if self.is_empty() { 0 } else { self.x.len() / self.len() };
+        let rows: Vec<usize> = (0..self.len()).filter(|&i| !is_augmented(self.row_ids[i])).collect();
+        Split {
+            row_ids: rows.iter().map(|&i| self.row_ids[i]).collect(),
+            x: rows.iter().flat_map(|&i| self.x[i * width..(i + 1) * width].iter().copied()).collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+            state: rows.iter().map(|&i| self.state[i]).collect(),
+        }
+    }
+
+    /// How many rows were made by `data.augment`.
+    pub fn augmented(&self) -> usize {
+        self.row_ids.iter().filter(|&&id| is_augmented(id)).count()
+    }
+
+    fn extend(&mut self, other: Split) {
+        self.row_ids.extend(other.row_ids);
+        self.x.extend(other.x);
+        self.y.extend(other.y);
+        self.state.extend(other.state);
+    }
 }
 
 /// Everything training needs from the data stage.
@@ -77,12 +102,16 @@ pub struct Prepared {
     pub feature_names: Vec<String>,
     /// Class names in index order (numeric labels sort numerically, text labels by name).
     pub class_names: Vec<String>,
-    /// Training rows, including the transfer set (rows whose state is not `Labelled`).
+    /// Training rows, including the transfer set (rows whose state is not `Labelled`) and, last,
+    /// the rows `data.augment` made (ids from `AUGMENT_ROW_ID_BASE`).
     pub train: Split,
     pub val: Split,
     pub test: Split,
     /// blake3 of the prepared matrices, labels, states, ids and class names: the data's identity.
     pub fingerprint: String,
+    /// The image shape of the features: `data.image`, or inferred for IDX pixels (`px0..`,
+    /// square images); `None` otherwise.
+    pub image: Option<ImageSpec>,
 }
 
 impl Prepared {
@@ -245,9 +274,18 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         train.y.extend(std::iter::repeat(0).take(n));
         train.state.extend(std::iter::repeat(LabelState::Unlabelled).take(n));
     }
-    // Scaling statistics come from every training input the models see, transfer rows included;
-    // never from validation or test rows.
-    if let Some((offset, factor)) = fit_scale(spec.scale.kind, &train.x, width) {
+    // Augmented rows come after the split (training rows only) and before scaling, on unscaled
+    // features, so image shifts and flips move raw pixels.
+    let image = spec.image.or_else(|| infer_image(spec, &feature_names));
+    let original_x = train.x.len();
+    if !spec.augment.is_empty() {
+        let extra = augment(&train, width, &spec.augment, image, seed)?;
+        train.extend(extra);
+    }
+    // Scaling statistics come from the original training inputs, transfer rows included (not
+    // from augmented rows, so augmentation never shifts how the test split is scaled); never from
+    // validation or test rows.
+    if let Some((offset, factor)) = fit_scale(spec.scale.kind, &train.x[..original_x], width) {
         for split in [&mut train, &mut val, &mut test] {
             for (i, v) in split.x.iter_mut().enumerate() {
                 *v = (*v - offset[i % width]) * factor[i % width];
@@ -277,6 +315,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let fingerprint = hasher.finalize().to_hex().to_string();
     tracing::info!(
         train = train.len(),
+        augmented = train.augmented(),
         labelled = train.count(LabelState::Labelled),
         hidden = train.count(LabelState::Hidden),
         unlabelled = train.count(LabelState::Unlabelled),
@@ -286,7 +325,15 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         classes = names.len(),
         "prepared data"
     );
-    Ok(Prepared { feature_names, class_names: names, train, val, test, fingerprint })
+    Ok(Prepared { feature_names, class_names: names, train, val, test, fingerprint, image })
+}
+
+/// The image shape of IDX pixels: features exactly `px0..px{n-1}` with n a square.
+fn infer_image(spec: &DataSpec, features: &[String]) -> Option<ImageSpec> {
+    let idx = spec.source.format == Some(DataFormat::Idx) || spec.source.labels.is_some();
+    let pixels = features.iter().enumerate().all(|(j, n)| n.strip_prefix("px").and_then(|d| d.parse::<usize>().ok()) == Some(j));
+    let side = (features.len() as f64).sqrt().round() as usize;
+    (idx && pixels && side * side == features.len() && side > 0).then_some(ImageSpec { height: side, width: side, channels: 1 })
 }
 
 /// Rows grouped by class when stratifying, else one group.

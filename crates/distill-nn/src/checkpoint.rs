@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use dfdx::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::Mlp;
+use crate::mlp::{Node, ParamMut};
+use crate::{Dev, Mlp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -22,21 +23,59 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Serialises the weights (with `metadata` in the header) to safetensors bytes.
-pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Vec<u8>, CheckpointError> {
-    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, layer) in model.layers.iter().enumerate() {
-        let (fan_in, fan_out) = *layer.w.shape();
-        let w = layer.w.as_vec();
-        // Stored (in, out); written (out, in) as PyTorch does.
-        let mut transposed = vec![0f32; w.len()];
-        for r in 0..fan_in {
-            for c in 0..fan_out {
-                transposed[c * fan_in + r] = w[r * fan_out + c];
+/// Names of the parameters in [`Mlp::params_mut`] order: dense layers are numbered in order
+/// (`layers.{i}.weight`, `layers.{i}.bias`, as before layer lists existed, so MLP files are
+/// unchanged), layer norms likewise (`norms.{i}.weight` is the scale, `norms.{i}.bias` the shift).
+pub(crate) fn param_names(model: &Mlp) -> Vec<String> {
+    fn walk(nodes: &[Node], dense: &mut usize, norms: &mut usize, out: &mut Vec<String>) {
+        for node in nodes {
+            match node {
+                Node::Dense(_) => {
+                    out.push(format!("layers.{dense}.weight"));
+                    out.push(format!("layers.{dense}.bias"));
+                    *dense += 1;
+                }
+                Node::Norm { .. } => {
+                    out.push(format!("norms.{norms}.weight"));
+                    out.push(format!("norms.{norms}.bias"));
+                    *norms += 1;
+                }
+                Node::Residual(inner) => walk(inner, dense, norms, out),
+                Node::Activation(_) | Node::Dropout { .. } => {}
             }
         }
-        buffers.push((format!("layers.{i}.weight"), vec![fan_out, fan_in], to_bytes(&transposed)));
-        buffers.push((format!("layers.{i}.bias"), vec![fan_out], to_bytes(&layer.b.as_vec())));
+    }
+    let mut out = Vec::new();
+    walk(&model.nodes, &mut 0, &mut 0, &mut out);
+    out
+}
+
+/// (in, out) row-major to (out, in) row-major, and back with the arguments swapped.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Serialises the weights (with `metadata` in the header) to safetensors bytes.
+pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Vec<u8>, CheckpointError> {
+    let names = param_names(model);
+    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut params = Vec::new();
+    collect(&model.nodes, &mut params);
+    for (name, param) in names.into_iter().zip(params) {
+        match param {
+            ParamRef::Matrix(w) => {
+                let (fan_in, fan_out) = *w.shape();
+                // Stored (in, out); written (out, in) as PyTorch does.
+                buffers.push((name, vec![fan_out, fan_in], to_bytes(&transpose(&w.as_vec(), fan_in, fan_out))));
+            }
+            ParamRef::Vector(v) => buffers.push((name, vec![v.shape().0], to_bytes(&v.as_vec()))),
+        }
     }
     let views = buffers
         .iter()
@@ -49,29 +88,51 @@ pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Ve
     safetensors::serialize(views, &Some(metadata)).map_err(|e| CheckpointError::Format(format!("{e:?}")))
 }
 
-/// Loads weights into a model of the same shape.
+enum ParamRef<'a> {
+    Matrix(&'a Tensor<(usize, usize), f32, Dev>),
+    Vector(&'a Tensor<(usize,), f32, Dev>),
+}
+
+fn collect<'a>(nodes: &'a [Node], out: &mut Vec<ParamRef<'a>>) {
+    for node in nodes {
+        match node {
+            Node::Dense(d) => {
+                out.push(ParamRef::Matrix(&d.w));
+                out.push(ParamRef::Vector(&d.b));
+            }
+            Node::Norm { gamma, beta } => {
+                out.push(ParamRef::Vector(gamma));
+                out.push(ParamRef::Vector(beta));
+            }
+            Node::Residual(inner) => collect(inner, out),
+            Node::Activation(_) | Node::Dropout { .. } => {}
+        }
+    }
+}
+
+/// Loads weights into a model of the same shape. Nothing is changed unless every tensor fits.
 pub fn load_weights(model: &mut Mlp, bytes: &[u8]) -> Result<(), CheckpointError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format(format!("{e:?}")))?;
-    let read = |name: String, expected: Vec<usize>| -> Result<Vec<f32>, CheckpointError> {
-        let view = file.tensor(&name).map_err(|_| CheckpointError::Missing { name: name.clone() })?;
+    let read = |name: &str, expected: Vec<usize>| -> Result<Vec<f32>, CheckpointError> {
+        let view = file.tensor(name).map_err(|_| CheckpointError::Missing { name: name.to_string() })?;
         if view.dtype() != Dtype::F32 || view.shape() != expected.as_slice() {
-            return Err(CheckpointError::Shape { name, found: view.shape().to_vec(), dtype: view.dtype(), expected });
+            return Err(CheckpointError::Shape { name: name.to_string(), found: view.shape().to_vec(), dtype: view.dtype(), expected });
         }
         Ok(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     };
-    let dev = model.dev.clone();
-    for (i, layer) in model.layers.iter_mut().enumerate() {
-        let (fan_in, fan_out) = *layer.w.shape();
-        let w = read(format!("layers.{i}.weight"), vec![fan_out, fan_in])?;
-        let b = read(format!("layers.{i}.bias"), vec![fan_out])?;
-        let mut stored = vec![0f32; w.len()];
-        for r in 0..fan_in {
-            for c in 0..fan_out {
-                stored[r * fan_out + c] = w[c * fan_in + r];
+    let names = param_names(model);
+    let mut values = Vec::with_capacity(names.len());
+    for (name, param) in names.iter().zip(model.params_mut()) {
+        values.push(match param {
+            ParamMut::Matrix(w) => {
+                let (fan_in, fan_out) = *w.shape();
+                transpose(&read(name, vec![fan_out, fan_in])?, fan_out, fan_in)
             }
-        }
-        layer.w = dev.tensor_from_vec(stored, (fan_in, fan_out));
-        layer.b = dev.tensor_from_vec(b, (fan_out,));
+            ParamMut::Vector(v) => read(name, vec![v.shape().0])?,
+        });
+    }
+    if !model.set_param_values(&values) {
+        return Err(CheckpointError::Format("the weights do not fit the model".into()));
     }
     Ok(())
 }

@@ -10,11 +10,16 @@
 mod checkpoint;
 mod loss;
 mod mlp;
+mod optim;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
-pub use loss::{CrossEntropy, HintonKd, Loss, LossResult, TeacherHard, NO_LABEL};
-pub use mlp::{Mlp, MlpShape};
+pub use loss::{
+    build_loss, build_loss_with, CrossEntropy, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy,
+    SoftTargetCrossEntropy, TeacherHard, WeightedSum, NO_LABEL,
+};
+pub use mlp::{Layer, Mlp, MlpShape};
+pub use optim::{lr_at, EarlyStopping, LrSchedule, OptimizerConfig, TrainConfig};
 pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 
 /// The compute device. Only the CPU in this build.

@@ -1,39 +1,174 @@
-//! A multi-layer perceptron with sizes chosen at run time.
+//! Networks with sizes chosen at run time: a list of layers (dense, activation, dropout, layer
+//! norm, residual blocks). An MLP is the special case `dense, activation[, dropout]` repeated.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::Dev;
-use distill_spec::{Activation, ModelSpec};
+use distill_spec::{Activation, LayerSpec, ModelSpec, Norm};
 
-/// Layer widths of an MLP: input, hidden..., output.
+/// A runtime-shaped matrix without a tape (parameters, dropout masks).
+pub(crate) type Matrix = Tensor<(usize, usize), f32, Dev>;
+
+/// Epsilon of layer normalisation (PyTorch's default).
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// One layer of a network the host builds; the vocabulary plugin architectures use, plus layer
+/// normalisation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    /// Affine layer `x W + b` with this many outputs.
+    Dense(usize),
+    /// Element-wise nonlinearity.
+    Activation(Activation),
+    /// Dropout with this drop probability in [0, 1) (training only; 0 is the identity).
+    Dropout(f32),
+    /// Layer normalisation over the features, with a learnable scale (init 1) and shift (init 0).
+    LayerNorm,
+    /// `x + f(x)`, `f` being the inner layers; they must keep the width.
+    Residual(Vec<Layer>),
+}
+
+impl Layer {
+    /// A recipe's layer.
+    pub fn from_spec(spec: &LayerSpec) -> Layer {
+        match spec {
+            LayerSpec::Dense(units) => Layer::Dense(*units),
+            LayerSpec::Activation(a) => Layer::Activation(*a),
+            LayerSpec::Dropout(p) => Layer::Dropout(*p as f32),
+            LayerSpec::Norm(Norm::Layer) => Layer::LayerNorm,
+            LayerSpec::Residual(inner) => Layer::Residual(inner.iter().map(Layer::from_spec).collect()),
+        }
+    }
+}
+
+/// The layers of a network, from its input width to its class logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpShape {
-    pub widths: Vec<usize>,
-    pub activation: Activation,
-    pub dropout: f32,
+    inputs: usize,
+    layers: Vec<Layer>,
 }
 
 impl MlpShape {
+    /// The network a recipe's `model:` describes, with `classes` outputs. Expects a spec that
+    /// passed validation; otherwise [`MlpShape::check`] reports what is wrong (and `train` refuses).
     pub fn from_spec(spec: &ModelSpec, inputs: usize, classes: usize) -> Self {
-        let mut widths = vec![inputs];
-        widths.extend(&spec.hidden);
-        widths.push(classes);
-        Self { widths, activation: spec.activation, dropout: spec.dropout as f32 }
+        let layers = match &spec.layers {
+            Some(list) => list.iter().map(Layer::from_spec).chain([Layer::Dense(classes)]).collect(),
+            None => return Self::mlp(inputs, &spec.hidden, classes, spec.activation, spec.dropout as f32, spec.norm.is_some()),
+        };
+        Self { inputs, layers }
     }
 
-    /// Weights plus biases.
+    /// Like [`MlpShape::from_spec`], but an invalid network is an error.
+    pub fn try_from_spec(spec: &ModelSpec, inputs: usize, classes: usize) -> Result<Self, String> {
+        let shape = Self::from_spec(spec, inputs, classes);
+        shape.check()?;
+        Ok(shape)
+    }
+
+    /// An MLP: `dense(h), [layer norm], activation, [dropout]` per hidden width, then `dense(classes)`.
+    pub fn mlp(inputs: usize, hidden: &[usize], classes: usize, activation: Activation, dropout: f32, layer_norm: bool) -> Self {
+        let mut layers = Vec::new();
+        for &h in hidden {
+            layers.push(Layer::Dense(h));
+            if layer_norm {
+                layers.push(Layer::LayerNorm);
+            }
+            layers.push(Layer::Activation(activation));
+            if dropout > 0.0 {
+                layers.push(Layer::Dropout(dropout));
+            }
+        }
+        layers.push(Layer::Dense(classes));
+        Self { inputs, layers }
+    }
+
+    /// A network from a full layer list (the last dense layer gives the class logits), e.g. one a
+    /// plugin describes. Checks every width.
+    pub fn from_layers(inputs: usize, layers: Vec<Layer>) -> Result<Self, String> {
+        let shape = Self { inputs, layers };
+        shape.check()?;
+        Ok(shape)
+    }
+
+    /// Checks widths: at least one dense layer, no empty layer, residual blocks keep the width,
+    /// dropout probabilities in [0, 1).
+    pub fn check(&self) -> Result<(), String> {
+        fn walk(layers: &[Layer], mut width: usize, dense: &mut usize) -> Result<usize, String> {
+            for layer in layers {
+                match layer {
+                    Layer::Dense(0) => return Err("a dense layer needs at least one unit".into()),
+                    Layer::Dense(units) => {
+                        width = *units;
+                        *dense += 1;
+                    }
+                    Layer::Dropout(p) if !(0.0..1.0).contains(p) => return Err(format!("dropout must be in [0, 1), got {p}")),
+                    Layer::Residual(inner) => {
+                        let out = walk(inner, width, dense)?;
+                        if out != width {
+                            return Err(format!("a residual block must keep the width: it takes {width} features and returns {out}"));
+                        }
+                    }
+                    Layer::Activation(_) | Layer::Dropout(_) | Layer::LayerNorm => {}
+                }
+            }
+            Ok(width)
+        }
+        if self.inputs == 0 {
+            return Err("the network needs at least one input".into());
+        }
+        let mut dense = 0;
+        walk(&self.layers, self.inputs, &mut dense)?;
+        if dense == 0 {
+            return Err("the network needs at least one dense layer".into());
+        }
+        Ok(())
+    }
+
+    /// The layers, input to output.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Weights, biases, and layer-norm scales and shifts.
     pub fn param_count(&self) -> usize {
-        self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        fn walk(layers: &[Layer], width: &mut usize) -> usize {
+            let mut n = 0;
+            for layer in layers {
+                match layer {
+                    Layer::Dense(units) => {
+                        n += *width * units + units;
+                        *width = *units;
+                    }
+                    Layer::LayerNorm => n += 2 * *width,
+                    Layer::Residual(inner) => {
+                        let mut w = *width;
+                        n += walk(inner, &mut w);
+                    }
+                    Layer::Activation(_) | Layer::Dropout(_) => {}
+                }
+            }
+            n
+        }
+        walk(&self.layers, &mut self.inputs.clone())
     }
 
     pub fn inputs(&self) -> usize {
-        self.widths[0]
+        self.inputs
     }
 
+    /// The output width (the width after the last layer that changes it).
     pub fn classes(&self) -> usize {
-        *self.widths.last().unwrap_or(&0)
+        fn walk(layers: &[Layer], width: usize) -> usize {
+            layers.iter().fold(width, |w, l| match l {
+                Layer::Dense(units) => *units,
+                // A valid residual keeps the width.
+                _ => w,
+            })
+        }
+        walk(&self.layers, self.inputs)
     }
 }
 
@@ -43,74 +178,207 @@ pub(crate) struct Dense {
     pub b: Tensor<(usize,), f32, Dev>,
 }
 
+/// A built layer with its parameters.
+pub(crate) enum Node {
+    Dense(Dense),
+    Norm { gamma: Tensor<(usize,), f32, Dev>, beta: Tensor<(usize,), f32, Dev> },
+    Activation(Activation),
+    Dropout { p: f32, width: usize },
+    Residual(Vec<Node>),
+}
+
+/// A network (the name is historical: any layer list, of which an MLP is one).
 pub struct Mlp {
     pub shape: MlpShape,
-    pub(crate) layers: Vec<Dense>,
+    pub(crate) nodes: Vec<Node>,
     pub(crate) dev: Dev,
 }
 
 impl Mlp {
-    /// PyTorch's default initialisation: weights and biases uniform in ±1/sqrt(fan_in), seeded.
+    /// PyTorch's default initialisation: dense weights and biases uniform in ±1/sqrt(fan_in),
+    /// drawn from one seeded stream layer by layer (weights, then biases) in order; layer-norm
+    /// scales 1 and shifts 0 (no draws).
     pub fn new(shape: MlpShape, seed: u64) -> Self {
         let dev = Dev::seed_from_u64(seed);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let layers = shape
-            .widths
-            .windows(2)
-            .map(|w| {
-                let (fan_in, fan_out) = (w[0], w[1]);
-                let bound = 1.0 / (fan_in as f32).sqrt();
-                let mut uniform = |n: usize| (0..n).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
-                Dense {
-                    w: dev.tensor_from_vec(uniform(fan_in * fan_out), (fan_in, fan_out)),
-                    b: dev.tensor_from_vec(uniform(fan_out), (fan_out,)),
-                }
-            })
-            .collect();
-        Self { shape, layers, dev }
+        fn build(layers: &[Layer], width: &mut usize, dev: &Dev, rng: &mut ChaCha8Rng) -> Vec<Node> {
+            layers
+                .iter()
+                .map(|layer| match layer {
+                    Layer::Dense(units) => {
+                        let (fan_in, fan_out) = (*width, *units);
+                        *width = fan_out;
+                        let bound = 1.0 / (fan_in as f32).sqrt();
+                        let mut uniform = |n: usize| (0..n).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
+                        Node::Dense(Dense {
+                            w: dev.tensor_from_vec(uniform(fan_in * fan_out), (fan_in, fan_out)),
+                            b: dev.tensor_from_vec(uniform(fan_out), (fan_out,)),
+                        })
+                    }
+                    Layer::LayerNorm => Node::Norm { gamma: dev.tensor_from_vec(vec![1.0; *width], (*width,)), beta: dev.tensor_from_vec(vec![0.0; *width], (*width,)) },
+                    Layer::Activation(a) => Node::Activation(*a),
+                    Layer::Dropout(p) => Node::Dropout { p: *p, width: *width },
+                    Layer::Residual(inner) => {
+                        // The block's own width flows through it; a valid block ends where it began.
+                        let mut w = *width;
+                        Node::Residual(build(inner, &mut w, dev, rng))
+                    }
+                })
+                .collect()
+        }
+        let nodes = build(&shape.layers, &mut shape.inputs.clone(), &dev, &mut rng);
+        Self { shape, nodes, dev }
     }
 
     pub fn param_count(&self) -> usize {
         self.shape.param_count()
     }
 
-    /// Logits for a batch. `dropout_masks` (one per hidden layer, already scaled by 1/(1-p))
-    /// are applied in training; pass `None` to evaluate.
+    /// Logits for a batch. `dropout_masks` (one per dropout layer with p > 0, in
+    /// [`Mlp::dropout_layers`] order, already scaled by 1/(1-p)) are applied in training; pass
+    /// `None` to evaluate.
     pub(crate) fn forward<T: Tape<f32, Dev>>(
         &self,
         x: Tensor<(usize, usize), f32, Dev, T>,
-        dropout_masks: Option<&[Tensor<(usize, usize), f32, Dev>]>,
+        dropout_masks: Option<&[Matrix]>,
     ) -> Tensor<(usize, usize), f32, Dev, T> {
-        let last = self.layers.len() - 1;
-        let mut h = x;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let rows = h.shape().0;
-            let z = h.matmul(layer.w.clone());
-            let out = layer.b.shape().0;
-            h = z + layer.b.clone().broadcast_like::<_, Axis<0>>(&(rows, out));
-            if i < last {
-                h = match self.shape.activation {
-                    Activation::Relu => h.relu(),
-                    Activation::Tanh => h.tanh(),
-                };
-                if let Some(masks) = dropout_masks {
-                    h = h * masks[i].clone();
+        let mut next_mask = 0;
+        forward_nodes(&self.nodes, x, dropout_masks, &mut next_mask)
+    }
+
+    /// (probability, width) of each dropout layer that drops anything, in forward order: the
+    /// masks [`Mlp::forward`] expects.
+    pub(crate) fn dropout_layers(&self) -> Vec<(f32, usize)> {
+        fn walk(nodes: &[Node], out: &mut Vec<(f32, usize)>) {
+            for node in nodes {
+                match node {
+                    Node::Dropout { p, width } if *p > 0.0 => out.push((*p, *width)),
+                    Node::Residual(inner) => walk(inner, out),
+                    _ => {}
                 }
             }
         }
-        h
+        let mut out = Vec::new();
+        walk(&self.nodes, &mut out);
+        out
     }
 
-    /// Parameters in a fixed order: layer 0 weight, layer 0 bias, layer 1 weight, ...
+    /// Parameters in a fixed order: depth first; a dense layer's weight then bias, a norm's scale
+    /// then shift.
     pub(crate) fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        self.layers
-            .iter_mut()
-            .flat_map(|l| [ParamMut::Matrix(&mut l.w), ParamMut::Vector(&mut l.b)])
-            .collect()
+        fn walk<'a>(nodes: &'a mut [Node], out: &mut Vec<ParamMut<'a>>) {
+            for node in nodes {
+                match node {
+                    Node::Dense(d) => {
+                        out.push(ParamMut::Matrix(&mut d.w));
+                        out.push(ParamMut::Vector(&mut d.b));
+                    }
+                    Node::Norm { gamma, beta } => {
+                        out.push(ParamMut::Vector(gamma));
+                        out.push(ParamMut::Vector(beta));
+                    }
+                    Node::Residual(inner) => walk(inner, out),
+                    Node::Activation(_) | Node::Dropout { .. } => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&mut self.nodes, &mut out);
+        out
     }
+
+    /// Every parameter's values, in [`Mlp::params_mut`] order (weights stored (inputs, outputs)).
+    pub(crate) fn param_values(&mut self) -> Vec<Vec<f32>> {
+        self.params_mut().iter().map(ParamMut::values).collect()
+    }
+
+    /// Sets every parameter from [`Mlp::param_values`]-shaped buffers; false if they do not fit.
+    pub(crate) fn set_param_values(&mut self, values: &[Vec<f32>]) -> bool {
+        let dev = self.dev.clone();
+        let mut params = self.params_mut();
+        if params.len() != values.len() || params.iter().zip(values).any(|(p, v)| p.len() != v.len()) {
+            return false;
+        }
+        for (p, v) in params.iter_mut().zip(values) {
+            p.set(&dev, v.clone());
+        }
+        true
+    }
+}
+
+fn forward_nodes<T: Tape<f32, Dev>>(
+    nodes: &[Node],
+    x: Tensor<(usize, usize), f32, Dev, T>,
+    masks: Option<&[Matrix]>,
+    next_mask: &mut usize,
+) -> Tensor<(usize, usize), f32, Dev, T> {
+    let mut h = x;
+    for node in nodes {
+        let rows = h.shape().0;
+        h = match node {
+            Node::Dense(layer) => {
+                let out = layer.b.shape().0;
+                h.matmul(layer.w.clone()) + layer.b.clone().broadcast_like::<_, Axis<0>>(&(rows, out))
+            }
+            Node::Norm { gamma, beta } => {
+                let shape = (rows, gamma.shape().0);
+                h.normalize::<Axis<1>>(LAYER_NORM_EPS) * gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
+                    + beta.clone().broadcast_like::<_, Axis<0>>(&shape)
+            }
+            Node::Activation(Activation::Relu) => h.relu(),
+            Node::Activation(Activation::Tanh) => h.tanh(),
+            // The tanh form: dfdx 0.13's erf-based `accurate_gelu` has a wrong gradient (its
+            // Gaussian term is √2 too large; caught by the finite-difference test).
+            Node::Activation(Activation::Gelu) => h.fast_gelu(),
+            Node::Dropout { p, .. } if *p > 0.0 => match masks.and_then(|m| m.get(*next_mask)) {
+                Some(mask) => {
+                    *next_mask += 1;
+                    h * mask.clone()
+                }
+                None => h,
+            },
+            Node::Dropout { .. } => h,
+            Node::Residual(inner) => {
+                // As dfdx's residual: the tape runs through the block, the skip joins untaped.
+                let (skip, tape) = h.split_tape();
+                let fx = forward_nodes(inner, skip.clone().put_tape(tape), masks, next_mask);
+                if fx.shape() == skip.shape() {
+                    fx + skip
+                } else {
+                    // Unreachable for checked shapes (`train` refuses others); never panic here.
+                    fx
+                }
+            }
+        };
+    }
+    h
 }
 
 pub(crate) enum ParamMut<'a> {
     Matrix(&'a mut Tensor<(usize, usize), f32, Dev>),
     Vector(&'a mut Tensor<(usize,), f32, Dev>),
+}
+
+impl ParamMut<'_> {
+    pub(crate) fn values(&self) -> Vec<f32> {
+        match self {
+            ParamMut::Matrix(t) => t.as_vec(),
+            ParamMut::Vector(t) => t.as_vec(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ParamMut::Matrix(t) => t.shape().num_elements(),
+            ParamMut::Vector(t) => t.shape().num_elements(),
+        }
+    }
+
+    /// Replaces the values (same length) with a fresh tensor.
+    pub(crate) fn set(&mut self, dev: &Dev, values: Vec<f32>) {
+        match self {
+            ParamMut::Matrix(t) => **t = dev.tensor_from_vec(values, *t.shape()),
+            ParamMut::Vector(t) => **t = dev.tensor_from_vec(values, *t.shape()),
+        }
+    }
 }

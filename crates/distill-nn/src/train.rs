@@ -1,4 +1,5 @@
-//! The training loop: seeded shuffling, dropout masks, host-side loss, dfdx backward, Adam.
+//! The training loop: seeded shuffling, dropout masks, host-side loss, dfdx backward, clipping,
+//! the optimiser step at the scheduled rate, early stopping.
 
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -7,26 +8,37 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::mlp::{Mlp, ParamMut};
+use crate::mlp::Mlp;
+use crate::optim::{clip_gradients, lr_at, Optimizer, TrainConfig};
 use crate::{Dev, Loss};
+use distill_spec::TrainSpec;
 
 /// Budget and optimiser settings for one training run.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub epochs: usize,
     pub batch: usize,
+    /// The base (peak) learning rate.
     pub lr: f64,
     pub seed: u64,
     /// Shown in logs and the progress bar, e.g. "teacher".
     pub name: String,
     /// Stop after this many optimiser steps (a budget matched to another model's), even mid-epoch.
     pub max_steps: Option<usize>,
+    /// Optimiser, schedule, clipping and early stopping; the default is plain Adam at `lr`.
+    pub config: TrainConfig,
 }
 
 impl TrainOptions {
     /// Optimiser steps one epoch over `rows` rows takes.
     pub fn steps_per_epoch(&self, rows: usize) -> usize {
         rows.div_ceil(self.batch.max(1))
+    }
+
+    /// Options from a recipe's `train:` section: `epochs`, `batch`, `optimizer.lr` and the rest as
+    /// a [`TrainConfig`].
+    pub fn from_spec(spec: &TrainSpec, seed: u64, name: impl Into<String>, max_steps: Option<usize>) -> Self {
+        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec) }
     }
 }
 
@@ -55,8 +67,9 @@ fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Trains `model` in place with Adam and returns one [`EpochStats`] per epoch; a failing loss
-/// (a plugin's) stops training with its message.
+/// Trains `model` in place and returns one [`EpochStats`] per epoch run; a failing loss (a
+/// plugin's) stops training with its message. With early stopping, training may end early and the
+/// best epoch's weights are restored.
 pub fn train(
     model: &mut Mlp,
     data: &TrainTargets<'_>,
@@ -65,24 +78,43 @@ pub fn train(
     validation: Option<(&[f32], &[u32])>,
 ) -> Result<Vec<EpochStats>, String> {
     crate::flush_denormals();
+    model.shape.check()?;
     let inputs = model.shape.inputs();
     let classes = model.shape.classes();
     let n = data.labels.len();
-    assert_eq!(data.x.len(), n * inputs, "feature matrix shape is checked by the caller");
+    if data.x.len() != n * inputs {
+        return Err(format!("{} feature values for {n} rows × {inputs} inputs", data.x.len()));
+    }
+    if options.batch == 0 {
+        return Err("the batch size must be at least 1".into());
+    }
     let teacher = if loss.needs_teacher() { data.teacher_logits } else { None };
     if loss.needs_teacher() && teacher.is_none() {
         return Err("this loss needs teacher logits".into());
     }
+    if let Some(t) = teacher {
+        if t.len() != n * classes {
+            return Err(format!("{} teacher logits for {n} rows × {classes} classes", t.len()));
+        }
+    }
 
-    let adam = AdamConfig { lr: options.lr, ..Default::default() };
-    let mut moment1: Gradients<f32, Dev> = Gradients::leaky();
-    let mut moment2: Gradients<f32, Dev> = Gradients::leaky();
+    let config = &options.config;
+    let mut optimizer = Optimizer::new(&config.optimizer);
     let mut step: i32 = 0;
+    let steps_per_epoch = options.steps_per_epoch(n);
+    let total_steps = options.max_steps.unwrap_or(usize::MAX).min(options.epochs * steps_per_epoch);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..n).collect();
     let dev = model.dev.clone();
-    let dropout = model.shape.dropout;
-    let hidden: Vec<usize> = model.shape.widths[1..model.shape.widths.len() - 1].to_vec();
+    let dropouts = model.dropout_layers();
+    let validation = validation.filter(|(_, y)| !y.is_empty());
+    let stopping = config.early_stopping.as_ref();
+    if stopping.is_some() && validation.is_none() {
+        tracing::warn!(model = %options.name, "early stopping needs validation rows; training the full budget");
+    }
+    // (epoch, accuracy, weights) of the best epoch so far, and epochs since it.
+    let mut best: Option<(usize, f64, Vec<Vec<f32>>)> = None;
+    let mut stale = 0;
 
     let bar = if n == 0 { ProgressBar::hidden() } else { ProgressBar::new(options.epochs as u64) };
     bar.set_style(
@@ -104,17 +136,16 @@ pub fn train(
             let b = rows.len();
             seen += b;
             let x = dev.tensor_from_vec(gather_rows(data.x, inputs, rows), (b, inputs));
-            let masks: Option<Vec<Tensor<(usize, usize), f32, Dev>>> = (dropout > 0.0).then(|| {
-                let keep = 1.0 / (1.0 - dropout);
-                hidden
-                    .iter()
-                    .map(|&h| {
-                        let m: Vec<f32> = (0..b * h).map(|_| if rng.gen::<f32>() < dropout { 0.0 } else { keep }).collect();
-                        dev.tensor_from_vec(m, (b, h))
-                    })
-                    .collect()
-            });
-            let logits = model.forward(x.leaky_traced(), masks.as_deref());
+            // Masks in forward order, drawn from the shuffling stream (one draw per unit).
+            let masks: Vec<Tensor<(usize, usize), f32, Dev>> = dropouts
+                .iter()
+                .map(|&(p, h)| {
+                    let keep = 1.0 / (1.0 - p);
+                    let m: Vec<f32> = (0..b * h).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
+                    dev.tensor_from_vec(m, (b, h))
+                })
+                .collect();
+            let logits = model.forward(x.leaky_traced(), Some(&masks));
             let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
             let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
             let (value, grad) = loss.value_and_grad(&logits.as_vec(), teacher_rows.as_deref(), &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
@@ -126,15 +157,14 @@ pub fn train(
             // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
             let g = dev.tensor_from_vec(grad, (b, classes));
             let mut grads = (logits * g).sum::<Rank0, _>().backward();
-            step += 1;
-            for p in model.params_mut() {
-                match p {
-                    ParamMut::Matrix(t) => adam_step(&adam, step, t, &mut grads, &mut moment1, &mut moment2),
-                    ParamMut::Vector(t) => adam_step(&adam, step, t, &mut grads, &mut moment1, &mut moment2),
-                }
+            if let Some(max_norm) = config.clip_grad_norm {
+                clip_gradients(model, &mut grads, max_norm);
             }
+            let lr = lr_at(config, options.lr, step as usize, steps_per_epoch, total_steps);
+            step += 1;
+            optimizer.update(model, &mut grads, lr, step);
         }
-        let val_accuracy = validation.filter(|(_, y)| !y.is_empty()).map(|(vx, vy)| accuracy(&predict_logits(model, vx), vy, classes));
+        let val_accuracy = validation.map(|(vx, vy)| accuracy(&predict_logits(model, vx), vy, classes));
         let train_loss = if seen == 0 { 0.0 } else { loss_sum / seen as f64 };
         bar.set_message(match val_accuracy {
             Some(a) => format!("loss {train_loss:.4} val acc {a:.4}"),
@@ -143,29 +173,30 @@ pub fn train(
         bar.inc(1);
         tracing::debug!(model = %options.name, epoch, train_loss, ?val_accuracy, "epoch done");
         history.push(EpochStats { epoch, train_loss, val_accuracy });
+        if let (Some(rule), Some(acc)) = (stopping, val_accuracy) {
+            match &best {
+                Some((_, best_acc, _)) if acc <= best_acc + rule.min_delta => stale += 1,
+                _ => {
+                    best = Some((epoch, acc, model.param_values()));
+                    stale = 0;
+                }
+            }
+            if stale >= rule.patience {
+                tracing::info!(model = %options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
+                break;
+            }
+        }
         if options.max_steps.is_some_and(|max| step as usize >= max) {
             break;
         }
     }
+    if let Some((epoch, acc, weights)) = best {
+        if model.set_param_values(&weights) {
+            tracing::info!(model = %options.name, epoch, val_accuracy = acc, "restored the best epoch's weights");
+        }
+    }
     bar.finish_and_clear();
     Ok(history)
-}
-
-fn adam_step<S: Shape>(
-    cfg: &AdamConfig,
-    step: i32,
-    param: &mut Tensor<S, f32, Dev>,
-    grads: &mut Gradients<f32, Dev>,
-    moment1: &mut Gradients<f32, Dev>,
-    moment2: &mut Gradients<f32, Dev>,
-) {
-    // Every MLP parameter takes part in the forward pass, so each has a gradient; allocation on
-    // the CPU cannot fail.
-    let (Ok(g), Ok(m), Ok(v)) = (grads.get_or_alloc_mut(param), moment1.get_or_alloc_mut(param), moment2.get_or_alloc_mut(param)) else {
-        return;
-    };
-    // The CPU kernels cannot fail.
-    let _ = cfg.try_update(step, param, m, v, g);
 }
 
 /// Logits for every row of `x`, in evaluation mode (no dropout), row-major.
@@ -208,7 +239,8 @@ pub fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{load_weights, save_weights, CrossEntropy, HintonKd, MlpShape};
+    use crate::{load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
+    use crate::optim::{lr_at, TrainConfig};
     use distill_spec::Activation;
 
     /// Two Gaussian-ish blobs per class in 2-D: learnable by a small MLP, not by chance.
@@ -226,11 +258,11 @@ mod tests {
     }
 
     fn shape(dropout: f32) -> MlpShape {
-        MlpShape { widths: vec![2, 16, 3], activation: Activation::Relu, dropout }
+        MlpShape::mlp(2, &[16], 3, Activation::Relu, dropout, false)
     }
 
     fn options(seed: u64) -> TrainOptions {
-        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None }
+        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default() }
     }
 
     #[test]
@@ -268,8 +300,265 @@ mod tests {
         load_weights(&mut copy, &bytes).unwrap();
         let (x, _) = blobs(10, 3);
         assert_eq!(predict_logits(&model, &x), predict_logits(&copy, &x));
-        let mut other = Mlp::new(MlpShape { widths: vec![2, 8, 3], activation: Activation::Relu, dropout: 0.0 }, 1);
+        let mut other = Mlp::new(MlpShape::mlp(2, &[8], 3, Activation::Relu, 0.0, false), 1);
         let err = load_weights(&mut other, &bytes).unwrap_err().to_string();
         assert!(err.contains("layers.0.weight"), "{err}");
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Outputs of the code before layer lists, optimisers and schedules existed (recorded from it
+    /// on this seed): an MLP with the default configuration must reproduce them bit for bit.
+    #[test]
+    fn mlp_matches_the_pre_refactor_outputs() {
+        const GOLDEN: [(&str, [u32; 18]); 6] = [
+            ("relu_d02 init", [3198185187, 3180803644, 3197514245, 3199410887, 3187877634, 3197953963, 3198466419, 3190709013, 3198397527, 3197955669, 3183321194, 3198099616, 3197914463, 3182896700, 3198458131, 3196236974, 3183258946, 3198589339]),
+            ("relu_d02 kd", [3188102576, 3192891420, 3200192245, 3201511402, 3199712457, 3194687619, 3205226963, 3202179828, 3191631705, 3195718035, 3197256195, 3198068074, 3188081203, 3192185454, 3200487437, 3195019600, 3196751140, 3196949912]),
+            ("relu_d02 ce", [3197852653, 3193377147, 3198120898, 3199515246, 3196572940, 3198277316, 3199189788, 3197333879, 3198476599, 3198051147, 3195125702, 3198373069, 3198478562, 3194714296, 3198359767, 3193176508, 3191325430, 3198868400]),
+            ("tanh init", [3199182133, 3184693546, 3197183022, 3201723864, 3191815644, 3196751683, 3202328216, 3195292141, 3197720250, 3198445954, 3184938680, 3196858843, 3201830946, 3185874950, 3192724555, 3201229055, 3187821471, 3191405007]),
+            ("tanh kd", [3198617998, 3200849167, 3199323786, 3204772269, 3206235860, 3191915718, 3207226708, 3209200472, 3180447584, 3195732212, 3205652154, 3197660998, 3194563661, 1016279616, 3203744356, 3199248834, 3204722531, 3190934091]),
+            ("tanh ce", [3195618470, 3194545306, 3200682741, 3199426738, 3196768104, 3199558758, 3200022698, 3196740438, 3200181176, 3196758832, 3193297569, 3199094934, 3199957858, 3197969822, 3197685940, 3197403764, 3190552612, 3197455726]),
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let x: Vec<f32> = (0..200 * 4).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let y: Vec<u32> = (0..200).map(|i| (i % 3) as u32).collect();
+        let probe = &x[..6 * 4];
+        let mut got = Vec::new();
+        for (act, dropout, name) in [(Activation::Relu, 0.2f32, "relu_d02"), (Activation::Tanh, 0.0, "tanh")] {
+            // Built through the recipe path, as the pipeline does.
+            let spec: distill_spec::ModelSpec = serde_yaml::from_str(&format!("{{hidden: [8, 5], activation: {}, dropout: {dropout}}}", if act == Activation::Relu { "relu" } else { "tanh" })).unwrap();
+            let shape = MlpShape::from_spec(&spec, 4, 3);
+            assert_eq!(shape, MlpShape::mlp(4, &[8, 5], 3, act, dropout, false));
+            got.push((format!("{name} init"), bits(&predict_logits(&Mlp::new(shape.clone(), 42), probe))));
+            let mut m = Mlp::new(shape.clone(), 42);
+            let opts = TrainOptions::from_spec(&serde_yaml::from_str("{epochs: 3, batch: 16, optimizer: {kind: adam, lr: 0.01}}").unwrap(), 7, "g", None);
+            assert_eq!(opts.config, TrainConfig::default());
+            let teacher: Vec<f32> = x.chunks(4).flat_map(|r| [r[0], r[1] - r[2], r[3]]).collect();
+            let mut labels = y.clone();
+            labels[3] = crate::NO_LABEL;
+            train(&mut m, &TrainTargets { x: &x, labels: &labels, teacher_logits: Some(&teacher) }, &HintonKd { temperature: 2.0, alpha: 0.5 }, &opts, None).unwrap();
+            got.push((format!("{name} kd"), bits(&predict_logits(&m, probe))));
+            let mut c = Mlp::new(shape, 42);
+            train(&mut c, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &TrainOptions { max_steps: Some(20), ..opts.clone() }, None).unwrap();
+            got.push((format!("{name} ce"), bits(&predict_logits(&c, probe))));
+        }
+        for ((name, want), (got_name, got)) in GOLDEN.iter().zip(&got) {
+            assert_eq!(name, got_name);
+            assert_eq!(want.as_slice(), got.as_slice(), "{name}");
+        }
+    }
+
+    fn layered_shape() -> MlpShape {
+        let spec: distill_spec::ModelSpec = serde_yaml::from_str(
+            "{layers: [{dense: 12}, {norm: layer}, {activation: gelu}, {residual: [{dense: 12}, {activation: tanh}, {dropout: 0.2}, {dense: 12}, {norm: layer}]}, {activation: relu}, {dropout: 0.1}]}",
+        )
+        .unwrap();
+        MlpShape::try_from_spec(&spec, 2, 3).unwrap()
+    }
+
+    fn config(text: &str) -> TrainOptions {
+        let spec: TrainSpec = serde_yaml::from_str(text).unwrap();
+        TrainOptions::from_spec(&spec, 9, "test", None)
+    }
+
+    #[test]
+    fn every_optimiser_and_layer_kind_is_deterministic_and_learns() {
+        let (x, y) = blobs(300, 4);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        for text in [
+            "{epochs: 20, batch: 16, optimizer: {kind: sgd, lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 1.0e-4}, schedule: {kind: cosine, warmup_epochs: 1.5}}",
+            "{epochs: 20, batch: 16, optimizer: {kind: sgd, lr: 0.05, momentum: 0.9}, schedule: {kind: step, every: 5, gamma: 0.5}}",
+            "{epochs: 20, batch: 16, optimizer: {kind: adamw, lr: 0.01, weight_decay: 0.05}, clip_grad_norm: 0.5}",
+            "{epochs: 20, batch: 16, optimizer: {kind: adam, lr: 0.01, weight_decay: 1.0e-3, betas: [0.8, 0.99], eps: 1.0e-7}}",
+        ] {
+            let options = config(text);
+            let mut a = Mlp::new(layered_shape(), 5);
+            train(&mut a, &data, &CrossEntropy, &options, None).unwrap();
+            let mut b = Mlp::new(layered_shape(), 5);
+            train(&mut b, &data, &CrossEntropy, &options, None).unwrap();
+            assert_eq!(bits(&predict_logits(&a, &x)), bits(&predict_logits(&b, &x)), "{text}: same seed, same weights");
+            assert!(accuracy(&predict_logits(&a, &x), &y, 3) > 0.9, "{text}");
+        }
+    }
+
+    #[test]
+    fn options_change_the_result() {
+        // Each option must actually reach the update: a changed setting changes the weights.
+        let (x, y) = blobs(120, 6);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let run = |text: &str| {
+            let mut m = Mlp::new(shape(0.0), 1);
+            train(&mut m, &data, &CrossEntropy, &config(text), None).unwrap();
+            bits(&predict_logits(&m, &x))
+        };
+        let base = run("{epochs: 3, batch: 16, optimizer: {lr: 0.01}}");
+        for text in [
+            "{epochs: 3, batch: 16, optimizer: {kind: adamw, lr: 0.01}}",
+            "{epochs: 3, batch: 16, optimizer: {lr: 0.01, weight_decay: 0.01}}",
+            "{epochs: 3, batch: 16, optimizer: {lr: 0.01}, schedule: {kind: cosine}}",
+            "{epochs: 3, batch: 16, optimizer: {lr: 0.01}, schedule: {kind: constant, warmup_epochs: 1}}",
+            "{epochs: 3, batch: 16, optimizer: {lr: 0.01}, clip_grad_norm: 0.01}",
+        ] {
+            assert_ne!(run(text), base, "{text}");
+        }
+        assert_eq!(run("{epochs: 3, batch: 16, optimizer: {lr: 0.01}, clip_grad_norm: 1.0e6}"), base, "a loose clip changes nothing");
+        assert_ne!(
+            run("{epochs: 3, batch: 16, optimizer: {kind: sgd, lr: 0.1, momentum: 0.9}}"),
+            run("{epochs: 3, batch: 16, optimizer: {kind: sgd, lr: 0.1, momentum: 0.9, nesterov: true}}")
+        );
+    }
+
+    #[test]
+    fn clipping_bounds_the_update_of_plain_sgd() {
+        // One SGD step at lr 1 moves the parameters by exactly the (clipped) gradient.
+        let (x, y) = blobs(32, 7);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let mut m = Mlp::new(layered_shape(), 2);
+        let before = m.param_values();
+        let mut options = config("{epochs: 1, batch: 32, optimizer: {kind: sgd, lr: 1.0}, clip_grad_norm: 0.01}");
+        options.max_steps = Some(1);
+        train(&mut m, &data, &CrossEntropy, &options, None).unwrap();
+        let after = m.param_values();
+        let moved: f64 = before.iter().flatten().zip(after.iter().flatten()).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+        assert!((moved - 0.01).abs() < 1e-4, "moved {moved}");
+    }
+
+    #[test]
+    fn schedules_follow_their_formulas() {
+        let cfg = |text: &str| TrainConfig::from_spec(&serde_yaml::from_str(text).unwrap());
+        let constant = cfg("{}");
+        assert_eq!(lr_at(&constant, 0.1, 57, 10, 100), 0.1);
+        let warm = cfg("{schedule: {kind: cosine, warmup_epochs: 2, min_lr: 0.01}}");
+        assert!((lr_at(&warm, 0.1, 0, 10, 120) - 0.1 / 20.0).abs() < 1e-15);
+        assert!((lr_at(&warm, 0.1, 19, 10, 120) - 0.1).abs() < 1e-15);
+        assert!((lr_at(&warm, 0.1, 20, 10, 120) - 0.1).abs() < 1e-15);
+        assert!((lr_at(&warm, 0.1, 70, 10, 120) - 0.055).abs() < 1e-12, "halfway is the midpoint");
+        assert!((lr_at(&warm, 0.1, 120, 10, 120) - 0.01).abs() < 1e-12);
+        let step = cfg("{schedule: {kind: step, every: 3, gamma: 0.5}}");
+        assert_eq!(lr_at(&step, 0.1, 29, 10, 100), 0.1);
+        assert_eq!(lr_at(&step, 0.1, 30, 10, 100), 0.05);
+        assert_eq!(lr_at(&step, 0.1, 65, 10, 100), 0.025);
+    }
+
+    #[test]
+    fn early_stopping_stops_and_keeps_the_best_epoch() {
+        let (x, y) = blobs(240, 8);
+        let (vx, vy) = blobs(60, 9);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        // A high rate makes validation accuracy bounce, so patience 2 triggers.
+        let options = config("{epochs: 60, batch: 8, optimizer: {kind: sgd, lr: 2.0}, early_stopping: {patience: 2}}");
+        let mut m = Mlp::new(shape(0.0), 3);
+        let history = train(&mut m, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        assert!(history.len() < 60, "stopped after {} epochs", history.len());
+        let best = history.iter().filter_map(|h| h.val_accuracy).fold(0.0, f64::max);
+        assert_eq!(accuracy(&predict_logits(&m, &vx), &vy, 3), best);
+        // Without validation rows the full budget runs.
+        let mut m = Mlp::new(shape(0.0), 3);
+        let history = train(&mut m, &data, &CrossEntropy, &TrainOptions { epochs: 5, ..options.clone() }, None).unwrap();
+        assert_eq!(history.len(), 5);
+    }
+
+    #[test]
+    fn every_layer_kind_round_trips_through_safetensors() {
+        let (x, y) = blobs(60, 10);
+        let mut model = Mlp::new(layered_shape(), 3);
+        train(&mut model, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &config("{epochs: 2, batch: 16}"), None).unwrap();
+        let bytes = save_weights(&model, Default::default()).unwrap();
+        let mut copy = Mlp::new(layered_shape(), 4);
+        assert_ne!(bits(&predict_logits(&model, &x)), bits(&predict_logits(&copy, &x)));
+        load_weights(&mut copy, &bytes).unwrap();
+        assert_eq!(bits(&predict_logits(&model, &x)), bits(&predict_logits(&copy, &x)));
+        let names: Vec<String> = crate::checkpoint::param_names(&model);
+        assert_eq!(names, ["layers.0.weight", "layers.0.bias", "norms.0.weight", "norms.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight", "layers.2.bias", "norms.1.weight", "norms.1.bias", "layers.3.weight", "layers.3.bias"]);
+        // An MLP's file cannot be loaded into the layered model, and the model is left as it was.
+        let mlp = save_weights(&Mlp::new(MlpShape::mlp(2, &[12], 3, Activation::Relu, 0.0, false), 1), Default::default()).unwrap();
+        let err = load_weights(&mut copy, &mlp).unwrap_err().to_string();
+        assert!(err.contains("norms.0.weight"), "{err}");
+        assert_eq!(bits(&predict_logits(&model, &x)), bits(&predict_logits(&copy, &x)));
+    }
+
+    #[test]
+    fn invalid_shapes_are_errors() {
+        let bad = MlpShape::from_layers(2, vec![Layer::Dense(4), Layer::Residual(vec![Layer::Dense(3)]), Layer::Dense(3)]);
+        assert!(bad.unwrap_err().contains("takes 4 features and returns 3"));
+        assert!(MlpShape::from_layers(2, vec![Layer::Activation(Activation::Relu)]).is_err());
+        let spec: distill_spec::ModelSpec = serde_yaml::from_str("{layers: [{residual: [{dense: 5}]}]}").unwrap();
+        let shape = MlpShape::from_spec(&spec, 2, 3);
+        assert!(shape.check().is_err());
+        let (x, y) = blobs(10, 1);
+        let mut m = Mlp::new(shape, 1);
+        assert!(train(&mut m, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options(1), None).is_err());
+        let good = MlpShape::from_layers(2, vec![Layer::Dense(4), Layer::Residual(vec![Layer::Dense(4), Layer::Activation(Activation::Gelu)]), Layer::Dense(3)]).unwrap();
+        assert_eq!(good.classes(), 3);
+        assert_eq!(good.param_count(), (2 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3));
+        assert_eq!(layered_shape().param_count(), (2 * 12 + 12) + 24 + 2 * (12 * 12 + 12) + 24 + (12 * 3 + 3));
+        assert_eq!(Mlp::new(layered_shape(), 0).param_values().iter().map(Vec::len).sum::<usize>(), layered_shape().param_count());
+    }
+
+    #[test]
+    fn layered_gradients_match_finite_differences() {
+        use Layer::{Dense, LayerNorm, Residual};
+        let act = Layer::Activation;
+        check_layer_gradients(vec![Dense(4), act(Activation::Tanh), Dense(2)]);
+        check_layer_gradients(vec![Dense(4), act(Activation::Gelu), Dense(2)]);
+        check_layer_gradients(vec![Dense(4), LayerNorm, act(Activation::Tanh), Dense(2)]);
+        check_layer_gradients(vec![Dense(4), Residual(vec![Dense(4), act(Activation::Tanh)]), Dense(2)]);
+        check_layer_gradients(vec![
+            Dense(4),
+            LayerNorm,
+            act(Activation::Gelu),
+            Residual(vec![Dense(4), act(Activation::Tanh), Dense(4), LayerNorm]),
+            Dense(2),
+        ]);
+    }
+
+    /// The tape through residual blocks, layer norm and gelu gives the true gradient of
+    /// sum(logits * g) with respect to every parameter.
+    fn check_layer_gradients(layers: Vec<Layer>) {
+        let shape = MlpShape::from_layers(3, layers.clone()).unwrap();
+        let mut model = Mlp::new(shape, 12);
+        // Move the norms off their (1, 0) start so their gradients are generic.
+        let mut values = model.param_values();
+        for v in values.iter_mut() {
+            for (i, x) in v.iter_mut().enumerate() {
+                *x += 0.05 * ((i % 7) as f32 - 3.0);
+            }
+        }
+        assert!(model.set_param_values(&values));
+        let dev = model.dev.clone();
+        let x = vec![0.3f32, -0.8, 1.1, -0.2, 0.5, 0.9];
+        let g = vec![0.7f32, -0.4, 0.2, 1.0];
+        let objective = |m: &Mlp| -> f64 {
+            let out = m.forward(dev.tensor_from_vec(x.clone(), (2, 3)), None).as_vec();
+            out.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum()
+        };
+        let logits = model.forward(dev.tensor_from_vec(x.clone(), (2, 3)).leaky_traced(), None);
+        let mut grads = (logits * dev.tensor_from_vec(g.clone(), (2, 2))).sum::<Rank0, _>().backward();
+        let analytic: Vec<Vec<f32>> = model
+            .params_mut()
+            .into_iter()
+            .map(|p| match p {
+                crate::mlp::ParamMut::Matrix(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
+                crate::mlp::ParamMut::Vector(t) => grads.get_or_alloc_mut(t).unwrap().to_vec(),
+            })
+            .collect();
+        let h = 1e-2f32;
+        for (pi, param) in values.iter().enumerate() {
+            for j in 0..param.len() {
+                let mut plus = values.clone();
+                plus[pi][j] += h;
+                let mut minus = values.clone();
+                minus[pi][j] -= h;
+                let mut mp = Mlp::new(model.shape.clone(), 12);
+                mp.set_param_values(&plus);
+                let mut mm = Mlp::new(model.shape.clone(), 12);
+                mm.set_param_values(&minus);
+                let numeric = (objective(&mp) - objective(&mm)) / (2.0 * h as f64);
+                let a = analytic[pi][j] as f64;
+                assert!((numeric - a).abs() < 2e-3 * (1.0 + a.abs()), "{layers:?} param {pi}[{j}]: numeric {numeric} vs analytic {a}");
+            }
+        }
     }
 }

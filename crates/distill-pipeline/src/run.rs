@@ -7,11 +7,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, KeyBuilder, LogitMeta};
-use distill_data::{load_source, prepare, resolve_path, run_checks, CheckReport, LabelState, Prepared, Tables};
+use distill_data::{load_source, prepare, resolve_path, run_checks_with_label, run_split_checks, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
-use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, HintonKd, Loss, Mlp, MlpShape, TeacherHard, TrainOptions, TrainTargets, LossResult, NO_LABEL};
+use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
-use distill_spec::{BudgetRule, LossKind, ModelSpec, Pipeline, SourceSpec, TrainSpec};
+use distill_spec::{BudgetRule, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{evaluate_targets, speedup, ModelMetrics, TargetResult};
 use crate::report::{write_report, Detail};
@@ -161,20 +161,15 @@ impl Loss for PluginLossAdapter {
 /// The student's loss from the recipe, built in or from a plugin; a plugin loss is tried once on
 /// a small batch so a broken plugin fails before the teacher is trained.
 fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usize) -> Result<Box<dyn Loss>, PipelineError> {
-    let spec = &p.student.loss;
-    Ok(match &spec.kind {
-        LossKind::Kd => Box::new(HintonKd { temperature: spec.temperature, alpha: spec.alpha }),
-        LossKind::Ce => Box::new(CrossEntropy),
-        LossKind::TeacherHard => Box::new(TeacherHard),
-        LossKind::Plugin(name) => {
-            let loss = plugins.require_loss(name).map_err(|e| PipelineError::Other(format!("student.loss.kind: {e}")))?;
-            let adapter = PluginLossAdapter { loss, params: spec.plugin_params() };
-            let probe: Vec<f32> = (0..2 * classes).map(|i| (i % 3) as f32 - 1.0).collect();
-            let teacher: Vec<f32> = probe.iter().rev().copied().collect();
-            adapter.value_and_grad(&probe, Some(&teacher), &[0, (classes as u32).saturating_sub(1)], classes).map_err(|e| PipelineError::Other(format!("student.loss.kind `{name}`: {e}")))?;
-            Box::new(adapter)
-        }
+    distill_nn::build_loss_with(&p.student.loss, &mut |name, params| {
+        let loss = plugins.require_loss(name).map_err(|e| format!("kind: {e}"))?;
+        let adapter = PluginLossAdapter { loss, params };
+        let probe: Vec<f32> = (0..2 * classes).map(|i| (i % 3) as f32 - 1.0).collect();
+        let teacher: Vec<f32> = probe.iter().rev().copied().collect();
+        adapter.value_and_grad(&probe, Some(&teacher), &[0, (classes as u32).saturating_sub(1)], classes).map_err(|e| format!("kind `{name}`: {e}"))?;
+        Ok(Box::new(adapter) as Box<dyn Loss>)
     })
+    .map_err(|e| PipelineError::Other(format!("student.loss.{e}")))
 }
 
 /// Loads the source (and the test and transfer files, if any) and runs the checks on each; label
@@ -183,12 +178,13 @@ pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), P
     let p = &loaded.pipeline;
     let base = &loaded.base_dir;
     let source = load_source(&p.data.source, base).map_err(data_err("data.source".into()))?;
-    let mut report = run_checks(&source, &p.data.checks).map_err(data_err("data.source".into()))?;
+    let label = Some(p.data.label.as_str());
+    let mut report = run_checks_with_label(&source, &p.data.checks, label).map_err(data_err("data.source".into()))?;
     let mut extra = |key: &str, spec: Option<&SourceSpec>, label_checks: bool| -> Result<Option<DataFrame>, PipelineError> {
         let Some(spec) = spec else { return Ok(None) };
         let table = load_source(spec, base).map_err(data_err(key.into()))?;
         let checks: Vec<_> = p.data.checks.iter().filter(|c| label_checks || c.column.as_deref() != Some(p.data.label.as_str())).cloned().collect();
-        let part = run_checks(&table, &checks).map_err(data_err(key.into()))?;
+        let part = run_checks_with_label(&table, &checks, label).map_err(data_err(key.into()))?;
         let prefix = key.trim_start_matches("data.").trim_end_matches(".source");
         report.checks.extend(part.checks.into_iter().map(|mut c| {
             c.id = format!("{prefix}:{}", c.id);
@@ -241,6 +237,17 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     }
     let data = prepare(&tables, &p.data, p.seed).map_err(data_err("data".into()))?;
     drop(tables);
+    // Checks that compare splits (leakage, drift) run once the splits exist.
+    let mut report = report;
+    let split_report = run_split_checks(&data, &p.data.checks).map_err(data_err("data.checks".into()))?;
+    if !split_report.checks.is_empty() {
+        report.checks.extend(split_report.checks);
+        run_dir.write_json("checks.json", &report)?;
+        if report.has_errors() {
+            tracing::error!("an error-level split check failed; nothing will be trained");
+            return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path.clone(), report });
+        }
+    }
 
     let cache = Cache::new(cache_root(opts, loaded));
     let kd = student_loss(p, plugins, data.classes())?;
@@ -538,7 +545,7 @@ struct Fit<'a> {
 impl Fit<'_> {
     fn run(&self, model: &mut Mlp, data: &Prepared) -> Result<Vec<EpochStats>, PipelineError> {
         let spec = self.spec;
-        let options = TrainOptions { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed: self.seed, name: self.name.to_string(), max_steps: self.max_steps };
+        let options = TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps);
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();

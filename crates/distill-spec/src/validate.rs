@@ -64,23 +64,8 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, &mut bad);
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
-    let loss = &p.student.loss;
-    if !(loss.temperature.is_finite() && loss.temperature > 0.0) {
-        bad("student.loss.temperature", format!("must be > 0, got {}", loss.temperature));
-    }
-    if !(0.0..=1.0).contains(&loss.alpha) {
-        bad("student.loss.alpha", format!("must be in [0, 1], got {}", loss.alpha));
-    }
-    if let LossKind::Plugin(name) = &loss.kind {
-        if p.plugins.is_empty() {
-            bad(
-                "student.loss.kind",
-                format!("unknown loss `{name}`: built-in losses are {}; a plugin loss needs its library under `plugins:`", LossKind::BUILT_IN.join(", ")),
-            );
-        }
-    } else if loss.params.is_some() {
-        bad("student.loss.params", "`params` is only for plugin losses".into());
-    }
+    crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
+    crate::data::validate_data("data", &p.data, &mut bad);
     if p.evaluate.top_k == 0 {
         bad("evaluate.top_k", "must be at least 1".into());
     }
