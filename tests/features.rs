@@ -64,3 +64,26 @@ fn profile_prints_checks_that_a_pipeline_accepts() {
     let o = distill(&["check", recipe.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_teacher_can_be_loaded_from_saved_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--out", first.to_str().unwrap(), "--cache-dir", tmp.path().join("c1").to_str().unwrap()]);
+    assert!(o.status.success());
+    let weights = format!("teacher.weights={}", first.join("teacher.safetensors").display());
+    let second = tmp.path().join("second");
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--out", second.to_str().unwrap(), "--cache-dir", tmp.path().join("c2").to_str().unwrap(), "--set", &weights]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("loaded given weights"));
+    let (a, b) = (json(&first.join("metrics.json")), json(&second.join("metrics.json")));
+    assert_eq!(a["teacher"]["evaluation"]["nll"], b["teacher"]["evaluation"]["nll"], "the same teacher");
+    assert_eq!(json(&first.join("lock.json"))["logits_key"], json(&second.join("lock.json"))["logits_key"]);
+    // Weights of another shape are an error naming the key and the tensor.
+    let third = tmp.path().join("third");
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--out", third.to_str().unwrap(), "--set", &weights, "--set", "teacher.model.hidden=[8]"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("teacher.weights") && err.contains("layers.0.weight"), "{err}");
+    assert!(!third.exists());
+}

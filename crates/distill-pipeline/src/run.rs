@@ -259,13 +259,23 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
     let teacher_key = teacher_key(p, &data);
     let weights_path = cache.teacher_weights(&teacher_key);
-    let (teacher, teacher_history, teacher_seconds) = match cached_teacher(&cache, &weights_path, &teacher_shape, p.seed, opts.force.includes(Stage::Teacher)) {
-        Some(model) => {
+    let given = match &p.teacher.weights {
+        None => None,
+        Some(path) => Some(given_teacher(&loaded.base_dir, path, &teacher_shape, p.seed)?),
+    };
+    let cached = match given {
+        Some(_) => None,
+        None => cached_teacher(&cache, &weights_path, &teacher_shape, p.seed, opts.force.includes(Stage::Teacher)),
+    };
+    let (teacher, teacher_history, teacher_seconds, weights_bytes) = match (given, cached) {
+        (Some((model, bytes)), _) => (model, Vec::new(), 0.0, bytes),
+        (None, Some(model)) => {
             tracing::info!(key = %short(&teacher_key), "teacher: cache hit, skipped training");
             hits.push("teacher".to_string());
-            (model, Vec::new(), 0.0)
+            let bytes = std::fs::read(&weights_path).map_err(|e| PipelineError::Other(format!("{}: {e}", weights_path.display())))?;
+            (model, Vec::new(), 0.0, bytes)
         }
-        None => {
+        (None, None) => {
             tracing::info!(key = %short(&teacher_key), params = teacher_shape.param_count(), rows = teacher_rows.len(), "teacher: training");
             let t0 = Instant::now();
             let seed = derive_seed(p.seed, "teacher");
@@ -274,10 +284,9 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let history = job.run(&mut model, &data)?;
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
             cache.store("teacher", &teacher_key, &weights_path, &bytes, &p.name)?;
-            (model, history, t0.elapsed().as_secs_f64())
+            (model, history, t0.elapsed().as_secs_f64(), bytes)
         }
     };
-    let weights_bytes = std::fs::read(&weights_path).map_err(|e| PipelineError::Other(format!("{}: {e}", weights_path.display())))?;
     let weights_hash = hash_bytes(&weights_bytes);
     run_dir.write("teacher.safetensors", &weights_bytes)?;
 
@@ -479,6 +488,16 @@ fn derive_seed(seed: u64, role: &str) -> u64 {
 fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
     let value = serde_json::json!({"key": key, "model": model}).to_string();
     HashMap::from([("distill".to_string(), value)])
+}
+
+/// Loads the teacher weights a recipe names; errors name `teacher.weights` and the file.
+fn given_teacher(base_dir: &Path, path: &Path, shape: &MlpShape, seed: u64) -> Result<(Mlp, Vec<u8>), PipelineError> {
+    let path = resolve_path(base_dir, path).map_err(data_err("teacher.weights".into()))?;
+    let bytes = std::fs::read(&path).map_err(|e| PipelineError::Other(format!("teacher.weights: {}: {e}", path.display())))?;
+    let mut model = Mlp::new(shape.clone(), seed);
+    load_weights(&mut model, &bytes).map_err(|source| PipelineError::Checkpoint { context: format!("teacher.weights: {}", path.display()), source })?;
+    tracing::info!(path = %path.display(), "teacher: loaded given weights, no training");
+    Ok((model, bytes))
 }
 
 /// Loads cached teacher weights if present and intact; anything else is reported and retrained.

@@ -7,12 +7,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The teacher: trained here from `model` and `train`.
+/// The teacher: trained here from `model` and `train`, or loaded from `weights`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSpec {
     /// The teacher's network.
     pub model: ModelSpec,
+    /// Trained weights to load instead of training (safetensors, relative to the pipeline file;
+    /// `${VAR}` expands): a previous run's `teacher.safetensors`, or a PyTorch MLP exported with
+    /// `layers.N.weight` (out, in) and `layers.N.bias` names. `train` is then ignored.
+    #[serde(default)]
+    pub weights: Option<std::path::PathBuf>,
     /// The teacher's budget and optimiser (it is trained with cross-entropy on the labels).
     #[serde(default)]
     pub train: TrainSpec,
