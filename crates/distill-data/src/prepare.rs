@@ -385,6 +385,11 @@ fn fit_scale(kind: ScaleKind, x: &[f32], width: usize) -> Option<(Vec<f32>, Vec<
                 })
                 .unzip(),
         ),
+        ScaleKind::MinmaxGlobal => {
+            let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let factor = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
+            Some((vec![if lo.is_finite() { lo } else { 0.0 }; width], vec![factor; width]))
+        }
         ScaleKind::Standard => Some(
             (0..width)
                 .map(|j| {

@@ -266,6 +266,10 @@ pub enum ScaleKind {
     None,
     /// Map each feature's training range to [0, 1].
     Minmax,
+    /// One range for all features (the training minimum and maximum over every feature) mapped
+    /// to [0, 1]: for pixels, where per-feature ranges would stretch rarely-lit border pixels.
+    #[serde(rename = "minmax_global")]
+    MinmaxGlobal,
     /// Zero mean, unit variance per feature.
     Standard,
 }
