@@ -19,7 +19,7 @@
 //!     input.check_params(&["temperature"])?;
 //!     let t = input.param_f64("temperature", 2.0)?;
 //!     // ... value and gradient over input.student / input.teacher / input.labels ...
-//!     # unimplemented!()
+//!     # Ok(LossOutput { value: t * 0.0, grad: vec![0.0; input.n * input.k] })
 //! }
 //!
 //! export_plugin! {
