@@ -192,13 +192,18 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
     }
 }
 
-/// Schema, values, and the plugins the recipe names (loaded, and its loss found).
+/// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
 fn validate(args: &PipelineArgs) -> Result<u8, String> {
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
     let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
     let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| e.to_string())?;
     if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
         plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
+    }
+    for (key, model) in [("teacher.model", &p.teacher.model), ("student.model", &p.student.model)] {
+        if let distill_spec::Arch::Plugin(name) = &model.arch {
+            plugins.require_architecture(name).map_err(|e| format!("{}: {key}.arch: {e}", args.file.display()))?;
+        }
     }
     println!("{}: ok ({})", args.file.display(), output::describe(&p));
     Ok(0)

@@ -7,12 +7,13 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Builds the cosine-kd example and the panicking fixture once; returns the library folder.
+/// Builds the example plugins and every broken fixture once; returns the library folder.
 fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugins");
-        for dir in ["plugins/cosine-kd", "tests/fixtures/plugins/panics"] {
+        let fixtures = ["panics", "non-finite", "duplicate-names", "no-entry", "wrong-abi"].map(|f| format!("tests/fixtures/plugins/{f}"));
+        for dir in ["plugins/cosine-kd".to_string(), "plugins/resmlp".to_string()].iter().chain(&fixtures) {
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join("Cargo.toml");
             let o = Command::new(env!("CARGO"))
                 .args(["build", "--release", "--quiet", "--manifest-path"])
@@ -125,4 +126,85 @@ fn plugin_faults_are_errors_that_name_plugin_symbol_and_key_with_no_outputs() {
     }
     let o = distill(&["plugins", "inspect", "Cargo.toml"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_plugin_architecture_trains_like_the_built_in_network_it_describes() {
+    // resmlp with no residual blocks is `dense(width), relu, dense(classes)`: the built-in
+    // `hidden: [width]` MLP, so the same seed must give the same model and metrics.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let plugin = format!("plugins=[{{path: {}}}]", lib("resmlp"));
+    let built_in = tmp.path().join("built-in");
+    let o = iris(&built_in, &cache, &["--set", &plugin, "--set", "student.model={hidden: [6]}"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let via_plugin = tmp.path().join("plugin");
+    let o = iris(&via_plugin, &cache, &["--set", &plugin, "--set", "student.model={arch: resmlp, params: {width: 6, blocks: 0}}"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (a, b) = (metrics(&built_in), metrics(&via_plugin));
+    for key in ["accuracy", "params", "teacher_agreement"] {
+        assert_eq!(a["student"][key], b["student"][key], "{key}");
+    }
+    // Same tensors bit for bit (the headers differ only in the recorded model spec).
+    let tensors = |d: &Path| {
+        let bytes = std::fs::read(d.join("student.safetensors")).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[8 + header..].to_vec()
+    };
+    assert_eq!(tensors(&built_in), tensors(&via_plugin));
+}
+
+#[test]
+fn the_shipped_plugin_architecture_recipe_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = distill(&[
+        "run", "pipelines/digits-resmlp.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
+        "--set", "teacher.model.hidden=[32]", "--set", "teacher.train.epochs=5", "--set", "student.train.epochs=10",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let m = metrics(&out);
+    assert!(m["student"]["accuracy"].as_f64().unwrap() > 0.5, "{m}");
+    // 64 inputs, width 24, one residual block (two dense 24x24), 10 classes.
+    let params = 64 * 24 + 24 + 2 * (24 * 24 + 24) + 24 * 10 + 10;
+    assert_eq!(m["student"]["params"], params, "{m}");
+    let o = distill(&["validate", "pipelines/digits-resmlp.yaml"]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+#[test]
+fn every_plugin_fault_through_the_binary_is_its_own_error_with_no_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let with = |library: &str, key: &str, value: &str| vec![format!("plugins=[{{path: {}}}]", lib(library)), format!("{key}={value}")];
+    let loss = "student.loss.kind";
+    let arch = "student.model";
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (with("fixture_no_entry", loss, "x"), vec!["plugins[0].path", "not a distill plugin", "distill_plugin_entry"]),
+        (with("fixture_wrong_abi", loss, "x"), vec!["plugins[0].path", "ABI version", "distill_plugin_entry"]),
+        (with("fixture_duplicate_names", loss, "twice"), vec!["plugins[0].path", "fixture-duplicate-names", "`twice` is declared more than once"]),
+        (with("fixture_non_finite", loss, "nan_loss"), vec!["student.loss", "fixture-non-finite", "loss `nan_loss`", "non-finite loss value"]),
+        (with("fixture_non_finite", loss, "inf_grad"), vec!["student.loss", "loss `inf_grad`", "non-finite gradient"]),
+        (with("fixture_non_finite", loss, "short_grad"), vec!["student.loss", "loss `short_grad`", "gradient"]),
+        (with("fixture_panics", arch, "{arch: panicking_arch}"), vec!["student.model.arch", "fixture-panics", "architecture `panicking_arch`", "panicked"]),
+        (with("fixture_non_finite", arch, "{arch: wrong_width_arch}"), vec!["student.model.arch", "architecture `wrong_width_arch`", "invalid result"]),
+        (with("resmlp", arch, "{arch: resmlp, params: {width: 0}}"), vec!["student.model.arch", "resmlp", "`width` must be at least 1"]),
+        (with("resmlp", arch, "{arch: no_such_arch}"), vec!["student.model.arch", "no plugin provides architecture `no_such_arch`", "resmlp"]),
+        (vec!["student.model={arch: resmlp}".into()], vec!["student.model.arch", "unknown architecture `resmlp`", "plugins:"]),
+    ];
+    for (i, (sets, expected)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        let mut extra: Vec<&str> = Vec::new();
+        for s in &sets {
+            extra.extend(["--set", s.as_str()]);
+        }
+        let o = iris(&out, &cache, &extra);
+        let e = err(&o);
+        assert_eq!(o.status.code(), Some(2), "case {i}: {e}");
+        for want in expected {
+            assert!(e.contains(want), "case {i}: expected `{want}` in {e}");
+        }
+        assert!(!e.contains("thread 'main' panicked"), "case {i}: {e}");
+        assert!(!out.exists(), "case {i}: a failed run leaves no outputs");
+    }
 }

@@ -6,6 +6,7 @@
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
 mod evaluate;
+mod models;
 mod plan;
 mod report;
 mod run;

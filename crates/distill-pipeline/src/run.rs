@@ -11,6 +11,8 @@ use distill_data::{load_source, prepare, resolve_path, run_checks_with_label, ru
 use polars::prelude::DataFrame;
 use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
+
+use crate::models::model_shape;
 use distill_spec::{BudgetRule, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{evaluate_targets, speedup, ModelMetrics, TargetResult};
@@ -251,12 +253,14 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
 
     let cache = Cache::new(cache_root(opts, loaded));
     let kd = student_loss(p, plugins, data.classes())?;
+    // Both networks before any training, so a bad plugin architecture fails first.
+    let teacher_shape = model_shape(&p.teacher.model, "teacher.model", plugins, data.features(), data.classes())?;
+    let student_shape = model_shape(&p.student.model, "student.model", plugins, data.features(), data.classes())?;
     let mut hits = Vec::new();
 
     // Teacher: weights keyed by everything that decides them.
     let teacher_sees_hidden = teacher_sees_hidden(p);
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (teacher_sees_hidden && s == LabelState::Hidden));
-    let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
     let teacher_key = teacher_key(p, &data);
     let weights_path = cache.teacher_weights(&teacher_key);
     let given = match &p.teacher.weights {
@@ -312,7 +316,6 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     // Student (distilled) on every training row, labels only where the student may see them;
     // baseline on the labelled rows alone. Once per seed.
     let classes = data.classes();
-    let student_shape = MlpShape::from_spec(&p.student.model, data.features(), classes);
     let student_labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
     let baseline_rows = data.train.subset(|s| s == LabelState::Labelled);
     let student_steps = p.student.train.epochs * data.train.len().div_ceil(p.student.train.batch);

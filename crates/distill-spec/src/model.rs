@@ -80,7 +80,8 @@ pub enum BudgetRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// The architecture family; `mlp` (the only one) covers both forms above.
+    /// The architecture family: `mlp` (the default) covers both forms above; any other name is an
+    /// architecture from a plugin library listed under `plugins:`, configured by `params`.
     #[serde(default)]
     pub arch: Arch,
     /// Hidden layer widths, e.g. `[256, 256]`; `[]` (the default) is a linear model.
@@ -104,15 +105,42 @@ pub struct ModelSpec {
     /// `norm` and `dropout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSpec>>,
+    /// Parameters of a plugin architecture, passed to it as JSON, e.g. `{width: 64, blocks: 2}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// The architecture family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The architecture family: `mlp`, or the name of an architecture a plugin provides.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Arch {
     /// Fully connected layers (given by `hidden` or `layers`).
     #[default]
     Mlp,
+    /// Provided by a plugin named in `plugins:`; its parameters are `model.params`.
+    Plugin(String),
+}
+
+impl Arch {
+    pub const BUILT_IN: [&'static str; 1] = ["mlp"];
+}
+
+impl From<String> for Arch {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "mlp" => Arch::Mlp,
+            _ => Arch::Plugin(s),
+        }
+    }
+}
+
+impl From<Arch> for String {
+    fn from(a: Arch) -> String {
+        match a {
+            Arch::Mlp => "mlp".into(),
+            Arch::Plugin(name) => name,
+        }
+    }
 }
 
 /// An element-wise nonlinearity.
@@ -571,7 +599,25 @@ impl From<LossKind> for String {
     }
 }
 
-pub(crate) fn validate_model(path: &str, m: &ModelSpec, bad: &mut impl FnMut(&str, String)) {
+pub(crate) fn validate_model(path: &str, m: &ModelSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
+    if let Arch::Plugin(name) = &m.arch {
+        if !plugins_listed {
+            bad(
+                &format!("{path}.arch"),
+                format!("unknown architecture `{name}`: the built-in one is {}; a plugin architecture needs its library under `plugins:`", Arch::BUILT_IN.join(", ")),
+            );
+        }
+        // The plugin describes the whole network from `params`.
+        for (key, given) in [("hidden", !m.hidden.is_empty()), ("layers", m.layers.is_some()), ("dropout", m.dropout != 0.0), ("norm", m.norm.is_some())] {
+            if given {
+                bad(&format!("{path}.{key}"), format!("a plugin architecture takes its settings in `params`, not `{key}`"));
+            }
+        }
+        return;
+    }
+    if m.params.is_some() {
+        bad(&format!("{path}.params"), "`params` is only for plugin architectures".into());
+    }
     for (i, h) in m.hidden.iter().enumerate() {
         if *h == 0 {
             bad(&format!("{path}.hidden[{i}]"), "a layer needs at least one unit".into());

@@ -60,9 +60,9 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     for (i, check) in p.data.checks.iter().enumerate() {
         crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
-    crate::model::validate_model("teacher.model", &p.teacher.model, &mut bad);
+    crate::model::validate_model("teacher.model", &p.teacher.model, !p.plugins.is_empty(), &mut bad);
     crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
-    crate::model::validate_model("student.model", &p.student.model, &mut bad);
+    crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
     crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
