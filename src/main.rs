@@ -47,6 +47,11 @@ enum Command {
         /// Recompute cached stages: all of them, or only `teacher` (and so its logits) or `logits`.
         #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_parser = ["all", "teacher", "logits"])]
         force: Option<String>,
+        /// Continue the training jobs of an interrupted run of this same recipe (same file, `--set`
+        /// values and data) from their last per-epoch checkpoint; the result is the same as an
+        /// uninterrupted run's.
+        #[arg(long)]
+        resume: bool,
     },
     /// Show which stages a run would compute or take from the cache, and what changed, without running.
     Plan {
@@ -259,14 +264,14 @@ fn main() -> ExitCode {
             })
         }
         Command::Cache { command, cache_dir } => cache_command(command, cache_dir),
-        Command::Run { pipeline, out, cache_dir, force } => {
+        Command::Run { pipeline, out, cache_dir, force, resume } => {
             let force = match force.as_deref() {
                 None => Force::None,
                 Some("teacher") => Force::Only(vec![Stage::Teacher]),
                 Some("logits") => Force::Only(vec![Stage::Logits]),
                 Some(_) => Force::All,
             };
-            let options = RunOptions { out, cache_dir, force, ..pipeline.options() };
+            let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
             distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
                 RunOutcome::ChecksFailed { run_dir, report } => {
                     eprint!("{}", report.table());

@@ -11,6 +11,7 @@ mod checkpoint;
 mod loss;
 mod mlp;
 mod optim;
+mod resume;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
@@ -19,6 +20,7 @@ pub use loss::{
     SoftTargetCrossEntropy, TeacherHard, WeightedSum, NO_LABEL,
 };
 pub use mlp::{Layer, Mlp, MlpShape};
+pub use resume::Checkpointing;
 pub use optim::{lr_at, EarlyStopping, LrSchedule, OptimizerConfig, TrainConfig};
 pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 

@@ -153,6 +153,37 @@ impl Optimizer {
         }
     }
 
+    /// The optimiser's buffers, slot by slot (Adam: first and second moments; SGD: velocity),
+    /// each in parameter order; zeros for parameters not updated yet.
+    pub(crate) fn state(&mut self, model: &mut Mlp) -> Vec<Vec<Vec<f32>>> {
+        let mut params = model.params_mut();
+        self.slots().into_iter().map(|slot| params.iter_mut().map(|p| p.buffer_in(slot).map(|b| b.clone()).unwrap_or_default()).collect()).collect()
+    }
+
+    /// Restores buffers from [`Optimizer::state`]; false (and nothing changed) if they do not fit.
+    pub(crate) fn set_state(&mut self, model: &mut Mlp, state: &[Vec<Vec<f32>>]) -> bool {
+        let mut params = model.params_mut();
+        let fits = state.len() == self.slots().len() && state.iter().all(|slot| slot.len() == params.len() && slot.iter().zip(&params).all(|(b, p)| b.len() == p.len()));
+        if !fits {
+            return false;
+        }
+        for (slot, values) in self.slots().into_iter().zip(state) {
+            for (p, v) in params.iter_mut().zip(values) {
+                if let Some(b) = p.buffer_in(slot) {
+                    b.copy_from_slice(v);
+                }
+            }
+        }
+        true
+    }
+
+    fn slots(&mut self) -> Vec<&mut Gradients<f32, Dev>> {
+        match self {
+            Optimizer::Adam { moment1, moment2, .. } => vec![moment1, moment2],
+            Optimizer::Sgd { velocity, .. } => vec![velocity],
+        }
+    }
+
     fn update_one<S: Shape>(&mut self, param: &mut Tensor<S, f32, Dev>, grads: &mut Gradients<f32, Dev>, lr: f64, step: i32) {
         // Every parameter takes part in the forward pass, so each has a gradient; allocation on
         // the CPU cannot fail, nor can the CPU kernels.
@@ -175,30 +206,30 @@ impl Optimizer {
 /// Scales all gradients so their global L2 norm is at most `max_norm`, as PyTorch's
 /// `clip_grad_norm_` (factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm before.
 pub(crate) fn clip_gradients(model: &mut Mlp, grads: &mut Gradients<f32, Dev>, max_norm: f64) -> f64 {
-    fn buffer<'a, S: Shape>(grads: &'a mut Gradients<f32, Dev>, t: &Tensor<S, f32, Dev>) -> Option<&'a mut Vec<f32>> {
-        grads.get_or_alloc_mut(t).ok().map(|v| &mut **v)
-    }
     let mut params = model.params_mut();
     let mut sum = 0.0f64;
     for p in params.iter_mut() {
-        let g = match p {
-            ParamMut::Matrix(t) => buffer(grads, t),
-            ParamMut::Vector(t) => buffer(grads, t),
-        };
-        sum += g.map_or(0.0, |g| g.iter().map(|&x| x as f64 * x as f64).sum::<f64>());
+        sum += p.buffer_in(grads).map_or(0.0, |g| g.iter().map(|&x| x as f64 * x as f64).sum::<f64>());
     }
     let norm = sum.sqrt();
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {
         for p in params.iter_mut() {
-            let g = match p {
-                ParamMut::Matrix(t) => buffer(grads, t),
-                ParamMut::Vector(t) => buffer(grads, t),
-            };
-            for x in g.into_iter().flatten() {
+            for x in p.buffer_in(grads).into_iter().flatten() {
                 *x = (*x as f64 * factor) as f32;
             }
         }
     }
     norm
+}
+
+impl ParamMut<'_> {
+    /// This parameter's buffer in a per-parameter store (gradients, optimiser moments), allocated
+    /// (zeros) on first use.
+    fn buffer_in<'g>(&self, store: &'g mut Gradients<f32, Dev>) -> Option<&'g mut Vec<f32>> {
+        match self {
+            ParamMut::Matrix(t) => store.get_or_alloc_mut(&**t).ok().map(|v| &mut **v),
+            ParamMut::Vector(t) => store.get_or_alloc_mut(&**t).ok().map(|v| &mut **v),
+        }
+    }
 }

@@ -6,10 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mlp::Mlp;
 use crate::optim::{clip_gradients, lr_at, Optimizer, TrainConfig};
+use crate::resume::{self, Checkpointing, TrainState};
 use crate::{Dev, Loss};
 use distill_spec::TrainSpec;
 
@@ -27,6 +28,8 @@ pub struct TrainOptions {
     pub max_steps: Option<usize>,
     /// Optimiser, schedule, clipping and early stopping; the default is plain Adam at `lr`.
     pub config: TrainConfig,
+    /// A checkpoint after every epoch, and whether to continue from an existing one.
+    pub checkpoint: Option<Checkpointing>,
 }
 
 impl TrainOptions {
@@ -38,7 +41,7 @@ impl TrainOptions {
     /// Options from a recipe's `train:` section: `epochs`, `batch`, `optimizer.lr` and the rest as
     /// a [`TrainConfig`].
     pub fn from_spec(spec: &TrainSpec, seed: u64, name: impl Into<String>, max_steps: Option<usize>) -> Self {
-        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec) }
+        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec), checkpoint: None }
     }
 }
 
@@ -51,7 +54,7 @@ pub struct TrainTargets<'a> {
 }
 
 /// Per-epoch record of a training run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
     pub train_loss: f64,
@@ -125,7 +128,21 @@ pub fn train(
     bar.set_prefix(options.name.clone());
 
     let mut history = Vec::with_capacity(options.epochs);
-    for epoch in 1..=options.epochs {
+    let mut start = 1;
+    if let Some(ck) = options.checkpoint.as_ref().filter(|ck| ck.resume) {
+        if let Some(state) = resume::load(&ck.path, &ck.job)? {
+            let restored = state.order.len() == n && model.set_param_values(&state.params) && optimizer.set_state(model, &state.optimizer);
+            if !restored {
+                return Err(format!("checkpoint {} does not fit this model and data", ck.path.display()));
+            }
+            tracing::info!(model = %options.name, epoch = state.epoch, step = state.step, "resuming from the checkpoint of an interrupted run");
+            (step, order, history, best, stale) = (state.step, state.order, state.history, state.best, state.stale);
+            rng.set_word_pos(state.rng_word_pos);
+            start = if state.done { options.epochs + 1 } else { state.epoch + 1 };
+            bar.set_position(state.epoch as u64);
+        }
+    }
+    for epoch in start..=options.epochs {
         order.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         let mut seen = 0;
@@ -173,6 +190,7 @@ pub fn train(
         bar.inc(1);
         tracing::debug!(model = %options.name, epoch, train_loss, ?val_accuracy, "epoch done");
         history.push(EpochStats { epoch, train_loss, val_accuracy });
+        let mut done = epoch == options.epochs || options.max_steps.is_some_and(|max| step as usize >= max);
         if let (Some(rule), Some(acc)) = (stopping, val_accuracy) {
             match &best {
                 Some((_, best_acc, _)) if acc <= best_acc + rule.min_delta => stale += 1,
@@ -183,12 +201,32 @@ pub fn train(
             }
             if stale >= rule.patience {
                 tracing::info!(model = %options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
-                break;
+                done = true;
             }
         }
-        if options.max_steps.is_some_and(|max| step as usize >= max) {
+        if let Some(ck) = &options.checkpoint {
+            let state = TrainState {
+                epoch,
+                step,
+                done,
+                order: order.clone(),
+                rng_word_pos: rng.get_word_pos(),
+                history: history.clone(),
+                best: best.clone(),
+                stale,
+                params: model.param_values(),
+                optimizer: optimizer.state(model),
+            };
+            resume::save(&ck.path, &ck.job, &state).inspect_err(|_| bar.finish_and_clear())?;
+            resume::interrupt_hook(&options.name, epoch);
+        }
+        if done {
             break;
         }
+    }
+    if let Some(ck) = &options.checkpoint {
+        // Training is complete: the checkpoint has served its purpose.
+        let _ = std::fs::remove_file(&ck.path);
     }
     if let Some((epoch, acc, weights)) = best {
         if model.set_param_values(&weights) {
@@ -262,7 +300,7 @@ mod tests {
     }
 
     fn options(seed: u64) -> TrainOptions {
-        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default() }
+        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default(), checkpoint: None }
     }
 
     #[test]
@@ -381,6 +419,68 @@ mod tests {
             assert_eq!(bits(&predict_logits(&a, &x)), bits(&predict_logits(&b, &x)), "{text}: same seed, same weights");
             assert!(accuracy(&predict_logits(&a, &x), &y, 3) > 0.9, "{text}");
         }
+    }
+
+    /// A loss that fails on call `fail_at` (counting from 1): an interruption mid-epoch.
+    struct FailingAfter<'a> {
+        inner: &'a dyn Loss,
+        calls: std::sync::atomic::AtomicUsize,
+        fail_at: usize,
+    }
+
+    impl Loss for FailingAfter<'_> {
+        fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> crate::LossResult {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == self.fail_at {
+                return Err("interrupted".into());
+            }
+            self.inner.value_and_grad(student, teacher, labels, k)
+        }
+        fn needs_teacher(&self) -> bool {
+            self.inner.needs_teacher()
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+        let (x, y) = blobs(300, 6);
+        let (vx, vy) = blobs(60, 7);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let dir = std::env::temp_dir().join(format!("distill-resume-train-{}", std::process::id()));
+        for (i, text) in [
+            "{epochs: 8, batch: 16, optimizer: {kind: adam, lr: 0.01}, early_stopping: {patience: 20}}",
+            "{epochs: 8, batch: 16, optimizer: {kind: sgd, lr: 0.05, momentum: 0.9, nesterov: true}, schedule: {kind: cosine, warmup_epochs: 1}}",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let options = config(text);
+            let mut whole = Mlp::new(shape(0.2), 3);
+            let full = train(&mut whole, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+
+            let checkpoint = Checkpointing { path: dir.join(format!("job{i}.ckpt")), job: format!("job{i}"), resume: true };
+            let with_ck = TrainOptions { checkpoint: Some(checkpoint.clone()), ..options.clone() };
+            let steps_per_epoch = 300usize.div_ceil(16);
+            let failing = FailingAfter { inner: &CrossEntropy, calls: Default::default(), fail_at: 3 * steps_per_epoch + 5 };
+            let mut first = Mlp::new(shape(0.2), 3);
+            assert!(train(&mut first, &data, &failing, &with_ck, Some((&vx, &vy))).is_err());
+            assert!(checkpoint.path.exists(), "{text}: the checkpoint of epoch 3 is left behind");
+
+            // A fresh model (as a new process would build) continues from the checkpoint.
+            let mut resumed = Mlp::new(shape(0.2), 3);
+            let history = train(&mut resumed, &data, &CrossEntropy, &with_ck, Some((&vx, &vy))).unwrap();
+            assert_eq!(history, full, "{text}");
+            assert_eq!(bits(&predict_logits(&resumed, &x)), bits(&predict_logits(&whole, &x)), "{text}");
+            assert!(!checkpoint.path.exists(), "{text}: removed once training completes");
+
+            // Without `resume`, an existing checkpoint is ignored: the run starts over.
+            let mut first = Mlp::new(shape(0.2), 3);
+            let failing = FailingAfter { inner: &CrossEntropy, calls: Default::default(), fail_at: 2 * steps_per_epoch };
+            assert!(train(&mut first, &data, &failing, &with_ck, None).is_err());
+            let fresh = TrainOptions { checkpoint: Some(Checkpointing { resume: false, ..checkpoint.clone() }), ..options.clone() };
+            let mut again = Mlp::new(shape(0.2), 3);
+            assert_eq!(train(&mut again, &data, &CrossEntropy, &fresh, Some((&vx, &vy))).unwrap(), full);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, KeyBuilder, LogitMeta};
 use distill_data::{load_source, prepare, resolve_path, run_checks_with_label, run_split_checks, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
-use distill_nn::{accuracy, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
+use distill_nn::{accuracy, Checkpointing, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
 
 use crate::models::model_shape;
@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// Stages to recompute even when the cache holds their output.
     pub force: Force,
+    /// Continue training jobs from the checkpoints an interrupted run of the same recipe left.
+    pub resume: bool,
 }
 
 /// The cached stages.
@@ -252,6 +254,11 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     }
 
     let cache = Cache::new(cache_root(opts, loaded));
+    let checkpoints = Checkpoints {
+        dir: cache.root.join("checkpoints"),
+        recipe: KeyBuilder::new("checkpoint/v1").part("recipe", resolved.as_bytes()).part("data", data.fingerprint.as_bytes()).finish(),
+        resume: opts.resume,
+    };
     let kd = student_loss(p, plugins, data.classes())?;
     // Both networks before any training, so a bad plugin architecture fails first.
     let teacher_shape = model_shape(&p.teacher.model, "teacher.model", plugins, data.features(), data.classes())?;
@@ -284,7 +291,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let t0 = Instant::now();
             let seed = derive_seed(p.seed, "teacher");
             let mut model = Mlp::new(teacher_shape.clone(), seed);
-            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None };
+            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None, checkpoints: &checkpoints };
             let history = job.run(&mut model, &data)?;
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
             cache.store("teacher", &teacher_key, &weights_path, &bytes, &p.name)?;
@@ -347,7 +354,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         let t0 = Instant::now();
         let mut student = Mlp::new(student_shape.clone(), seed_for);
         let name = format!("student{suffix}");
-        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None };
+        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints };
         history.insert(name.clone(), job.run(&mut student, &data)?);
         student_runs.push((seed, measure(&student, t0.elapsed().as_secs_f64())));
         if i == 0 {
@@ -357,7 +364,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let t0 = Instant::now();
             let mut model = Mlp::new(student_shape.clone(), seed_for);
             let name = format!("baseline{suffix}");
-            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps) };
+            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints };
             history.insert(name.clone(), job.run(&mut model, &data)?);
             baseline_runs.push((seed, measure(&model, t0.elapsed().as_secs_f64())));
             if i == 0 {
@@ -562,12 +569,29 @@ struct Fit<'a> {
     seed: u64,
     name: &'a str,
     max_steps: Option<usize>,
+    checkpoints: &'a Checkpoints,
+}
+
+/// Where training jobs keep their per-epoch checkpoints: in the cache, keyed by the whole
+/// resolved recipe, the data, the job's name and seed, so `--resume` continues only the run that
+/// was interrupted.
+struct Checkpoints {
+    dir: PathBuf,
+    recipe: String,
+    resume: bool,
+}
+
+impl Checkpoints {
+    fn for_job(&self, name: &str, seed: u64) -> Checkpointing {
+        let job = KeyBuilder::new("checkpoint-job/v1").part("recipe", self.recipe.as_bytes()).part("name", name.as_bytes()).part("seed", &seed.to_le_bytes()).finish();
+        Checkpointing { path: self.dir.join(format!("{job}.ckpt")), job, resume: self.resume }
+    }
 }
 
 impl Fit<'_> {
     fn run(&self, model: &mut Mlp, data: &Prepared) -> Result<Vec<EpochStats>, PipelineError> {
         let spec = self.spec;
-        let options = TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps);
+        let options = TrainOptions { checkpoint: Some(self.checkpoints.for_job(self.name, self.seed)), ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps) };
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();

@@ -883,7 +883,22 @@ mod tests {
 
     fn model(text: &str) -> Vec<(String, String)> {
         let m: ModelSpec = serde_yaml::from_str(text).unwrap();
-        problems(&m, |m, bad| validate_model("m", m, &mut |p: &str, s: String| bad(p, s)))
+        problems(&m, |m, bad| validate_model("m", m, false, &mut |p: &str, s: String| bad(p, s)))
+    }
+
+    #[test]
+    fn plugin_architectures_take_params_and_need_a_plugin() {
+        let m: ModelSpec = serde_yaml::from_str("{arch: resmlp, params: {width: 8}}").unwrap();
+        assert_eq!(m.arch, Arch::Plugin("resmlp".into()));
+        assert_eq!(serde_yaml::to_string(&m).unwrap(), "arch: resmlp\nhidden: []\nactivation: relu\ndropout: 0.0\nparams:\n  width: 8\n");
+        let with_plugins = |text: &str| {
+            let m: ModelSpec = serde_yaml::from_str(text).unwrap();
+            problems(&m, |m, bad| validate_model("m", m, true, &mut |p: &str, s: String| bad(p, s)))
+        };
+        assert!(with_plugins("{arch: resmlp, params: {width: 8}}").is_empty());
+        assert_eq!(with_plugins("{arch: resmlp, hidden: [4]}")[0].0, "m.hidden");
+        assert!(model("{arch: resmlp}")[0].1.contains("unknown architecture `resmlp`"));
+        assert_eq!(model("{hidden: [4], params: {width: 8}}")[0].0, "m.params");
     }
 
     fn train(text: &str) -> Vec<(String, String)> {
