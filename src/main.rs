@@ -52,6 +52,9 @@ enum Command {
         /// uninterrupted run's.
         #[arg(long)]
         resume: bool,
+        /// Where to train: cpu, cuda or cuda:N (the same as `--set device=...`).
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Show which stages a run would compute or take from the cache, and what changed, without running.
     Plan {
@@ -264,7 +267,8 @@ fn main() -> ExitCode {
             })
         }
         Command::Cache { command, cache_dir } => cache_command(command, cache_dir),
-        Command::Run { pipeline, out, cache_dir, force, resume } => {
+        Command::Run { mut pipeline, out, cache_dir, force, resume, device } => {
+            pipeline.overrides.extend(device.map(|d| format!("device={d}")));
             let force = match force.as_deref() {
                 None => Force::None,
                 Some("teacher") => Force::Only(vec![Stage::Teacher]),

@@ -245,3 +245,22 @@ fn transfer_rows_never_feed_the_hard_label_term_and_the_baseline_never_sees_them
     let w = read_json(&wrong.join("metrics.json"));
     assert_eq!(w["student"]["per_seed"], m["student"]["per_seed"]);
 }
+
+#[test]
+fn asking_for_cuda_in_a_cpu_build_is_a_clear_error_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string("pipelines/iris-kd.yaml").unwrap().replacen("seed:", "device: cuda:1\nseed:", 1);
+    let file = tmp.path().join("gpu.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = distill(&["validate", file.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("gpu.yaml:") && e.contains("device: `cuda:1`") && e.contains("--features cuda"), "{e}");
+    let out = tmp.path().join("run");
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--device", "cuda", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`cuda:0` needs distill built with CUDA support"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = distill(&["run", "pipelines/iris-kd.yaml", "--device", "gpu", "--out", out.to_str().unwrap()]);
+    assert!(o.status.code() == Some(2) && stderr(&o).contains("unknown device `gpu`"), "{}", stderr(&o));
+}

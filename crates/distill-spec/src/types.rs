@@ -22,7 +22,8 @@ pub struct Pipeline {
     /// Seed for splitting, initialisation, dropout and batch order.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Where tensors live: `cpu` (the only device in this build).
+    /// Where training runs: `cpu` (default); `cuda` / `cuda:N` are recognised but need a CUDA
+    /// build (see the README's limits).
     #[serde(default)]
     pub device: Device,
     /// Directory of the content-addressed cache, relative to the pipeline file.
@@ -56,11 +57,53 @@ pub struct PluginSpec {
     pub path: PathBuf,
 }
 
+/// Where training runs: `cpu`, `cuda` (the first GPU) or `cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum Device {
     #[default]
     Cpu,
+    /// A CUDA GPU by ordinal.
+    Cuda(usize),
+}
+
+impl TryFrom<String> for Device {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{other}`, expected `cpu`, `cuda` or `cuda:N`")),
+        }
+    }
+}
+
+impl From<Device> for String {
+    fn from(d: Device) -> String {
+        match d {
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(n) => format!("cuda:{n}"),
+        }
+    }
+}
+
+/// Why this build cannot train on `device`, if it cannot.
+pub fn device_unavailable(device: Device) -> Option<String> {
+    match device {
+        Device::Cpu => None,
+        Device::Cuda(_) if !cfg!(feature = "cuda") => Some(format!(
+            "`{}` needs distill built with CUDA support (`cargo build --release --features cuda`, with the CUDA toolkit); this build trains on the CPU only",
+            String::from(device)
+        )),
+        Device::Cuda(_) => Some(format!(
+            "`{}`: this version's `cuda` feature compiles dfdx's CUDA backend, but the trainer does not place tensors on a GPU yet; use `cpu`",
+            String::from(device)
+        )),
+    }
 }
 
 /// What to report and which targets the student must meet.

@@ -9,6 +9,9 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if p.version != 1 {
         bad("version", format!("unsupported version {} (this distill reads version 1)", p.version));
     }
+    if let Some(why) = crate::types::device_unavailable(p.device) {
+        bad("device", why);
+    }
     if p.name.trim().is_empty() || p.name.contains(['/', '\\']) {
         bad("name", format!("must be a non-empty name without slashes, got {:?}", p.name));
     }
