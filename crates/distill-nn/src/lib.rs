@@ -8,6 +8,7 @@
 //! (distill-cache).
 
 mod checkpoint;
+mod gemm;
 mod loss;
 mod mlp;
 mod optim;
