@@ -162,6 +162,26 @@ pub(crate) fn dense<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
+/// GFLOP/s of a plain `n × n · n × n` f32 product through the same GEMM, on the same threads:
+/// the ceiling a dense layer's products can reach on this machine. The best of `reps` timed
+/// products, after one untimed one.
+pub(crate) fn square_product_gflops(n: usize, reps: usize) -> f64 {
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 17) as f32 * 0.25 - 2.0).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.5 - 3.0).collect();
+    let mut c = vec![0f32; n * n];
+    let run = |c: &mut [f32]| product(c, false, View::row_major(&a, n, n), View::row_major(&b, n, n));
+    run(&mut c);
+    let best = (0..reps.max(1))
+        .map(|_| {
+            let start = std::time::Instant::now();
+            run(&mut c);
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    std::hint::black_box(&c);
+    2.0 * (n as f64).powi(3) / best.max(1e-12) / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

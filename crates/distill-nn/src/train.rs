@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::mlp::Mlp;
 use crate::optim::{clip_gradients, lr_at, Optimizer, TrainConfig};
+use crate::soft_targets::SoftTargets;
 use crate::{Dev, Loss};
 use distill_spec::TrainSpec;
 
@@ -98,6 +99,8 @@ pub fn train(
         }
     }
 
+    // Constant while the student learns: computed once here, not per batch and epoch.
+    let soft_targets = teacher.map(|t| SoftTargets::new(t, classes, &loss.soft_target_temperatures()));
     let config = &options.config;
     let mut optimizer = Optimizer::new(&config.optimizer);
     let mut step: i32 = 0;
@@ -148,7 +151,8 @@ pub fn train(
             let logits = model.forward(x.leaky_traced(), Some(&masks));
             let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
             let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
-            let (value, grad) = loss.value_and_grad(&logits.as_vec(), teacher_rows.as_deref(), &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
+            let soft = soft_targets.as_ref().map(|s| s.gather(rows)).unwrap_or_default();
+            let (value, grad) = loss.value_and_grad_soft(&logits.as_vec(), teacher_rows.as_deref(), &soft, &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
             if grad.len() != b * classes {
                 bar.finish_and_clear();
                 return Err(format!("the loss returned {} gradient values for a {b}×{classes} batch", grad.len()));
@@ -204,9 +208,12 @@ pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
     let inputs = model.shape.inputs();
     let n = if inputs == 0 { 0 } else { x.len() / inputs };
     let mut out = Vec::with_capacity(n * model.shape.classes());
-    let rows: Vec<usize> = (0..n).collect();
-    for chunk in rows.chunks(1024) {
-        let t = model.dev.tensor_from_vec(gather_rows(x, inputs, chunk), (chunk.len(), inputs));
+    if n == 0 {
+        return out;
+    }
+    // Consecutive rows are already a row-major block: one copy into the tensor, no gathering.
+    for chunk in x[..n * inputs].chunks(1024 * inputs) {
+        let t = model.dev.tensor_from_vec(chunk.to_vec(), (chunk.len() / inputs, inputs));
         out.extend(model.forward(t, None).as_vec());
     }
     out
