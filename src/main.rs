@@ -3,6 +3,7 @@
 //! This binary only parses arguments, sets up logging and prints results; the work happens in
 //! the `distill-*` crates.
 
+mod bench;
 mod output;
 mod runlog;
 
@@ -100,6 +101,12 @@ enum Command {
         /// The label column, if any (gets an `in_set` / `class_balance` check).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
+    /// the GEMM ceiling, on random Fashion-MNIST-shaped data. Numbers only; nothing is written.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// Inspect plugin libraries.
     Plugins {
@@ -267,6 +274,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Cache { command, cache_dir } => cache_command(command, cache_dir),
+        Command::Bench { command } => bench::run(command),
         Command::Run { mut pipeline, out, cache_dir, force, resume, device } => {
             pipeline.overrides.extend(device.map(|d| format!("device={d}")));
             let force = match force.as_deref() {

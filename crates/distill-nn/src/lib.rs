@@ -7,16 +7,19 @@
 //! built-in losses and, later, plugin losses. Not here: data loading (distill-data) and caching
 //! (distill-cache).
 
+pub mod bench;
 mod checkpoint;
+mod gemm;
 mod loss;
 mod mlp;
 mod optim;
 mod resume;
+mod soft_targets;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
 pub use loss::{
-    build_loss, build_loss_with, CrossEntropy, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy,
+    build_loss, build_loss_with, CrossEntropy, SoftBatch, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy,
     SoftTargetCrossEntropy, TeacherHard, WeightedSum, NO_LABEL,
 };
 pub use mlp::{Layer, Mlp, MlpShape};

@@ -3,6 +3,9 @@
 
 use distill_spec::{LossKind, LossSpec, DEFAULT_DKD_ALPHA, DEFAULT_DKD_BETA};
 
+use crate::soft_targets::softmax_t;
+pub use crate::soft_targets::SoftBatch;
+
 /// The label of a row that has none (a transfer-set row): such rows get no hard-label term.
 pub const NO_LABEL: u32 = u32::MAX;
 
@@ -16,18 +19,34 @@ pub trait Loss: Sync {
     fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult;
     /// Whether the loss needs teacher logits.
     fn needs_teacher(&self) -> bool;
+    /// Temperatures at which the loss reads the teacher's soft targets `softmax(t / T)`; training
+    /// computes them once for every row instead of per batch and epoch.
+    fn soft_target_temperatures(&self) -> Vec<f64> {
+        Vec::new()
+    }
+    /// [`Loss::value_and_grad`] with the batch's soft targets precomputed (same values, bit for
+    /// bit); losses that read none ignore them.
+    fn value_and_grad_soft(&self, student: &[f32], teacher: Option<&[f32]>, _soft: &SoftBatch, labels: &[u32], k: usize) -> LossResult {
+        self.value_and_grad(student, teacher, labels, k)
+    }
 }
 
-/// Softmax of `z / t` into `out`, computed in f64 for stability.
-fn softmax_t(z: &[f32], t: f64, out: &mut [f64]) {
-    let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-    let mut sum = 0.0;
-    for (o, &v) in out.iter_mut().zip(z) {
-        *o = ((v as f64 - max) / t).exp();
-        sum += *o;
+/// The teacher's soft targets of row `i`: precomputed, or computed into `scratch`.
+fn soft_row<'a>(pre: Option<&'a [f64]>, teacher: &[f32], i: usize, k: usize, t: f64, scratch: &'a mut [f64]) -> &'a [f64] {
+    match pre {
+        Some(p) => &p[i * k..(i + 1) * k],
+        None => {
+            softmax_t(&teacher[i * k..(i + 1) * k], t, scratch);
+            scratch
+        }
     }
-    for o in out.iter_mut() {
-        *o /= sum;
+}
+
+/// Checks that precomputed soft targets cover the batch.
+fn check_soft(pre: Option<&[f64]>, n: usize, k: usize) -> Result<(), String> {
+    match pre {
+        Some(p) if p.len() != n * k => Err(format!("{} soft targets for {n} rows × {k} classes", p.len())),
+        _ => Ok(()),
     }
 }
 
@@ -107,17 +126,18 @@ pub struct SoftTargetCrossEntropy {
     pub temperature: f64,
 }
 
-impl Loss for SoftTargetCrossEntropy {
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+impl SoftTargetCrossEntropy {
+    fn compute(&self, student: &[f32], teacher: Option<&[f32]>, pre: Option<&[f64]>, labels: &[u32], k: usize) -> LossResult {
         let teacher = need_teacher(teacher, "soft_ce")?;
         check_sizes(student, Some(teacher), labels, k)?;
         let (n, t) = (labels.len(), self.temperature);
+        check_soft(pre, n, k)?;
         let mut grad = vec![0f32; n * k];
-        let (mut ps, mut pt) = (vec![0.0; k], vec![0.0; k]);
+        let (mut ps, mut scratch) = (vec![0.0; k], vec![0.0; k]);
         let mut total = 0.0;
         for i in 0..n {
             softmax_t(&student[i * k..(i + 1) * k], t, &mut ps);
-            softmax_t(&teacher[i * k..(i + 1) * k], t, &mut pt);
+            let pt = soft_row(pre, teacher, i, k, t, &mut scratch);
             total -= t * t * pt.iter().zip(&ps).filter(|(p, _)| **p > 0.0).map(|(p, s)| p * s.max(1e-300).ln()).sum::<f64>();
             for j in 0..k {
                 grad[i * k + j] = (t * (ps[j] - pt[j]) / n as f64) as f32;
@@ -125,8 +145,20 @@ impl Loss for SoftTargetCrossEntropy {
         }
         Ok((total / n.max(1) as f64, grad))
     }
+}
+
+impl Loss for SoftTargetCrossEntropy {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+        self.compute(student, teacher, None, labels, k)
+    }
     fn needs_teacher(&self) -> bool {
         true
+    }
+    fn soft_target_temperatures(&self) -> Vec<f64> {
+        vec![self.temperature]
+    }
+    fn value_and_grad_soft(&self, student: &[f32], teacher: Option<&[f32]>, soft: &SoftBatch, labels: &[u32], k: usize) -> LossResult {
+        self.compute(student, teacher, soft.at(self.temperature), labels, k)
     }
 }
 
@@ -234,15 +266,16 @@ pub struct WeightedSum {
     pub terms: Vec<(f64, Box<dyn Loss>)>,
 }
 
-impl Loss for WeightedSum {
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+impl WeightedSum {
+    /// Σ w_i · term_i, each term evaluated by `eval`.
+    fn combine(&self, len: usize, mut eval: impl FnMut(&dyn Loss) -> LossResult) -> LossResult {
         let mut total = 0.0;
-        let mut grad = vec![0f64; student.len()];
+        let mut grad = vec![0f64; len];
         for (w, loss) in &self.terms {
             if *w == 0.0 {
                 continue;
             }
-            let (v, g) = loss.value_and_grad(student, teacher, labels, k)?;
+            let (v, g) = eval(loss.as_ref())?;
             if g.len() != grad.len() {
                 return Err(format!("a loss term returned {} gradient values for {} logits", g.len(), grad.len()));
             }
@@ -253,8 +286,20 @@ impl Loss for WeightedSum {
         }
         Ok((total, grad.into_iter().map(|g| g as f32).collect()))
     }
+}
+
+impl Loss for WeightedSum {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+        self.combine(student.len(), |loss| loss.value_and_grad(student, teacher, labels, k))
+    }
     fn needs_teacher(&self) -> bool {
         self.terms.iter().any(|(w, l)| *w != 0.0 && l.needs_teacher())
+    }
+    fn soft_target_temperatures(&self) -> Vec<f64> {
+        self.terms.iter().filter(|(w, _)| *w != 0.0).flat_map(|(_, l)| l.soft_target_temperatures()).collect()
+    }
+    fn value_and_grad_soft(&self, student: &[f32], teacher: Option<&[f32]>, soft: &SoftBatch, labels: &[u32], k: usize) -> LossResult {
+        self.combine(student.len(), |loss| loss.value_and_grad_soft(student, teacher, soft, labels, k))
     }
 }
 
@@ -264,21 +309,23 @@ pub struct HintonKd {
     pub alpha: f64,
 }
 
-impl Loss for HintonKd {
-    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+impl HintonKd {
+    fn compute(&self, student: &[f32], teacher: Option<&[f32]>, pre: Option<&[f64]>, labels: &[u32], k: usize) -> LossResult {
         check_sizes(student, teacher, labels, k)?;
         let n = labels.len();
+        check_soft(pre, n, k)?;
         let (t, alpha) = (self.temperature, self.alpha);
         let soft = alpha > 0.0;
         let mut grad = vec![0f32; n * k];
-        let (mut ps, mut pt, mut q) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+        let (mut ps, mut scratch, mut q) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+        let mut row_grad = vec![0.0f64; k];
         let mut total = 0.0;
         for i in 0..n {
             let s = &student[i * k..(i + 1) * k];
             let g = &mut grad[i * k..(i + 1) * k];
             // The hard-label term only where there is a label (the per-row mask of transfer sets);
             // the mean is still over the whole batch.
-            let mut row_grad = vec![0.0f64; k];
+            row_grad.fill(0.0);
             if labels[i] != NO_LABEL && alpha < 1.0 {
                 let y = labels[i] as usize;
                 softmax_t(s, 1.0, &mut q);
@@ -288,12 +335,9 @@ impl Loss for HintonKd {
                 }
             }
             if soft {
-                let tl = match teacher {
-                    Some(tl) => &tl[i * k..(i + 1) * k],
-                    None => return Err("the KD loss needs teacher logits".into()),
-                };
+                let Some(tl) = teacher else { return Err("the KD loss needs teacher logits".into()) };
                 softmax_t(s, t, &mut ps);
-                softmax_t(tl, t, &mut pt);
+                let pt = soft_row(pre, tl, i, k, t, &mut scratch);
                 let kl: f64 = pt.iter().zip(&ps).filter(|(p, _)| **p > 0.0).map(|(p, s)| p * (p.ln() - s.max(1e-300).ln())).sum();
                 total += alpha * t * t * kl;
                 for j in 0..k {
@@ -306,8 +350,20 @@ impl Loss for HintonKd {
         }
         Ok((total / n.max(1) as f64, grad))
     }
+}
+
+impl Loss for HintonKd {
+    fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize) -> LossResult {
+        self.compute(student, teacher, None, labels, k)
+    }
     fn needs_teacher(&self) -> bool {
         self.alpha > 0.0
+    }
+    fn soft_target_temperatures(&self) -> Vec<f64> {
+        if self.alpha > 0.0 { vec![self.temperature] } else { Vec::new() }
+    }
+    fn value_and_grad_soft(&self, student: &[f32], teacher: Option<&[f32]>, soft: &SoftBatch, labels: &[u32], k: usize) -> LossResult {
+        self.compute(student, teacher, soft.at(self.temperature), labels, k)
     }
 }
 
@@ -538,6 +594,31 @@ mod tests {
         assert!(v.is_finite() && g.iter().all(|g| g.is_finite()), "{v} {g:?}");
         // The non-target part still sees the non-target classes, though p_y rounds to 1.
         assert!(g[1] < 0.0);
+    }
+
+    #[test]
+    fn precomputed_soft_targets_give_bitwise_the_same_loss() {
+        let student = [0.3f32, -1.2, 2.0, 0.5, 0.1, 0.0, -0.7, 1.4, 0.9, -0.3, 0.2, 0.0];
+        let teacher = [1.0f32, 0.2, -0.5, 2.0, 0.0, 3.0, 0.1, -1.0, 0.4, 0.4, 0.4, 0.5];
+        let labels = [2, NO_LABEL, 0];
+        let terms: Vec<(f64, Box<dyn Loss>)> = vec![(0.7, Box::new(HintonKd { temperature: 4.0, alpha: 1.0 })), (0.3, Box::new(SoftTargetCrossEntropy { temperature: 2.0 })), (1.0, Box::new(CrossEntropy))];
+        let losses: Vec<Box<dyn Loss>> = vec![Box::new(HintonKd { temperature: 3.0, alpha: 0.5 }), Box::new(SoftTargetCrossEntropy { temperature: 2.5 }), Box::new(WeightedSum { terms })];
+        for loss in &losses {
+            let temperatures = loss.soft_target_temperatures();
+            assert!(!temperatures.is_empty());
+            // Precomputed over a larger set (a spare row first), gathered for the batch's rows.
+            let all: Vec<f32> = [0.0f32; 4].iter().chain(&teacher).copied().collect();
+            let soft = crate::soft_targets::SoftTargets::new(&all, 4, &temperatures).gather(&[1, 2, 3]);
+            let plain = loss.value_and_grad(&student, Some(&teacher), &labels, 4).unwrap();
+            let fast = loss.value_and_grad_soft(&student, Some(&teacher), &soft, &labels, 4).unwrap();
+            assert_eq!(plain.0.to_bits(), fast.0.to_bits());
+            assert_eq!(plain.1, fast.1);
+            // Soft targets for the wrong number of rows are an error, not a panic.
+            let short = crate::soft_targets::SoftTargets::new(&all, 4, &temperatures).gather(&[1]);
+            assert!(loss.value_and_grad_soft(&student, Some(&teacher), &short, &labels, 4).is_err());
+        }
+        assert!(CrossEntropy.soft_target_temperatures().is_empty());
+        assert!(HintonKd { temperature: 2.0, alpha: 0.0 }.soft_target_temperatures().is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::gemm::InputGrad;
 use crate::Dev;
 use distill_spec::{Activation, LayerSpec, ModelSpec, Norm};
 
@@ -243,7 +244,7 @@ impl Mlp {
         dropout_masks: Option<&[Matrix]>,
     ) -> Tensor<(usize, usize), f32, Dev, T> {
         let mut next_mask = 0;
-        forward_nodes(&self.nodes, x, dropout_masks, &mut next_mask)
+        forward_nodes(&self.nodes, x, dropout_masks, &mut next_mask, InputGrad::Skip)
     }
 
     /// (probability, width) of each dropout layer that drops anything, in forward order: the
@@ -306,20 +307,20 @@ impl Mlp {
     }
 }
 
+/// `input_grad`: whether `x`'s gradient is wanted ([`InputGrad::Skip`] for the data batch; a
+/// first dense layer then skips that product).
 fn forward_nodes<T: Tape<f32, Dev>>(
     nodes: &[Node],
     x: Tensor<(usize, usize), f32, Dev, T>,
     masks: Option<&[Matrix]>,
     next_mask: &mut usize,
+    mut input_grad: InputGrad,
 ) -> Tensor<(usize, usize), f32, Dev, T> {
     let mut h = x;
     for node in nodes {
         let rows = h.shape().0;
         h = match node {
-            Node::Dense(layer) => {
-                let out = layer.b.shape().0;
-                h.matmul(layer.w.clone()) + layer.b.clone().broadcast_like::<_, Axis<0>>(&(rows, out))
-            }
+            Node::Dense(layer) => crate::gemm::dense(h, &layer.w, &layer.b, input_grad),
             Node::Norm { gamma, beta } => {
                 let shape = (rows, gamma.shape().0);
                 h.normalize::<Axis<1>>(LAYER_NORM_EPS) * gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
@@ -341,7 +342,7 @@ fn forward_nodes<T: Tape<f32, Dev>>(
             Node::Residual(inner) => {
                 // As dfdx's residual: the tape runs through the block, the skip joins untaped.
                 let (skip, tape) = h.split_tape();
-                let fx = forward_nodes(inner, skip.clone().put_tape(tape), masks, next_mask);
+                let fx = forward_nodes(inner, skip.clone().put_tape(tape), masks, next_mask, InputGrad::Needed);
                 if fx.shape() == skip.shape() {
                     fx + skip
                 } else {
@@ -350,6 +351,8 @@ fn forward_nodes<T: Tape<f32, Dev>>(
                 }
             }
         };
+        // Only the first layer sees the data; every later input carries gradient.
+        input_grad = InputGrad::Needed;
     }
     h
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::mlp::Mlp;
 use crate::optim::{clip_gradients, lr_at, Optimizer, TrainConfig};
 use crate::resume::{self, Checkpointing, TrainState};
+use crate::soft_targets::SoftTargets;
 use crate::{Dev, Loss};
 use distill_spec::TrainSpec;
 
@@ -101,6 +102,8 @@ pub fn train(
         }
     }
 
+    // Constant while the student learns: computed once here, not per batch and epoch.
+    let soft_targets = teacher.map(|t| SoftTargets::new(t, classes, &loss.soft_target_temperatures()));
     let config = &options.config;
     let mut optimizer = Optimizer::new(&config.optimizer);
     let mut step: i32 = 0;
@@ -165,7 +168,8 @@ pub fn train(
             let logits = model.forward(x.leaky_traced(), Some(&masks));
             let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
             let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
-            let (value, grad) = loss.value_and_grad(&logits.as_vec(), teacher_rows.as_deref(), &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
+            let soft = soft_targets.as_ref().map(|s| s.gather(rows)).unwrap_or_default();
+            let (value, grad) = loss.value_and_grad_soft(&logits.as_vec(), teacher_rows.as_deref(), &soft, &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
             if grad.len() != b * classes {
                 bar.finish_and_clear();
                 return Err(format!("the loss returned {} gradient values for a {b}×{classes} batch", grad.len()));
@@ -242,9 +246,12 @@ pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
     let inputs = model.shape.inputs();
     let n = if inputs == 0 { 0 } else { x.len() / inputs };
     let mut out = Vec::with_capacity(n * model.shape.classes());
-    let rows: Vec<usize> = (0..n).collect();
-    for chunk in rows.chunks(1024) {
-        let t = model.dev.tensor_from_vec(gather_rows(x, inputs, chunk), (chunk.len(), inputs));
+    if n == 0 {
+        return out;
+    }
+    // Consecutive rows are already a row-major block: one copy into the tensor, no gathering.
+    for chunk in x[..n * inputs].chunks(1024 * inputs) {
+        let t = model.dev.tensor_from_vec(chunk.to_vec(), (chunk.len() / inputs, inputs));
         out.extend(model.forward(t, None).as_vec());
     }
     out
@@ -349,15 +356,17 @@ mod tests {
 
     /// Outputs of the code before layer lists, optimisers and schedules existed (recorded from it
     /// on this seed): an MLP with the default configuration must reproduce them bit for bit.
+    /// Re-recorded when dense layers moved to gemm 0.19 (its backward sums in another order): the
+    /// trained values moved by a few ULP, the initial ones not at all.
     #[test]
     fn mlp_matches_the_pre_refactor_outputs() {
         const GOLDEN: [(&str, [u32; 18]); 6] = [
             ("relu_d02 init", [3198185187, 3180803644, 3197514245, 3199410887, 3187877634, 3197953963, 3198466419, 3190709013, 3198397527, 3197955669, 3183321194, 3198099616, 3197914463, 3182896700, 3198458131, 3196236974, 3183258946, 3198589339]),
-            ("relu_d02 kd", [3188102576, 3192891420, 3200192245, 3201511402, 3199712457, 3194687619, 3205226963, 3202179828, 3191631705, 3195718035, 3197256195, 3198068074, 3188081203, 3192185454, 3200487437, 3195019600, 3196751140, 3196949912]),
-            ("relu_d02 ce", [3197852653, 3193377147, 3198120898, 3199515246, 3196572940, 3198277316, 3199189788, 3197333879, 3198476599, 3198051147, 3195125702, 3198373069, 3198478562, 3194714296, 3198359767, 3193176508, 3191325430, 3198868400]),
+            ("relu_d02 kd", [3188102577, 3192891420, 3200192245, 3201511403, 3199712457, 3194687619, 3205226964, 3202179828, 3191631704, 3195718035, 3197256195, 3198068074, 3188081204, 3192185454, 3200487437, 3195019600, 3196751139, 3196949912]),
+            ("relu_d02 ce", [3197852653, 3193377147, 3198120898, 3199515246, 3196572940, 3198277316, 3199189789, 3197333880, 3198476599, 3198051147, 3195125702, 3198373069, 3198478562, 3194714297, 3198359766, 3193176508, 3191325430, 3198868400]),
             ("tanh init", [3199182133, 3184693546, 3197183022, 3201723864, 3191815644, 3196751683, 3202328216, 3195292141, 3197720250, 3198445954, 3184938680, 3196858843, 3201830946, 3185874950, 3192724555, 3201229055, 3187821471, 3191405007]),
-            ("tanh kd", [3198617998, 3200849167, 3199323786, 3204772269, 3206235860, 3191915718, 3207226708, 3209200472, 3180447584, 3195732212, 3205652154, 3197660998, 3194563661, 1016279616, 3203744356, 3199248834, 3204722531, 3190934091]),
-            ("tanh ce", [3195618470, 3194545306, 3200682741, 3199426738, 3196768104, 3199558758, 3200022698, 3196740438, 3200181176, 3196758832, 3193297569, 3199094934, 3199957858, 3197969822, 3197685940, 3197403764, 3190552612, 3197455726]),
+            ("tanh kd", [3198617998, 3200849166, 3199323787, 3204772270, 3206235858, 3191915716, 3207226708, 3209200471, 3180447584, 3195732213, 3205652154, 3197660999, 3194563662, 1016279584, 3203744356, 3199248834, 3204722532, 3190934089]),
+            ("tanh ce", [3195618472, 3194545310, 3200682742, 3199426737, 3196768105, 3199558758, 3200022698, 3196740440, 3200181176, 3196758833, 3193297572, 3199094934, 3199957859, 3197969823, 3197685940, 3197403764, 3190552617, 3197455727]),
         ];
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let x: Vec<f32> = (0..200 * 4).map(|_| rng.gen_range(-1.0..1.0)).collect();

@@ -1,0 +1,187 @@
+//! `distill bench train|infer`: how fast training and inference run on this machine, next to the
+//! GEMM ceiling measured in the same run. Random data of Fashion-MNIST's shape (784 inputs, 10
+//! classes) goes through the same code a pipeline runs; nothing here is timed in tests.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use distill_nn::bench::{compute_threads, gemm_ceiling_gflops, infer_throughput, random_dataset, train_throughput, widths};
+use distill_nn::{Mlp, MlpShape};
+use distill_spec::Activation;
+
+/// Fashion-MNIST's shape: 28 × 28 pixels, 10 classes.
+const INPUTS: usize = 784;
+const CLASSES: usize = 10;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Train the 784-1200-1200-10 teacher and the 784-64-10 student (ReLU, Adam) on random
+    /// Fashion-MNIST-shaped data; print samples/s, GFLOP/s (6 × params FLOPs per sample) and the
+    /// share of the GEMM ceiling, an n³ f32 product timed in the same run.
+    Train(TrainArgs),
+    /// Teacher (784-1200-1200-10) inference over random 784-wide rows, then writing its logits as
+    /// the cache's Parquet file; rows/s for both.
+    Infer(InferArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Rows of random training data (one epoch; batches are drawn from them in shuffled order).
+    #[arg(long, default_value_t = 60_000)]
+    rows: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed optimiser steps of the teacher.
+    #[arg(long, default_value_t = 150)]
+    steps: usize,
+    /// Timed optimiser steps of the student (it is ~50× cheaper per step).
+    #[arg(long, default_value_t = 2_000)]
+    student_steps: usize,
+    /// Untimed steps before each timed run (allocator and caches warm up).
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Side of the square product that measures the GEMM ceiling.
+    #[arg(long, default_value_t = 1024)]
+    gemm_size: usize,
+    /// Seed of the data, the initialisation and the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// Rows to run through the teacher (Fashion-MNIST's training split has 60,000).
+    #[arg(long, default_value_t = 60_000)]
+    rows: usize,
+    /// Directory for the logits file (default: a temporary one); the file is removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seed of the data and the initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn teacher() -> MlpShape {
+    MlpShape::mlp(INPUTS, &[1200, 1200], CLASSES, Activation::Relu, 0.0, false)
+}
+
+fn student() -> MlpShape {
+    MlpShape::mlp(INPUTS, &[64], CLASSES, Activation::Relu, 0.0, false)
+}
+
+/// Runs the benchmark and prints its report; the exit code on success.
+pub fn run(command: BenchCommand) -> Result<u8, String> {
+    match command {
+        BenchCommand::Train(args) => bench_train(&args),
+        BenchCommand::Infer(args) => bench_infer(&args),
+    }
+}
+
+fn at_least_one(name: &str, value: usize) -> Result<(), String> {
+    if value == 0 {
+        return Err(format!("--{name} must be at least 1"));
+    }
+    Ok(())
+}
+
+fn bench_train(args: &TrainArgs) -> Result<u8, String> {
+    for (name, value) in [("rows", args.rows), ("batch", args.batch), ("steps", args.steps), ("student-steps", args.student_steps), ("gemm-size", args.gemm_size)] {
+        at_least_one(name, value)?;
+    }
+    let (x, y) = random_dataset(args.rows, INPUTS, CLASSES, args.seed);
+    let ceiling = gemm_ceiling_gflops(args.gemm_size, 5);
+    let mut models = Vec::new();
+    for (shape, steps) in [(teacher(), args.steps), (student(), args.student_steps)] {
+        tracing::info!(model = %widths(&shape), steps, "timing training");
+        models.push(train_throughput(&shape, &x, &y, args.batch, args.lr, args.warmup, steps, args.seed)?);
+    }
+    let threads = compute_threads();
+    if args.json {
+        let report = json!({
+            "threads": threads,
+            "batch": args.batch,
+            "rows": args.rows,
+            "gemm": {"size": args.gemm_size, "gflops": ceiling},
+            "models": models.iter().map(|m| json!({
+                "model": m.model, "params": m.params, "steps": m.steps, "seconds": m.seconds,
+                "samples_per_s": m.samples_per_s, "gflops": m.gflops, "ceiling_fraction": m.gflops / ceiling, "loss": m.loss,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{report:#}");
+        return Ok(0);
+    }
+    println!("distill bench train: batch {}, Adam (lr {}), {threads} threads, random data {} × {INPUTS}, {CLASSES} classes", args.batch, args.lr, args.rows);
+    println!("{:<18} {:>9} {:>6} {:>11} {:>8} {:>11}", "model", "params", "steps", "samples/s", "GFLOP/s", "of ceiling");
+    for m in &models {
+        println!("{:<18} {:>9} {:>6} {:>11.0} {:>8.1} {:>10.1}%", m.model, m.params, m.steps, m.samples_per_s, m.gflops, 100.0 * m.gflops / ceiling);
+    }
+    println!("GEMM ceiling ({0}×{0}×{0} f32): {ceiling:.1} GFLOP/s", args.gemm_size);
+    Ok(0)
+}
+
+fn bench_infer(args: &InferArgs) -> Result<u8, String> {
+    at_least_one("rows", args.rows)?;
+    let (x, _) = random_dataset(args.rows, INPUTS, CLASSES, args.seed);
+    let model = Mlp::new(teacher(), args.seed);
+    let infer = infer_throughput(&model, &x);
+
+    let (dir, _temp) = match &args.out {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = std::env::temp_dir().join(format!("distill-bench-{}", std::process::id()));
+            (temp.clone(), Some(RemoveOnDrop(temp)))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("bench-teacher-logits.parquet");
+    let meta = distill_cache::LogitMeta {
+        teacher_fingerprint: "bench".into(),
+        data_fingerprint: "bench".into(),
+        class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+    };
+    let row_ids: Vec<u64> = (0..args.rows as u64).collect();
+    let start = std::time::Instant::now();
+    distill_cache::write_logits(&path, &meta, &row_ids, &infer.logits).map_err(|e| e.to_string())?;
+    let write_seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // The file only existed to be timed.
+    let _ = std::fs::remove_file(&path);
+    let write_rows_per_s = args.rows as f64 / write_seconds;
+    let threads = compute_threads();
+    if args.json {
+        let report = json!({
+            "threads": threads,
+            "inference": {"model": infer.model, "rows": infer.rows, "seconds": infer.seconds, "rows_per_s": infer.rows_per_s, "gflops": infer.gflops},
+            "parquet": {"rows": args.rows, "seconds": write_seconds, "rows_per_s": write_rows_per_s, "bytes": bytes},
+        });
+        println!("{report:#}");
+        return Ok(0);
+    }
+    println!("distill bench infer: teacher {}, {} rows × {INPUTS}, {threads} threads", infer.model, infer.rows);
+    println!("{:<16} {:>9} {:>9} {:>11} {:>8}", "stage", "rows", "seconds", "rows/s", "GFLOP/s");
+    println!("{:<16} {:>9} {:>9.3} {:>11.0} {:>8.1}", "inference", infer.rows, infer.seconds, infer.rows_per_s, infer.gflops);
+    println!("{:<16} {:>9} {:>9.3} {:>11.0} {:>8}", "logits parquet", args.rows, write_seconds, write_rows_per_s, "-");
+    println!("logits file: {bytes} bytes (written through the cache's atomic writer, then removed)");
+    Ok(0)
+}
+
+/// A temporary directory that goes away with the benchmark, also on an error.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
