@@ -103,7 +103,7 @@ enum Command {
         label: Option<String>,
     },
     /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
-    /// the GEMM ceiling, on random Fashion-MNIST-shaped data. Numbers only; nothing is written.
+    /// the GEMM ceiling, on random Fashion-MNIST-shaped data. Numbers only; no file is kept.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
