@@ -49,6 +49,7 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], batch: usize, lr
         name: "bench".into(),
         max_steps: Some(max_steps),
         config: TrainConfig::default(),
+        checkpoint: None,
     };
     let data = TrainTargets { x, labels: y, teacher_logits: None };
     let mut model = Mlp::new(shape.clone(), seed);
