@@ -3,8 +3,12 @@
 //! not_null, finite, range, in_set, unique, row_count, class_balance, sql). Prints rows/s.
 //!
 //! ```text
-//! cargo run --release -p distill-data --example check_bench [-- --rows N] [-- --write FILE.parquet]
+//! cargo build --release -p distill -p distill-data --example check_bench
+//! target/release/examples/check_bench [--rows N] [--write FILE.parquet]
 //! ```
+//!
+//! (Naming both packages keeps cargo's feature set that of the workspace build, so polars is
+//! not built a second time.)
 //!
 //! `--write` also saves the table as Parquet, so `benches/checks_polars.py` can run the same
 //! checks on the same data with Python polars.
