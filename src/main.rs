@@ -210,6 +210,10 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
 fn validate(args: &PipelineArgs) -> Result<u8, String> {
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+    let problems = distill_data::predicate_problems(&p.data.checks);
+    if !problems.is_empty() {
+        return Err(problems.iter().map(|(key, message)| format!("{}: {key}: {message}", args.file.display())).collect::<Vec<_>>().join("\n"));
+    }
     let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
     let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| e.to_string())?;
     if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {

@@ -1,17 +1,18 @@
 //! Data-quality checks: every check runs (a full report, not the first failure), each with its
 //! status, failing count and fraction, and a sample of failing rows.
 //!
-//! Table checks (`schema`, `not_null`, `finite`, `range`, `in_set`, `unique`, `row_count`,
-//! `class_balance`) run on a loaded table with [`run_checks`]; split checks (`leakage`, `drift`)
+//! Table checks (`schema`, `not_null`, `finite`, `range`, `in_set`, `unique`, `sql`,
+//! `row_count`, `class_balance`) run on a loaded table with [`run_checks`] (the row-level ones
+//! as polars expressions, see `row_checks`); split checks (`leakage`, `drift`)
 //! need the prepared splits and run with [`run_split_checks`](crate::run_split_checks).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::{glob_match, select_columns, DataError};
-use distill_spec::{scalar_text, CheckKind, CheckSpec, ColumnType};
+use crate::{glob_match, row_checks, select_columns, DataError};
+use distill_spec::{CheckKind, CheckSpec, ColumnType};
 
 /// How many failing rows a check lists unless its `samples` key says otherwise.
 pub const SAMPLE_ROWS: usize = 5;
@@ -103,13 +104,20 @@ pub(crate) struct Findings {
     pub message: String,
     /// Failing rows/columns/classes, each once; only the first `cap` keep a sample.
     failed: BTreeSet<usize>,
+    /// Failures counted elsewhere (by polars) rather than recorded one by one in `failed`.
+    counted: usize,
     samples: Vec<FailingRow>,
     cap: usize,
 }
 
 impl Findings {
     pub fn new(unit: CheckUnit, total: usize, cap: usize) -> Self {
-        Self { unit, total, message: String::new(), failed: BTreeSet::new(), samples: Vec::new(), cap }
+        Self { unit, total, message: String::new(), failed: BTreeSet::new(), counted: 0, samples: Vec::new(), cap }
+    }
+
+    /// Findings whose failures were counted by a query, with the samples it fetched.
+    pub fn counted(unit: CheckUnit, total: usize, failing: usize, samples: Vec<FailingRow>) -> Self {
+        Self { unit, total, message: String::new(), failed: BTreeSet::new(), counted: failing, cap: samples.len(), samples }
     }
 
     /// Records a failure of item `key` (a row, column or class index); `row` is what the report shows.
@@ -120,12 +128,12 @@ impl Findings {
     }
 
     pub fn failing(&self) -> usize {
-        self.failed.len()
+        self.failed.len() + self.counted
     }
 
     /// The result, its status decided by the check's thresholds.
     pub fn finish(self, check: &CheckSpec) -> CheckResult {
-        let failing = self.failed.len();
+        let failing = self.failing();
         let (warn, error) = check.thresholds();
         let status = if failing == 0 {
             CheckStatus::Pass
@@ -180,42 +188,56 @@ pub fn run_checks(df: &DataFrame, checks: &[CheckSpec]) -> Result<CheckReport, D
 
 /// [`run_checks`], with the recipe's label column for `class_balance` checks that name none.
 /// Such a check passes (with a note) on a table that lacks the label column, e.g. a transfer file.
+///
+/// Row checks are counted together in one lazy polars pass (see `row_checks`); a `sql` check
+/// whose predicate does not parse, names an unknown column or is not a condition is an error
+/// for the whole run (a mistake in the recipe, not in the data).
 pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option<&str>) -> Result<CheckReport, DataError> {
     let rows = df.height();
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
-    let mut results = Vec::with_capacity(checks.len());
+    let mut results: Vec<Option<CheckResult>> = Vec::with_capacity(checks.len());
+    let mut rules = Vec::new();
     for (i, check) in checks.iter().enumerate() {
         if check.kind.needs_split() {
             continue;
         }
         let where_ = format!("data.checks[{i}] ({})", check.name());
+        if row_checks::is_row_check(check.kind) {
+            match row_checks::compile(df, &columns, check, &where_) {
+                Ok(rule) => {
+                    rules.push((results.len(), where_, check, rule));
+                    results.push(None); // filled in once the batch has run
+                }
+                Err(e) if check.kind == CheckKind::Sql => return Err(e),
+                Err(e) => results.push(Some(not_run(check, CheckUnit::Rows, e.to_string()))),
+            }
+            continue;
+        }
         let unit = match check.kind {
             CheckKind::Schema => CheckUnit::Columns,
             CheckKind::ClassBalance => CheckUnit::Classes,
-            CheckKind::RowCount => CheckUnit::Table,
-            _ => CheckUnit::Rows,
+            _ => CheckUnit::Table,
         };
         let outcome = match check.kind {
             CheckKind::Schema => Ok(schema(df, &columns, check)),
-            CheckKind::NotNull => not_null(df, &columns, check, &where_),
-            CheckKind::Finite => finite(df, &columns, check, &where_),
-            CheckKind::Range => range(df, &columns, check, &where_),
-            CheckKind::InSet => in_set(df, &columns, check, &where_),
-            CheckKind::Unique => unique(df, &columns, check, &where_),
             CheckKind::RowCount => Ok(row_count(rows, check)),
             CheckKind::ClassBalance => class_balance(df, &columns, check, label, &where_),
-            CheckKind::Leakage | CheckKind::Drift => continue,
+            _ => continue,
         };
-        results.push(match outcome {
+        results.push(Some(match outcome {
             Ok(f) => f.finish(check),
             Err(e) => not_run(check, unit, e.to_string()),
+        }));
+    }
+    let (places, compiled): (Vec<(usize, String)>, Vec<(&CheckSpec, row_checks::RowRule)>) = rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
+    for (((slot, where_), (check, _)), outcome) in places.iter().zip(&compiled).zip(row_checks::evaluate(df, &compiled)) {
+        results[*slot] = Some(match outcome {
+            Ok(f) => f.finish(check),
+            Err(e) if check.kind == CheckKind::Sql => return Err(DataError::Invalid(format!("{where_}.predicate: {e}"))),
+            Err(e) => not_run(check, CheckUnit::Rows, e.to_string()),
         });
     }
-    Ok(CheckReport { rows, checks: results })
-}
-
-fn patterns(check: &CheckSpec) -> Vec<String> {
-    check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()])
+    Ok(CheckReport { rows, checks: results.into_iter().flatten().collect() })
 }
 
 fn schema(df: &DataFrame, columns: &[String], check: &CheckSpec) -> Findings {
@@ -266,106 +288,6 @@ pub(crate) fn type_matches(dtype: &DataType, ty: ColumnType) -> bool {
         ColumnType::String => matches!(dtype, DataType::String),
         ColumnType::Bool => matches!(dtype, DataType::Boolean),
     }
-}
-
-fn not_null(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
-    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
-    let names = select_columns(columns, &patterns(check), where_)?;
-    for name in &names {
-        let col = df.column(name)?.as_materialized_series().clone();
-        for (row, is_null) in col.is_null().iter().enumerate() {
-            if is_null == Some(true) {
-                f.fail(row, row, name, || "null".into());
-            }
-        }
-    }
-    f.message = format!("values must not be null ({} columns)", names.len());
-    Ok(f)
-}
-
-fn finite(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
-    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
-    let names = select_columns(columns, &patterns(check), where_)?;
-    let mut skipped = 0;
-    for name in &names {
-        let col = df.column(name)?.as_materialized_series();
-        if !col.dtype().is_primitive_numeric() {
-            skipped += 1;
-            continue;
-        }
-        if !col.dtype().is_float() {
-            continue; // integers are always finite
-        }
-        for (row, v) in numeric_column(df, name, where_)?.into_iter().enumerate() {
-            if let Some(v) = v.filter(|v| !v.is_finite()) {
-                f.fail(row, row, name, || v.to_string());
-            }
-        }
-    }
-    f.message = format!(
-        "values must be finite (no NaN or ±inf){}",
-        if skipped > 0 { format!("; {skipped} non-numeric columns skipped") } else { String::new() }
-    );
-    Ok(f)
-}
-
-fn range(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
-    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
-    let (lo, hi) = (check.min.unwrap_or(f64::NEG_INFINITY), check.max.unwrap_or(f64::INFINITY));
-    for name in select_columns(columns, &patterns(check), where_)? {
-        for (row, v) in numeric_column(df, &name, where_)?.into_iter().enumerate() {
-            // NaN is not a bound violation; the `finite` check reports it.
-            if let Some(v) = v.filter(|v| !v.is_nan() && !(lo..=hi).contains(v)) {
-                f.fail(row, row, &name, || v.to_string());
-            }
-        }
-    }
-    f.message = format!("values within [{}, {}]", fmt_bound(check.min), fmt_bound(check.max));
-    Ok(f)
-}
-
-fn in_set(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
-    let mut f = Findings::new(CheckUnit::Rows, df.height(), sample_cap(check));
-    let name = check.column.clone().unwrap_or_default();
-    select_columns(columns, std::slice::from_ref(&name), where_)?;
-    let allowed: Vec<String> = check.values.iter().flatten().filter_map(scalar_text).collect();
-    let allowed_set: BTreeSet<&str> = allowed.iter().map(String::as_str).collect();
-    let col = df.column(&name)?.as_materialized_series().clone();
-    for (row, value) in cell_texts(&col)?.into_iter().enumerate() {
-        if let Some(v) = value.filter(|v| !allowed_set.contains(v.as_str())) {
-            f.fail(row, row, &name, || v);
-        }
-    }
-    f.message = format!("{name} in {{{}}}", allowed.join(", "));
-    Ok(f)
-}
-
-fn unique(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<Findings, DataError> {
-    let rows = df.height();
-    let mut f = Findings::new(CheckUnit::Rows, rows, sample_cap(check));
-    let names = select_columns(columns, &patterns(check), where_)?;
-    let texts: Vec<Vec<Option<String>>> = names.iter().map(|n| cell_texts(df.column(n)?.as_materialized_series())).collect::<Result<_, _>>()?;
-    let mut first: HashMap<String, usize> = HashMap::with_capacity(rows);
-    let key_of = |row: usize| -> Vec<&str> { texts.iter().map(|t| t[row].as_deref().unwrap_or("null")).collect() };
-    for row in 0..rows {
-        // \u{1f} (unit separator) cannot be confused with a value's own text in practice.
-        let key = key_of(row).join("\u{1f}");
-        match first.get(&key) {
-            Some(&earlier) => {
-                let shown = shorten(&key_of(row).join(", "), 80);
-                f.fail(row, row, &names.join(","), || format!("({shown}) repeats row {earlier}"));
-            }
-            None => {
-                first.insert(key, row);
-            }
-        }
-    }
-    f.message = if names.len() == columns.len() {
-        format!("no duplicate rows ({} repeats of earlier rows)", f.failing())
-    } else {
-        format!("unique key ({}); {} repeats of earlier rows", names.join(", "), f.failing())
-    };
-    Ok(f)
 }
 
 fn row_count(rows: usize, check: &CheckSpec) -> Findings {
@@ -427,7 +349,7 @@ fn class_balance(df: &DataFrame, columns: &[String], check: &CheckSpec, label: O
     Ok(f)
 }
 
-fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
     } else {
@@ -443,7 +365,11 @@ pub(crate) fn fmt_bound(b: Option<f64>) -> String {
 pub(crate) fn numeric_column(df: &DataFrame, name: &str, where_: &str) -> Result<Vec<Option<f64>>, DataError> {
     let col = df.column(name)?.as_materialized_series();
     if !col.dtype().is_primitive_numeric() {
-        return Err(DataError::Invalid(format!("{where_}: column `{name}` is not numeric (it is {})", col.dtype())));
+        // Name the first value that is not a number, so the user can find it in the file.
+        let texts = cell_texts(col)?;
+        let first = texts.iter().enumerate().find_map(|(row, t)| t.as_deref().filter(|t| t.trim().parse::<f64>().is_err()).map(|t| (row, t.to_string())));
+        let at = first.map(|(row, t)| format!(" (row {row}: `{}`)", shorten(&t, 40))).unwrap_or_default();
+        return Err(DataError::Invalid(format!("{where_}: column `{name}` is not numeric (it is {}){at}", col.dtype())));
     }
     let cast = col.cast(&DataType::Float64)?;
     Ok(cast.f64()?.iter().collect())

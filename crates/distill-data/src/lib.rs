@@ -13,6 +13,7 @@ mod idx;
 mod load;
 mod prepare;
 mod profile;
+mod row_checks;
 mod split_checks;
 
 pub use augment::{augment_row_id, is_augmented, AUGMENT_ROW_ID_BASE};
@@ -21,7 +22,8 @@ pub use idx::{load_idx, read_idx, IdxArray};
 pub use load::{expand_env, load_source, load_table, load_table_with, resolve_path};
 pub use prepare::{prepare, LabelState, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 pub use profile::profile;
-pub use split_checks::{check_drift, check_leakage, describe_row, ks, psi, run_split_checks};
+pub use row_checks::{parse_predicate, predicate_problems};
+pub use split_checks::{check_drift, check_leakage, describe_row, ks, psi, prepare_and_check, run_split_checks};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

@@ -90,6 +90,9 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
     if !path.is_file() {
         return Err(err("file not found".into()));
     }
+    if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
+        return Err(err("the file is empty".into()));
+    }
     if format != DataFormat::Csv && options.has_csv_options() {
         return Err(err("CSV options (header, delimiter, null_values, comment, column_names) apply only to CSV files".into()));
     }
@@ -115,15 +118,44 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
             .and_then(|f| ParquetReader::new(f).finish()),
         DataFormat::Idx => return load_idx(path, None),
     }
-    .map_err(|e| err(e.to_string()))?;
+    .map_err(|e| {
+        let ragged = if format == DataFormat::Csv { ragged_line(path, separator, options.comment.as_deref()) } else { None };
+        err(match ragged {
+            // polars' own text ends with advice for its Python API; its first line is enough.
+            Some(line) => format!("{line} ({})", e.to_string().lines().next().unwrap_or_default()),
+            None => e.to_string(),
+        })
+    })?;
     if let Some(names) = &options.column_names {
         if names.len() != df.width() {
             return Err(err(format!("column_names lists {} names but the file has {} columns", names.len(), df.width())));
         }
         df.set_column_names(names.as_slice()).map_err(|e| err(format!("column_names: {e}")))?;
     }
+    if df.height() == 0 {
+        return Err(err(format!("the file has no rows (columns: {})", df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))));
+    }
     tracing::info!(path = %shown, rows = df.height(), columns = df.width(), "loaded table");
     Ok(df)
+}
+
+/// For a CSV file polars rejected: the first line whose number of fields differs from the first
+/// line's (quoted separators respected), so the error can point at it. `None` if all agree.
+fn ragged_line(path: &Path, separator: u8, comment: Option<&str>) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let fields = |line: &str| {
+        let mut quoted = false;
+        1 + line.bytes().filter(|&b| {
+            if b == b'"' {
+                quoted = !quoted;
+            }
+            b == separator && !quoted
+        }).count()
+    };
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !comment.is_some_and(|c| l.starts_with(c)));
+    let (_, first) = lines.next()?;
+    let expected = fields(first);
+    lines.find(|(_, l)| fields(l) != expected).map(|(i, l)| format!("line {} has {} fields, the first line has {expected}", i + 1, fields(l)))
 }
 
 #[cfg(test)]

@@ -151,12 +151,13 @@ fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f3
 pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
     let df = &tables.source;
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+    let file = spec.source.path.display();
     if !columns.contains(&spec.label) {
-        return Err(DataError::Invalid(format!("data.label: there is no column `{}` (columns: {})", spec.label, columns.join(", "))));
+        return Err(DataError::Invalid(format!("data.label: there is no column `{}` in {file} (columns: {})", spec.label, columns.join(", "))));
     }
     let include = spec.features.include.clone().unwrap_or_else(|| vec!["*".into()]);
-    let mut feature_names = select_columns(&columns, &include, "data.features.include")?;
-    let excluded = select_columns(&columns, &spec.features.exclude, "data.features.exclude")?;
+    let mut feature_names = select_columns(&columns, &include, &format!("data.features.include ({file})"))?;
+    let excluded = select_columns(&columns, &spec.features.exclude, &format!("data.features.exclude ({file})"))?;
     feature_names.retain(|c| c != &spec.label && !excluded.contains(c));
     if feature_names.is_empty() {
         return Err(DataError::Invalid("data.features: no feature columns are left".into()));
@@ -182,10 +183,21 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     }
     let index: BTreeMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let y_all: Vec<Option<u32>> = texts.iter().map(|t| t.as_deref().map(|t| index[t])).collect();
+    // Unlabelled rows are a transfer set only when the recipe says so; otherwise a null label is
+    // a hole in the data.
+    if spec.transfer.is_none() {
+        if let Some(row) = y_all.iter().position(Option::is_none) {
+            let missing = y_all.iter().filter(|y| y.is_none()).count();
+            return Err(DataError::Load {
+                path: spec.source.path.display().to_string(),
+                message: format!("column `{}` row {row}: the label is null ({missing} rows without a label; declare `data.transfer` to use them as a transfer set)", spec.label),
+            });
+        }
+    }
 
     let rows = df.height();
     let width = feature_names.len();
-    let x_all = feature_matrix(df, &feature_names, "data.source")?;
+    let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
 
     // Seeded split of the labelled rows: per class when stratified, over all rows otherwise.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -252,7 +264,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let (mut train, mut val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
     if let Some(test_df) = &tables.test {
         test = Split::default();
-        let what = "data.test_source";
+        let what = &format!("data.test_source ({})", spec.test_source.as_ref().map(|t| t.path.display().to_string()).unwrap_or_default());
         test.x = feature_matrix(test_df, &feature_names, what)?;
         let labels = test_df.column(&spec.label).map_err(|_| DataError::Invalid(format!("{what}: there is no label column `{}`", spec.label)))?;
         for (row, t) in cell_texts(labels.as_materialized_series())?.into_iter().enumerate() {
@@ -267,7 +279,8 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         }
     }
     if let Some(extra) = &tables.transfer {
-        let x = feature_matrix(extra, &feature_names, "data.transfer.source")?;
+        let path = spec.transfer.as_ref().and_then(|t| t.source.as_ref()).map(|s| s.path.display().to_string()).unwrap_or_default();
+        let x = feature_matrix(extra, &feature_names, &format!("data.transfer.source ({path})"))?;
         let n = extra.height();
         train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
         train.x.extend(x);
@@ -480,12 +493,14 @@ mod transfer_tests {
     #[test]
     fn null_labels_and_transfer_files_join_training_without_labels() {
         let extra = df!("a" => [100.0f64, 101.0]).unwrap();
-        let p = prepare(&tables(frame(6), Some(extra)), &spec(""), 1).unwrap();
+        let err = prepare(&tables(frame(6), None), &spec(""), 1).unwrap_err().to_string();
+        assert!(err.contains("x.csv") && err.contains("row 0: the label is null") && err.contains("data.transfer"), "{err}");
+        let p = prepare(&tables(frame(6), Some(extra)), &spec("transfer: {}"), 1).unwrap();
         assert_eq!(p.train.count(LabelState::Unlabelled), 6 + 2);
         assert!(p.train.row_ids.contains(&TRANSFER_ROW_ID_BASE));
         assert!(!p.test.row_ids.iter().any(|&r| r < 6), "unlabelled rows never land in the test split");
         let missing = df!("b" => [1.0f64]).unwrap();
-        let err = prepare(&tables(frame(0), Some(missing)), &spec(""), 1).unwrap_err().to_string();
+        let err = prepare(&tables(frame(0), Some(missing)), &spec("transfer: {}"), 1).unwrap_err().to_string();
         assert!(err.contains("no feature column `a`"), "{err}");
     }
 }

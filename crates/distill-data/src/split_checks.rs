@@ -1,17 +1,17 @@
 //! Checks over the prepared splits: `leakage` (held-out rows identical to training rows) and
 //! `drift` (per-feature distribution distance between the training and test splits).
 //!
-//! Call [`run_split_checks`] after `prepare` and append its checks to the table checks' report;
-//! stop the run when it has errors, as for the table checks. Augmented training rows are left
+//! [`prepare_and_check`] prepares the splits and appends these checks to the table checks'
+//! report; stop the run when it has errors, as for the table checks. Augmented training rows are left
 //! out of both: they are not data, and noise copies would hide exact duplicates.
 
 use std::collections::HashMap;
 
 use crate::augment::is_augmented;
 use crate::checks::{not_run, sample_cap, CheckReport, CheckResult, CheckUnit, Findings};
-use crate::prepare::{Prepared, Split, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
+use crate::prepare::{prepare, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 use crate::{select_columns, DataError};
-use distill_spec::{CheckKind, CheckSpec, DriftMethod};
+use distill_spec::{CheckKind, CheckSpec, DataSpec, DriftMethod};
 
 /// Runs the split checks (`leakage`, `drift`) among `checks`; other kinds are skipped. `rows` of
 /// the report is the number of training rows that are data (augmented rows left out).
@@ -27,6 +27,24 @@ pub fn run_split_checks(p: &Prepared, checks: &[CheckSpec]) -> Result<CheckRepor
     }
     let rows = p.train.row_ids.iter().filter(|&&id| !is_augmented(id)).count();
     Ok(CheckReport { rows, checks: out })
+}
+
+/// Prepares the splits and adds the split checks' results to `report` (the table checks'), so the
+/// report is complete even when a table check already failed. When the data cannot be split and
+/// a table check already failed (e.g. nulls in a feature), the split checks are reported as not
+/// run and `None` is returned; when the table checks passed, that error is returned.
+pub fn prepare_and_check(tables: &Tables, spec: &DataSpec, seed: u64, report: &mut CheckReport) -> Result<Option<Prepared>, DataError> {
+    let prepared = match prepare(tables, spec, seed) {
+        Ok(p) => p,
+        Err(e) if report.has_errors() => {
+            let why = format!("the data could not be split ({e})");
+            report.checks.extend(spec.checks.iter().filter(|c| c.kind.needs_split()).map(|c| not_run(c, CheckUnit::Rows, why.clone())));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    report.checks.extend(run_split_checks(&prepared, &spec.checks)?.checks);
+    Ok(Some(prepared))
 }
 
 /// The features `check.columns` selects (all by default), as indices into `feature_names`.

@@ -363,6 +363,8 @@ fn image_augmentations_need_and_use_the_shape() {
     assert!(err.contains("6 features"), "{err}");
 
     let p = prepare(&tables(df.clone(), None), &spec("image: {height: 2, width: 3}\naugment: [{kind: flip}, {kind: shift, pixels: 1, copies: 3}]"), 1).unwrap();
+    let again = prepare(&tables(df.clone(), None), &spec("image: {height: 2, width: 3}\naugment: [{kind: flip}, {kind: shift, pixels: 1, copies: 3}]"), 1).unwrap();
+    assert_eq!(p.train, again.train, "same seed, same shifted and flipped rows");
     assert_eq!(p.image.map(|i| (i.height, i.width)), Some((2, 3)));
     let n_train = p.train.original().len();
     assert_eq!(p.train.augmented(), n_train * 4);

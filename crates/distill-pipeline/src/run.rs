@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, KeyBuilder, LogitMeta};
-use distill_data::{load_source, prepare, resolve_path, run_checks_with_label, run_split_checks, CheckReport, LabelState, Prepared, Tables};
+use distill_data::{load_source, prepare_and_check, resolve_path, run_checks_with_label, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
 use distill_nn::{accuracy, Checkpointing, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
@@ -181,6 +181,10 @@ fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usize) -> Resul
 pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
     let p = &loaded.pipeline;
     let base = &loaded.base_dir;
+    // A `sql` predicate that does not parse is a recipe error: report it before reading any data.
+    if let Some((key, message)) = distill_data::predicate_problems(&p.data.checks).into_iter().next() {
+        return Err(data_err(key)(distill_data::DataError::Invalid(message)));
+    }
     let source = load_source(&p.data.source, base).map_err(data_err("data.source".into()))?;
     let label = Some(p.data.label.as_str());
     let mut report = run_checks_with_label(&source, &p.data.checks, label).map_err(data_err("data.source".into()))?;
@@ -204,7 +208,9 @@ pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), P
 /// Runs only the data stage and its checks.
 pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
     let loaded = load_pipeline(opts)?;
-    let (_, report) = load_and_check(&loaded)?;
+    let (tables, mut report) = load_and_check(&loaded)?;
+    let p = &loaded.pipeline;
+    prepare_and_check(&tables, &p.data, p.seed, &mut report).map_err(data_err("data".into()))?;
     Ok(CheckOutcome { pipeline: loaded.pipeline, report })
 }
 
@@ -233,25 +239,19 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
     // Data.
-    let (tables, report) = load_and_check(loaded)?;
-    run_dir.write_json("checks.json", &report)?;
-    if report.has_errors() {
-        tracing::error!("an error-level data check failed; nothing will be trained");
-        return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path.clone(), report });
-    }
-    let data = prepare(&tables, &p.data, p.seed).map_err(data_err("data".into()))?;
+    // Table checks, then the split and the checks that compare splits (leakage, drift): every
+    // check runs before the run stops, so the report is complete.
+    let (tables, mut report) = load_and_check(loaded)?;
+    let prepared = prepare_and_check(&tables, &p.data, p.seed, &mut report).map_err(data_err("data".into()))?;
     drop(tables);
-    // Checks that compare splits (leakage, drift) run once the splits exist.
-    let mut report = report;
-    let split_report = run_split_checks(&data, &p.data.checks).map_err(data_err("data.checks".into()))?;
-    if !split_report.checks.is_empty() {
-        report.checks.extend(split_report.checks);
-        run_dir.write_json("checks.json", &report)?;
-        if report.has_errors() {
-            tracing::error!("an error-level split check failed; nothing will be trained");
+    run_dir.write_json("checks.json", &report)?;
+    let data = match prepared {
+        Some(data) if !report.has_errors() => data,
+        _ => {
+            tracing::error!("an error-level data check failed; nothing will be trained");
             return Ok(RunOutcome::ChecksFailed { run_dir: run_dir.path.clone(), report });
         }
-    }
+    };
 
     let cache = Cache::new(cache_root(opts, loaded));
     let checkpoints = Checkpoints {

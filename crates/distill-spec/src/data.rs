@@ -28,7 +28,7 @@ pub struct DataSpec {
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
     /// Unlabelled rows that only the teacher labels (the transfer set). Rows of `source` whose
-    /// label is null always join it.
+    /// label is null join it; without `transfer`, a null label is an error.
     #[serde(default)]
     pub transfer: Option<TransferSpec>,
     /// The image shape of the features, for the image augmentations (`shift`, `flip`): feature
@@ -280,7 +280,7 @@ pub enum ScaleKind {
 /// thresholds, the check is `error` when the `error` threshold is crossed, else `warn` when the
 /// `warn` threshold is crossed (any failure when `warn` is left out but `error` is given), else
 /// `pass`. `severity: warn` is short for `warn: "> 0"` with no `error`; `severity: error` for
-/// `error: "> 0"`. Counts are failing rows (`not_null`, `finite`, `range`, `in_set`, `unique`,
+/// `error: "> 0"`. Counts are failing rows (`not_null`, `finite`, `range`, `in_set`, `unique`, `sql`,
 /// `leakage`), columns (`schema`, `drift`) or classes (`class_balance`); `row_count` fails as
 /// a whole (1 of 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -346,6 +346,10 @@ pub struct CheckSpec {
     /// How many failing rows (or columns, classes) the report lists (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<usize>,
+    /// A boolean SQL expression over the columns that every row must satisfy (`sql`), e.g.
+    /// `"px0 >= 0 AND label IN (0, 1)"`; rows where it is false or null fail. Polars SQL syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<String>,
 }
 
 impl CheckSpec {
@@ -370,6 +374,7 @@ impl CheckSpec {
             error: None,
             severity: None,
             samples: None,
+            predicate: None,
         }
     }
 
@@ -417,6 +422,8 @@ pub enum CheckKind {
     /// Per feature, the distance between the training and test distributions stays within
     /// `max_distance`. Runs on the prepared splits.
     Drift,
+    /// Every row satisfies the SQL `predicate` (false or null fails).
+    Sql,
 }
 
 impl CheckKind {
@@ -432,6 +439,7 @@ impl CheckKind {
             CheckKind::ClassBalance => "class_balance",
             CheckKind::Leakage => "leakage",
             CheckKind::Drift => "drift",
+            CheckKind::Sql => "sql",
         }
     }
 
@@ -606,6 +614,7 @@ pub(crate) fn validate_check(path: &str, c: &CheckSpec, bad: &mut impl FnMut(&st
         CheckKind::RowCount => &["min", "max"],
         CheckKind::ClassBalance => &["column", "min_fraction", "max_ratio"],
         CheckKind::Drift => &["columns", "method", "max_distance", "bins"],
+        CheckKind::Sql => &["predicate"],
     };
     let present = [
         ("columns", c.columns.is_some()),
@@ -620,6 +629,7 @@ pub(crate) fn validate_check(path: &str, c: &CheckSpec, bad: &mut impl FnMut(&st
         ("method", c.method.is_some()),
         ("max_distance", c.max_distance.is_some()),
         ("bins", c.bins.is_some()),
+        ("predicate", c.predicate.is_some()),
     ];
     for (key, is_set) in present {
         if is_set && !allowed.contains(&key) {
@@ -641,6 +651,11 @@ pub(crate) fn validate_check(path: &str, c: &CheckSpec, bad: &mut impl FnMut(&st
     }
     match c.kind {
         CheckKind::NotNull | CheckKind::Finite | CheckKind::Unique | CheckKind::Leakage => {}
+        CheckKind::Sql => match c.predicate.as_deref().map(str::trim) {
+            None => bad(path, "an `sql` check needs `predicate`".into()),
+            Some("") => bad(&format!("{path}.predicate"), "must not be empty".into()),
+            Some(_) => {}
+        },
         CheckKind::Schema => {
             if c.columns.is_none() && c.types.is_none() && c.allow_extra.is_none() {
                 bad(path, "a `schema` check needs `columns`, `types` or `allow_extra`".into());
