@@ -8,9 +8,13 @@
 //! (distill-cache).
 
 mod checkpoint;
+mod conv;
+mod features;
 mod loss;
 mod mlp;
 mod optim;
+mod pool;
+mod tape_op;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{ConvSpec, PoolSpec};
+
 /// The teacher: trained here from `model` and `train`, or loaded from `weights`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +70,13 @@ pub enum BudgetRule {
 /// model: {hidden: [256, 256], activation: gelu, norm: layer, dropout: 0.1}
 /// ```
 ///
+/// or a small convolutional network (`arch: cnn`: conv blocks, each followed by `activation` and
+/// `pool`, then the `hidden` dense layers) on image-shaped data (`data.image`):
+///
+/// ```yaml
+/// model: {arch: cnn, conv: [{filters: 8, kernel: 3, padding: 1}], pool: 2, hidden: [32]}
+/// ```
+///
 /// or a list of `layers` (the output layer, one unit per class, is added after them):
 ///
 /// ```yaml
@@ -80,7 +89,7 @@ pub enum BudgetRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// The architecture family; `mlp` (the only one) covers both forms above.
+    /// The architecture family: `mlp` (default) or `cnn` (conv layers, given by `conv` or `layers`).
     #[serde(default)]
     pub arch: Arch,
     /// Hidden layer widths, e.g. `[256, 256]`; `[]` (the default) is a linear model.
@@ -104,6 +113,14 @@ pub struct ModelSpec {
     /// `norm` and `dropout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSpec>>,
+    /// `arch: cnn` only: the conv blocks, input first; each is followed by `activation` and, when
+    /// given, `pool`. Then come the `hidden` dense layers (which read the feature map flattened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<Vec<ConvSpec>>,
+    /// `arch: cnn` with `conv` only: pooling after each conv block, `2` (max over 2×2 windows)
+    /// or `{size: 2, kind: max|avg}`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolSpec>,
 }
 
 /// The architecture family.
@@ -113,6 +130,9 @@ pub enum Arch {
     /// Fully connected layers (given by `hidden` or `layers`).
     #[default]
     Mlp,
+    /// Conv layers (im2col + matrix product) and pooling on image-shaped inputs, then dense
+    /// layers (given by `conv`, `pool` and `hidden`, or by `layers`).
+    Cnn,
 }
 
 /// An element-wise nonlinearity.
@@ -152,6 +172,10 @@ pub enum LayerSpec {
     Norm(Norm),
     /// `{residual: [...]}`: `x + f(x)`, where `f` is the inner list; it must keep the width.
     Residual(Vec<LayerSpec>),
+    /// `{conv: {filters: 8, kernel: 3, stride: 1, padding: 1}}` (`arch: cnn`): a 2-D convolution.
+    Conv(ConvSpec),
+    /// `{pool: 2}` or `{pool: {size: 2, kind: avg}}` (`arch: cnn`): pooling over square windows.
+    Pool(PoolSpec),
 }
 
 /// The YAML form of a layer: serde_yaml 0.9 wants `!tags` for enums, recipes use one-key maps.
@@ -168,6 +192,10 @@ struct LayerMap {
     norm: Option<Norm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     residual: Option<Vec<LayerSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conv: Option<ConvSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolSpec>,
 }
 
 impl TryFrom<LayerMap> for LayerSpec {
@@ -189,9 +217,11 @@ impl TryFrom<LayerMap> for LayerSpec {
         if let Some(inner) = m.residual {
             found.push(LayerSpec::Residual(inner));
         }
+        found.extend(m.conv.map(LayerSpec::Conv));
+        found.extend(m.pool.map(LayerSpec::Pool));
         match found.len() {
             1 => Ok(found.remove(0)),
-            _ => Err("a layer is a map with exactly one of the keys dense, activation, dropout, norm, residual".into()),
+            _ => Err("a layer is a map with exactly one of the keys dense, activation, dropout, norm, residual, conv, pool".into()),
         }
     }
 }
@@ -204,6 +234,8 @@ impl From<LayerSpec> for LayerMap {
             LayerSpec::Dropout(p) => LayerMap { dropout: Some(p), ..Default::default() },
             LayerSpec::Norm(n) => LayerMap { norm: Some(n), ..Default::default() },
             LayerSpec::Residual(inner) => LayerMap { residual: Some(inner), ..Default::default() },
+            LayerSpec::Conv(c) => LayerMap { conv: Some(c), ..Default::default() },
+            LayerSpec::Pool(p) => LayerMap { pool: Some(p), ..Default::default() },
         }
     }
 }
@@ -617,6 +649,8 @@ fn validate_layers(path: &str, layers: &[LayerSpec], mut width: Option<usize>, b
                     _ => {}
                 }
             }
+            // The width after a conv or pool depends on the image shape (checked by `validate_cnn`).
+            LayerSpec::Conv(_) | LayerSpec::Pool(_) => width = None,
             LayerSpec::Activation(_) | LayerSpec::Dropout(_) | LayerSpec::Norm(_) => {}
         }
     }
