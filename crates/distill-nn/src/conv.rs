@@ -165,7 +165,7 @@ pub(crate) mod tests {
     }
 
     /// Central differences of `f` at `at`, in f64.
-    pub(crate) fn numeric_gradient(at: &[f32], h: f32, f: impl Fn(&[f32]) -> f64) -> Vec<f64> {
+    pub(crate) fn numeric_gradient(at: &[f32], h: f32, mut f: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
         (0..at.len())
             .map(|i| {
                 let (mut plus, mut minus) = (at.to_vec(), at.to_vec());

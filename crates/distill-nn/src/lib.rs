@@ -8,6 +8,8 @@
 //! (distill-cache).
 
 mod checkpoint;
+#[cfg(test)]
+mod cnn_tests;
 mod conv;
 mod features;
 mod loss;
