@@ -256,7 +256,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     // Teacher: weights keyed by everything that decides them.
     let teacher_sees_hidden = teacher_sees_hidden(p);
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (teacher_sees_hidden && s == LabelState::Hidden));
-    let teacher_shape = MlpShape::from_spec(&p.teacher.model, data.features(), data.classes());
+    let teacher_shape = model_shape("teacher.model", &p.teacher.model, &data)?;
     let teacher_key = teacher_key(p, &data);
     let weights_path = cache.teacher_weights(&teacher_key);
     let given = match &p.teacher.weights {
@@ -312,7 +312,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     // Student (distilled) on every training row, labels only where the student may see them;
     // baseline on the labelled rows alone. Once per seed.
     let classes = data.classes();
-    let student_shape = MlpShape::from_spec(&p.student.model, data.features(), classes);
+    let student_shape = model_shape("student.model", &p.student.model, &data)?;
     let student_labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
     let baseline_rows = data.train.subset(|s| s == LabelState::Labelled);
     let student_steps = p.student.train.epochs * data.train.len().div_ceil(p.student.train.batch);
@@ -488,6 +488,15 @@ fn derive_seed(seed: u64, role: &str) -> u64 {
 fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
     let value = serde_json::json!({"key": key, "model": model}).to_string();
     HashMap::from([("distill".to_string(), value)])
+}
+
+/// The network a `model:` section describes for this data (its width, classes and image shape),
+/// checked before anything is built: what only the data can reveal (an IDX image's size) is an
+/// error naming the key.
+fn model_shape(key: &str, spec: &ModelSpec, data: &Prepared) -> Result<MlpShape, PipelineError> {
+    let shape = MlpShape::from_spec(spec, data.features(), data.classes()).with_image(data.image);
+    shape.check().map_err(|e| PipelineError::Other(format!("{key}: {e}")))?;
+    Ok(shape)
 }
 
 /// Loads the teacher weights a recipe names; errors name `teacher.weights` and the file.
