@@ -1,12 +1,15 @@
 //! Model weights as safetensors, named like PyTorch's `nn.Linear` layers (`layers.0.weight` is
-//! (outputs, inputs), `layers.0.bias` is (outputs,)) so other tools can read them.
+//! (outputs, inputs), `layers.0.bias` is (outputs,)) so other tools can read them. Conv layers
+//! are written as PyTorch's `nn.Conv2d` holds them: `convs.0.weight` is (filters, in_channels,
+//! kernel, kernel), `convs.0.bias` is (filters,).
 
 use std::collections::HashMap;
 
 use dfdx::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::mlp::{Node, ParamMut};
+use crate::conv::{self, Geometry};
+use crate::mlp::Node;
 use crate::{Dev, Mlp};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +28,10 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
 
 /// Names of the parameters in [`Mlp::params_mut`] order: dense layers are numbered in order
 /// (`layers.{i}.weight`, `layers.{i}.bias`, as before layer lists existed, so MLP files are
-/// unchanged), layer norms likewise (`norms.{i}.weight` is the scale, `norms.{i}.bias` the shift).
+/// unchanged), layer norms likewise (`norms.{i}.weight` is the scale, `norms.{i}.bias` the shift),
+/// conv layers too (`convs.{i}.weight`, `convs.{i}.bias`).
 pub(crate) fn param_names(model: &Mlp) -> Vec<String> {
-    fn walk(nodes: &[Node], dense: &mut usize, norms: &mut usize, out: &mut Vec<String>) {
+    fn walk(nodes: &[Node], dense: &mut usize, norms: &mut usize, convs: &mut usize, out: &mut Vec<String>) {
         for node in nodes {
             match node {
                 Node::Dense(_) => {
@@ -40,13 +44,18 @@ pub(crate) fn param_names(model: &Mlp) -> Vec<String> {
                     out.push(format!("norms.{norms}.bias"));
                     *norms += 1;
                 }
-                Node::Residual(inner) => walk(inner, dense, norms, out),
-                Node::Activation(_) | Node::Dropout { .. } => {}
+                Node::Conv(_) => {
+                    out.push(format!("convs.{convs}.weight"));
+                    out.push(format!("convs.{convs}.bias"));
+                    *convs += 1;
+                }
+                Node::Residual(inner) => walk(inner, dense, norms, convs, out),
+                Node::Activation(_) | Node::Dropout { .. } | Node::Pool(_) => {}
             }
         }
     }
     let mut out = Vec::new();
-    walk(&model.nodes, &mut 0, &mut 0, &mut out);
+    walk(&model.nodes, &mut 0, &mut 0, &mut 0, &mut out);
     out
 }
 
@@ -75,6 +84,7 @@ pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Ve
                 buffers.push((name, vec![fan_out, fan_in], to_bytes(&transpose(&w.as_vec(), fan_in, fan_out))));
             }
             ParamRef::Vector(v) => buffers.push((name, vec![v.shape().0], to_bytes(&v.as_vec()))),
+            ParamRef::Conv(w, g) => buffers.push((name, conv::pytorch_shape(&g), to_bytes(&conv::to_pytorch(&w.as_vec(), &g)))),
         }
     }
     let views = buffers
@@ -91,6 +101,8 @@ pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Ve
 enum ParamRef<'a> {
     Matrix(&'a Tensor<(usize, usize), f32, Dev>),
     Vector(&'a Tensor<(usize,), f32, Dev>),
+    /// A conv weight, stored (kernel² · in_channels, filters).
+    Conv(&'a Tensor<(usize, usize), f32, Dev>, Geometry),
 }
 
 fn collect<'a>(nodes: &'a [Node], out: &mut Vec<ParamRef<'a>>) {
@@ -104,8 +116,12 @@ fn collect<'a>(nodes: &'a [Node], out: &mut Vec<ParamRef<'a>>) {
                 out.push(ParamRef::Vector(gamma));
                 out.push(ParamRef::Vector(beta));
             }
+            Node::Conv(c) => {
+                out.push(ParamRef::Conv(&c.w, c.geometry));
+                out.push(ParamRef::Vector(&c.b));
+            }
             Node::Residual(inner) => collect(inner, out),
-            Node::Activation(_) | Node::Dropout { .. } => {}
+            Node::Activation(_) | Node::Dropout { .. } | Node::Pool(_) => {}
         }
     }
 }
@@ -122,13 +138,16 @@ pub fn load_weights(model: &mut Mlp, bytes: &[u8]) -> Result<(), CheckpointError
     };
     let names = param_names(model);
     let mut values = Vec::with_capacity(names.len());
-    for (name, param) in names.iter().zip(model.params_mut()) {
+    let mut params = Vec::new();
+    collect(&model.nodes, &mut params);
+    for (name, param) in names.iter().zip(params) {
         values.push(match param {
-            ParamMut::Matrix(w) => {
+            ParamRef::Matrix(w) => {
                 let (fan_in, fan_out) = *w.shape();
                 transpose(&read(name, vec![fan_out, fan_in])?, fan_out, fan_in)
             }
-            ParamMut::Vector(v) => read(name, vec![v.shape().0])?,
+            ParamRef::Vector(v) => read(name, vec![v.shape().0])?,
+            ParamRef::Conv(_, g) => conv::from_pytorch(&read(name, conv::pytorch_shape(&g))?, &g),
         });
     }
     if !model.set_param_values(&values) {

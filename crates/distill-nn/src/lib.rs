@@ -9,12 +9,18 @@
 
 pub mod bench;
 mod checkpoint;
+#[cfg(test)]
+mod cnn_tests;
+mod conv;
+mod features;
 mod gemm;
 mod loss;
 mod mlp;
 mod optim;
+mod pool;
 mod resume;
 mod soft_targets;
+mod tape_op;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};

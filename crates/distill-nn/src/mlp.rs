@@ -1,13 +1,17 @@
 //! Networks with sizes chosen at run time: a list of layers (dense, activation, dropout, layer
-//! norm, residual blocks). An MLP is the special case `dense, activation[, dropout]` repeated.
+//! norm, residual blocks, and for image-shaped inputs conv and pool). An MLP is the special case
+//! `dense, activation[, dropout]` repeated.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::gemm::InputGrad;
+use crate::conv::{Conv, Geometry};
+use crate::features::Features;
+use crate::pool::Pool;
 use crate::Dev;
-use distill_spec::{Activation, LayerSpec, ModelSpec, Norm};
+use distill_spec::{Activation, ConvSpec, ImageSpec, LayerSpec, ModelSpec, Norm, PoolSpec};
 
 /// A runtime-shaped matrix without a tape (parameters, dropout masks).
 pub(crate) type Matrix = Tensor<(usize, usize), f32, Dev>;
@@ -29,6 +33,10 @@ pub enum Layer {
     LayerNorm,
     /// `x + f(x)`, `f` being the inner layers; they must keep the width.
     Residual(Vec<Layer>),
+    /// 2-D convolution of an image-shaped input (im2col + matrix product).
+    Conv(ConvSpec),
+    /// Max or average pooling of an image-shaped input.
+    Pool(PoolSpec),
 }
 
 impl Layer {
@@ -40,6 +48,8 @@ impl Layer {
             LayerSpec::Dropout(p) => Layer::Dropout(*p as f32),
             LayerSpec::Norm(Norm::Layer) => Layer::LayerNorm,
             LayerSpec::Residual(inner) => Layer::Residual(inner.iter().map(Layer::from_spec).collect()),
+            LayerSpec::Conv(c) => Layer::Conv(*c),
+            LayerSpec::Pool(p) => Layer::Pool(*p),
         }
     }
 }
@@ -49,17 +59,19 @@ impl Layer {
 pub struct MlpShape {
     inputs: usize,
     layers: Vec<Layer>,
+    /// The inputs as an image (conv and pool layers need it).
+    image: Option<ImageSpec>,
 }
 
 impl MlpShape {
     /// The network a recipe's `model:` describes, with `classes` outputs. Expects a spec that
     /// passed validation; otherwise [`MlpShape::check`] reports what is wrong (and `train` refuses).
     pub fn from_spec(spec: &ModelSpec, inputs: usize, classes: usize) -> Self {
-        let layers = match &spec.layers {
+        let layers = match spec.layers.clone().or_else(|| spec.cnn_layers()) {
             Some(list) => list.iter().map(Layer::from_spec).chain([Layer::Dense(classes)]).collect(),
             None => return Self::mlp(inputs, &spec.hidden, classes, spec.activation, spec.dropout as f32, spec.norm.is_some()),
         };
-        Self { inputs, layers }
+        Self { inputs, layers, image: None }
     }
 
     /// Like [`MlpShape::from_spec`], but an invalid network is an error.
@@ -83,45 +95,54 @@ impl MlpShape {
             }
         }
         layers.push(Layer::Dense(classes));
-        Self { inputs, layers }
+        Self { inputs, layers, image: None }
     }
 
     /// A network from a full layer list (the last dense layer gives the class logits), e.g. one a
     /// plugin describes. Checks every width.
     pub fn from_layers(inputs: usize, layers: Vec<Layer>) -> Result<Self, String> {
-        let shape = Self { inputs, layers };
+        let shape = Self { inputs, layers, image: None };
         shape.check()?;
         Ok(shape)
     }
 
-    /// Checks widths: at least one dense layer, no empty layer, residual blocks keep the width,
-    /// dropout probabilities in [0, 1).
+    /// The same network reading its inputs as `image` (the data's `data.image`), which conv and
+    /// pool layers need; dense layers ignore it.
+    pub fn with_image(mut self, image: Option<ImageSpec>) -> Self {
+        self.image = image;
+        self
+    }
+
+    /// Checks widths: at least one dense layer, no empty layer, residual blocks keep the width
+    /// (and the feature map), dropout probabilities in [0, 1), conv and pool layers on an image
+    /// they fit.
     pub fn check(&self) -> Result<(), String> {
-        fn walk(layers: &[Layer], mut width: usize, dense: &mut usize) -> Result<usize, String> {
+        fn walk(layers: &[Layer], mut at: Features, dense: &mut usize) -> Result<Features, String> {
             for layer in layers {
                 match layer {
                     Layer::Dense(0) => return Err("a dense layer needs at least one unit".into()),
-                    Layer::Dense(units) => {
-                        width = *units;
-                        *dense += 1;
-                    }
+                    Layer::Dense(_) => *dense += 1,
                     Layer::Dropout(p) if !(0.0..1.0).contains(p) => return Err(format!("dropout must be in [0, 1), got {p}")),
                     Layer::Residual(inner) => {
-                        let out = walk(inner, width, dense)?;
-                        if out != width {
-                            return Err(format!("a residual block must keep the width: it takes {width} features and returns {out}"));
+                        let out = walk(inner, at, dense)?;
+                        if out.width != at.width {
+                            return Err(format!("a residual block must keep the width: it takes {} features and returns {}", at.width, out.width));
+                        }
+                        if out.map != at.map {
+                            return Err("a residual block must keep the feature map".into());
                         }
                     }
-                    Layer::Activation(_) | Layer::Dropout(_) | Layer::LayerNorm => {}
+                    Layer::Activation(_) | Layer::Dropout(_) | Layer::LayerNorm | Layer::Conv(_) | Layer::Pool(_) => {}
                 }
+                at = at.after(layer)?;
             }
-            Ok(width)
+            Ok(at)
         }
         if self.inputs == 0 {
             return Err("the network needs at least one input".into());
         }
         let mut dense = 0;
-        walk(&self.layers, self.inputs, &mut dense)?;
+        walk(&self.layers, Features { width: self.inputs, map: self.image }, &mut dense)?;
         if dense == 0 {
             return Err("the network needs at least one dense layer".into());
         }
@@ -135,25 +156,21 @@ impl MlpShape {
 
     /// Weights, biases, and layer-norm scales and shifts.
     pub fn param_count(&self) -> usize {
-        fn walk(layers: &[Layer], width: &mut usize) -> usize {
+        fn walk(layers: &[Layer], at: &mut Features) -> usize {
             let mut n = 0;
             for layer in layers {
                 match layer {
-                    Layer::Dense(units) => {
-                        n += *width * units + units;
-                        *width = *units;
-                    }
-                    Layer::LayerNorm => n += 2 * *width,
-                    Layer::Residual(inner) => {
-                        let mut w = *width;
-                        n += walk(inner, &mut w);
-                    }
-                    Layer::Activation(_) | Layer::Dropout(_) => {}
+                    Layer::Dense(units) => n += at.width * units + units,
+                    Layer::LayerNorm => n += 2 * at.width,
+                    Layer::Conv(c) => n += c.params(at.map.map_or(0, |m| m.channels)),
+                    Layer::Residual(inner) => n += walk(inner, &mut at.clone()),
+                    Layer::Activation(_) | Layer::Dropout(_) | Layer::Pool(_) => {}
                 }
+                *at = at.after(layer).unwrap_or(*at);
             }
             n
         }
-        walk(&self.layers, &mut self.inputs.clone())
+        walk(&self.layers, &mut Features { width: self.inputs, map: self.image })
     }
 
     pub fn inputs(&self) -> usize {
@@ -186,6 +203,8 @@ pub(crate) enum Node {
     Activation(Activation),
     Dropout { p: f32, width: usize },
     Residual(Vec<Node>),
+    Conv(Conv),
+    Pool(Pool),
 }
 
 /// A network (the name is historical: any layer list, of which an MLP is one).
@@ -198,14 +217,18 @@ pub struct Mlp {
 impl Mlp {
     /// PyTorch's default initialisation: dense weights and biases uniform in ±1/sqrt(fan_in),
     /// drawn from one seeded stream layer by layer (weights, then biases) in order; layer-norm
-    /// scales 1 and shifts 0 (no draws).
+    /// scales 1 and shifts 0 (no draws); conv layers like dense ones (fan_in = kernel² ·
+    /// in_channels), weights in their stored order.
     pub fn new(shape: MlpShape, seed: u64) -> Self {
         let dev = Dev::seed_from_u64(seed);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        fn build(layers: &[Layer], width: &mut usize, dev: &Dev, rng: &mut ChaCha8Rng) -> Vec<Node> {
+        fn build(layers: &[Layer], width: &mut usize, map: &mut Option<ImageSpec>, dev: &Dev, rng: &mut ChaCha8Rng) -> Vec<Node> {
             layers
                 .iter()
-                .map(|layer| match layer {
+                .map(|layer| {
+                    let input = Features { width: *width, map: *map };
+                    *map = input.after(layer).map_or(*map, |f| f.map);
+                    match layer {
                     Layer::Dense(units) => {
                         let (fan_in, fan_out) = (*width, *units);
                         *width = fan_out;
@@ -221,13 +244,29 @@ impl Mlp {
                     Layer::Dropout(p) => Node::Dropout { p: *p, width: *width },
                     Layer::Residual(inner) => {
                         // The block's own width flows through it; a valid block ends where it began.
-                        let mut w = *width;
-                        Node::Residual(build(inner, &mut w, dev, rng))
+                        let (mut w, mut m) = (*width, input.map);
+                        Node::Residual(build(inner, &mut w, &mut m, dev, rng))
+                    }
+                    Layer::Conv(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
+                        Ok((input, output)) => {
+                            *width = output.height * output.width * output.channels;
+                            Node::Conv(Conv::new(Geometry { spec: *spec, input, output }, dev, rng))
+                        }
+                        // A shape `check` rejects (and `train` refuses) still builds: the identity.
+                        Err(_) => Node::Dropout { p: 0.0, width: *width },
+                    },
+                    Layer::Pool(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
+                        Ok((input, output)) => {
+                            *width = output.height * output.width * output.channels;
+                            Node::Pool(Pool { spec: *spec, input, output })
+                        }
+                        Err(_) => Node::Dropout { p: 0.0, width: *width },
+                    },
                     }
                 })
                 .collect()
         }
-        let nodes = build(&shape.layers, &mut shape.inputs.clone(), &dev, &mut rng);
+        let nodes = build(&shape.layers, &mut shape.inputs.clone(), &mut shape.image.clone(), &dev, &mut rng);
         Self { shape, nodes, dev }
     }
 
@@ -278,8 +317,12 @@ impl Mlp {
                         out.push(ParamMut::Vector(gamma));
                         out.push(ParamMut::Vector(beta));
                     }
+                    Node::Conv(c) => {
+                        out.push(ParamMut::Matrix(&mut c.w));
+                        out.push(ParamMut::Vector(&mut c.b));
+                    }
                     Node::Residual(inner) => walk(inner, out),
-                    Node::Activation(_) | Node::Dropout { .. } => {}
+                    Node::Activation(_) | Node::Dropout { .. } | Node::Pool(_) => {}
                 }
             }
         }
@@ -339,6 +382,8 @@ fn forward_nodes<T: Tape<f32, Dev>>(
                 None => h,
             },
             Node::Dropout { .. } => h,
+            Node::Conv(conv) => conv.forward(h),
+            Node::Pool(pool) => pool.forward(h),
             Node::Residual(inner) => {
                 // As dfdx's residual: the tape runs through the block, the skip joins untaped.
                 let (skip, tape) = h.split_tape();

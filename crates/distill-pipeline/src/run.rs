@@ -261,8 +261,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     };
     let kd = student_loss(p, plugins, data.classes())?;
     // Both networks before any training, so a bad plugin architecture fails first.
-    let teacher_shape = model_shape(&p.teacher.model, "teacher.model", plugins, data.features(), data.classes())?;
-    let student_shape = model_shape(&p.student.model, "student.model", plugins, data.features(), data.classes())?;
+    let teacher_shape = model_shape(&p.teacher.model, "teacher.model", plugins, &data)?;
+    let student_shape = model_shape(&p.student.model, "student.model", plugins, &data)?;
     let mut hits = Vec::new();
 
     // Teacher: weights keyed by everything that decides them.

@@ -31,9 +31,9 @@ pub struct DataSpec {
     /// label is null join it; without `transfer`, a null label is an error.
     #[serde(default)]
     pub transfer: Option<TransferSpec>,
-    /// The image shape of the features, for the image augmentations (`shift`, `flip`): feature
-    /// `(y * width + x) * channels + c` is pixel (y, x), channel c. Inferred for IDX sources
-    /// (square images, columns `px0..`) when left out.
+    /// The image shape of the features, for `arch: cnn` models and the image augmentations
+    /// (`shift`, `flip`): feature `(y * width + x) * channels + c` is pixel (y, x), channel c.
+    /// Inferred for IDX sources (square images, columns `px0..`) when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
     /// Extra training rows made from the training split only (never validation or test), seeded

@@ -12,6 +12,7 @@
 //! assert_eq!(pipeline.student.loss.temperature, 2.0);
 //! ```
 
+mod cnn;
 mod data;
 mod error;
 mod locate;
@@ -24,6 +25,7 @@ use std::path::Path;
 
 pub use error::{SpecError, SpecErrors};
 pub use locate::Locations;
+pub use cnn::{describe as describe_image, ConvSpec, PoolKind, PoolSpec};
 pub use data::*;
 pub use model::*;
 pub use types::*;

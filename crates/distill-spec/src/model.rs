@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{ConvSpec, PoolSpec};
+
 /// The teacher: trained here from `model` and `train`, or loaded from `weights`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +70,13 @@ pub enum BudgetRule {
 /// model: {hidden: [256, 256], activation: gelu, norm: layer, dropout: 0.1}
 /// ```
 ///
+/// or a small convolutional network (`arch: cnn`: conv blocks, each followed by `activation` and
+/// `pool`, then the `hidden` dense layers) on image-shaped data (`data.image`):
+///
+/// ```yaml
+/// model: {arch: cnn, conv: [{filters: 8, kernel: 3, padding: 1}], pool: 2, hidden: [32]}
+/// ```
+///
 /// or a list of `layers` (the output layer, one unit per class, is added after them):
 ///
 /// ```yaml
@@ -80,8 +89,9 @@ pub enum BudgetRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// The architecture family: `mlp` (the default) covers both forms above; any other name is an
-    /// architecture from a plugin library listed under `plugins:`, configured by `params`.
+    /// The architecture family: `mlp` (the default) covers both forms above; `cnn` conv layers
+    /// (given by `conv` or `layers`); any other name is an architecture from a plugin library
+    /// listed under `plugins:`, configured by `params`.
     #[serde(default)]
     pub arch: Arch,
     /// Hidden layer widths, e.g. `[256, 256]`; `[]` (the default) is a linear model.
@@ -105,6 +115,14 @@ pub struct ModelSpec {
     /// `norm` and `dropout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSpec>>,
+    /// `arch: cnn` only: the conv blocks, input first; each is followed by `activation` and, when
+    /// given, `pool`. Then come the `hidden` dense layers (which read the feature map flattened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<Vec<ConvSpec>>,
+    /// `arch: cnn` with `conv` only: pooling after each conv block, `2` (max over 2×2 windows)
+    /// or `{size: 2, kind: max|avg}`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolSpec>,
     /// Parameters of a plugin architecture, passed to it as JSON, e.g. `{width: 64, blocks: 2}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Map<String, serde_json::Value>>,
@@ -117,18 +135,22 @@ pub enum Arch {
     /// Fully connected layers (given by `hidden` or `layers`).
     #[default]
     Mlp,
+    /// Conv layers (im2col + matrix product) and pooling on image-shaped inputs, then dense
+    /// layers (given by `conv`, `pool` and `hidden`, or by `layers`).
+    Cnn,
     /// Provided by a plugin named in `plugins:`; its parameters are `model.params`.
     Plugin(String),
 }
 
 impl Arch {
-    pub const BUILT_IN: [&'static str; 1] = ["mlp"];
+    pub const BUILT_IN: [&'static str; 2] = ["mlp", "cnn"];
 }
 
 impl From<String> for Arch {
     fn from(s: String) -> Self {
         match s.as_str() {
             "mlp" => Arch::Mlp,
+            "cnn" => Arch::Cnn,
             _ => Arch::Plugin(s),
         }
     }
@@ -138,6 +160,7 @@ impl From<Arch> for String {
     fn from(a: Arch) -> String {
         match a {
             Arch::Mlp => "mlp".into(),
+            Arch::Cnn => "cnn".into(),
             Arch::Plugin(name) => name,
         }
     }
@@ -180,6 +203,10 @@ pub enum LayerSpec {
     Norm(Norm),
     /// `{residual: [...]}`: `x + f(x)`, where `f` is the inner list; it must keep the width.
     Residual(Vec<LayerSpec>),
+    /// `{conv: {filters: 8, kernel: 3, stride: 1, padding: 1}}` (`arch: cnn`): a 2-D convolution.
+    Conv(ConvSpec),
+    /// `{pool: 2}` or `{pool: {size: 2, kind: avg}}` (`arch: cnn`): pooling over square windows.
+    Pool(PoolSpec),
 }
 
 /// The YAML form of a layer: serde_yaml 0.9 wants `!tags` for enums, recipes use one-key maps.
@@ -196,6 +223,10 @@ struct LayerMap {
     norm: Option<Norm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     residual: Option<Vec<LayerSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conv: Option<ConvSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolSpec>,
 }
 
 impl TryFrom<LayerMap> for LayerSpec {
@@ -217,9 +248,11 @@ impl TryFrom<LayerMap> for LayerSpec {
         if let Some(inner) = m.residual {
             found.push(LayerSpec::Residual(inner));
         }
+        found.extend(m.conv.map(LayerSpec::Conv));
+        found.extend(m.pool.map(LayerSpec::Pool));
         match found.len() {
             1 => Ok(found.remove(0)),
-            _ => Err("a layer is a map with exactly one of the keys dense, activation, dropout, norm, residual".into()),
+            _ => Err("a layer is a map with exactly one of the keys dense, activation, dropout, norm, residual, conv, pool".into()),
         }
     }
 }
@@ -232,6 +265,8 @@ impl From<LayerSpec> for LayerMap {
             LayerSpec::Dropout(p) => LayerMap { dropout: Some(p), ..Default::default() },
             LayerSpec::Norm(n) => LayerMap { norm: Some(n), ..Default::default() },
             LayerSpec::Residual(inner) => LayerMap { residual: Some(inner), ..Default::default() },
+            LayerSpec::Conv(c) => LayerMap { conv: Some(c), ..Default::default() },
+            LayerSpec::Pool(p) => LayerMap { pool: Some(p), ..Default::default() },
         }
     }
 }
@@ -604,11 +639,11 @@ pub(crate) fn validate_model(path: &str, m: &ModelSpec, plugins_listed: bool, ba
         if !plugins_listed {
             bad(
                 &format!("{path}.arch"),
-                format!("unknown architecture `{name}`: the built-in one is {}; a plugin architecture needs its library under `plugins:`", Arch::BUILT_IN.join(", ")),
+                format!("unknown architecture `{name}`: the built-in ones are {}; a plugin architecture needs its library under `plugins:`", Arch::BUILT_IN.join(", ")),
             );
         }
         // The plugin describes the whole network from `params`.
-        for (key, given) in [("hidden", !m.hidden.is_empty()), ("layers", m.layers.is_some()), ("dropout", m.dropout != 0.0), ("norm", m.norm.is_some())] {
+        for (key, given) in [("hidden", !m.hidden.is_empty()), ("layers", m.layers.is_some()), ("dropout", m.dropout != 0.0), ("norm", m.norm.is_some()), ("conv", m.conv.is_some()), ("pool", m.pool.is_some())] {
             if given {
                 bad(&format!("{path}.{key}"), format!("a plugin architecture takes its settings in `params`, not `{key}`"));
             }
@@ -663,6 +698,8 @@ fn validate_layers(path: &str, layers: &[LayerSpec], mut width: Option<usize>, b
                     _ => {}
                 }
             }
+            // The width after a conv or pool depends on the image shape (checked by `validate_cnn`).
+            LayerSpec::Conv(_) | LayerSpec::Pool(_) => width = None,
             LayerSpec::Activation(_) | LayerSpec::Dropout(_) | LayerSpec::Norm(_) => {}
         }
     }

@@ -67,6 +67,8 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
+    crate::cnn::validate_cnn("teacher.model", &p.teacher.model, &p.data, &mut bad);
+    crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, &mut bad);
     crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
     if p.evaluate.top_k == 0 {
