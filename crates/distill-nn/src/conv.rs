@@ -79,7 +79,8 @@ impl Conv {
         let g = self.geometry;
         let (rows, filters) = (x.shape().0, g.spec.filters);
         let patches = apply(Im2col { geometry: g }, x, (rows * g.positions(), g.patch()));
-        let y = patches.matmul(self.w.clone()) + self.b.clone().broadcast_like::<_, Axis<0>>(&(rows * g.positions(), filters));
+        // The patch product goes through the same fast GEMM as dense layers.
+        let y = crate::gemm::dense(patches, &self.w, &self.b, crate::gemm::InputGrad::Needed);
         y.reshape_like(&(rows, g.positions() * filters))
     }
 }
