@@ -50,6 +50,7 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], batch: usize, lr
         max_steps: Some(max_steps),
         config: TrainConfig::default(),
         checkpoint: None,
+        device: Default::default(),
     };
     let data = TrainTargets { x, labels: y, teacher_logits: None };
     let mut model = Mlp::new(shape.clone(), seed);

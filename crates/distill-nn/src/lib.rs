@@ -12,6 +12,10 @@ mod checkpoint;
 #[cfg(test)]
 mod cnn_tests;
 mod conv;
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(any(test, feature = "cuda"))]
+mod device;
 mod features;
 mod gemm;
 mod loss;

@@ -17,7 +17,7 @@ use distill_spec::{Activation, ConvSpec, ImageSpec, LayerSpec, ModelSpec, Norm, 
 pub(crate) type Matrix = Tensor<(usize, usize), f32, Dev>;
 
 /// Epsilon of layer normalisation (PyTorch's default).
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// One layer of a network the host builds; the vocabulary plugin architectures use, plus layer
 /// normalisation.

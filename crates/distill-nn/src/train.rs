@@ -10,11 +10,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::Mlp;
-use crate::optim::{clip_gradients, lr_at, Optimizer, TrainConfig};
+use crate::optim::{clip_gradients, lr_at, Optimizer, OptimizerConfig, TrainConfig};
 use crate::resume::{self, Checkpointing, TrainState};
 use crate::soft_targets::SoftTargets;
 use crate::{Dev, Loss};
-use distill_spec::TrainSpec;
+use distill_spec::{Device, TrainSpec};
 
 /// Budget and optimiser settings for one training run.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     /// A checkpoint after every epoch, and whether to continue from an existing one.
     pub checkpoint: Option<Checkpointing>,
+    /// Where to train: the CPU (default) or a CUDA GPU (builds with the `cuda` feature).
+    pub device: Device,
 }
 
 impl TrainOptions {
@@ -43,7 +45,7 @@ impl TrainOptions {
     /// Options from a recipe's `train:` section: `epochs`, `batch`, `optimizer.lr` and the rest as
     /// a [`TrainConfig`].
     pub fn from_spec(spec: &TrainSpec, seed: u64, name: impl Into<String>, max_steps: Option<usize>) -> Self {
-        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec), checkpoint: None }
+        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec), checkpoint: None, device: Device::Cpu }
     }
 }
 
@@ -74,7 +76,8 @@ fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
 
 /// Trains `model` in place and returns one [`EpochStats`] per epoch run; a failing loss (a
 /// plugin's) stops training with its message. With early stopping, training may end early and the
-/// best epoch's weights are restored.
+/// best epoch's weights are restored. `options.device` picks where: the CPU, or (built with the
+/// `cuda` feature) a GPU, after which the trained parameters are copied back into `model`.
 pub fn train(
     model: &mut Mlp,
     data: &TrainTargets<'_>,
@@ -83,163 +86,291 @@ pub fn train(
     validation: Option<(&[f32], &[u32])>,
 ) -> Result<Vec<EpochStats>, String> {
     crate::flush_denormals();
-    model.shape.check()?;
-    let inputs = model.shape.inputs();
-    let classes = model.shape.classes();
-    let n = data.labels.len();
-    if data.x.len() != n * inputs {
-        return Err(format!("{} feature values for {n} rows × {inputs} inputs", data.x.len()));
+    let job = Job::new(model, data, loss, options, validation)?;
+    match options.device {
+        Device::Cpu => job.run(&mut CpuTrainee::new(model, &options.config.optimizer)),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => crate::cuda::train(model, ordinal, &job),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(ordinal) => Err(format!("device `cuda:{ordinal}`: this build of distill has no CUDA support (build it with `--features cuda`)")),
     }
-    if options.batch == 0 {
-        return Err("the batch size must be at least 1".into());
+}
+
+/// One batch for [`Trainee::step`]: `rows` rows of `x` (row-major) and the dropout masks, one per
+/// dropout layer that drops anything, in forward order, already scaled by 1/(1-p).
+pub(crate) struct Batch {
+    pub x: Vec<f32>,
+    pub rows: usize,
+    pub masks: Vec<Vec<f32>>,
+}
+
+/// How [`Trainee::step`] updates the parameters after the backward pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Update {
+    /// Rescale gradients to this global L2 norm when it is exceeded.
+    pub clip: Option<f64>,
+    pub lr: f64,
+    /// Optimiser steps so far, this one included (from 1).
+    pub step: i32,
+}
+
+/// The dL/dlogits of a batch's logits (row-major), from the host loss.
+pub(crate) type LossGrad<'a> = dyn FnMut(&[f32]) -> Result<Vec<f32>, String> + 'a;
+
+/// A network and its optimiser where they compute: the CPU ([`CpuTrainee`]) or a dfdx device
+/// (`device.rs`). The training loop ([`Job::run`]) drives either the same way; parameters and
+/// optimiser buffers cross as host buffers in [`Mlp::param_values`] order.
+pub(crate) trait Trainee {
+    /// Forward with the batch's masks, the loss gradient from `loss_grad`, backward, clipping,
+    /// one optimiser step.
+    fn step(&mut self, batch: Batch, loss_grad: &mut LossGrad<'_>, update: Update) -> Result<(), String>;
+    /// Logits for every row of `x`, in evaluation mode.
+    fn predict(&self, x: &[f32]) -> Result<Vec<f32>, String>;
+    fn params(&mut self) -> Result<Vec<Vec<f32>>, String>;
+    /// False (and nothing changed) when the buffers do not fit the network.
+    fn set_params(&mut self, values: &[Vec<f32>]) -> Result<bool, String>;
+    /// The optimiser's buffers, slot by slot, each in parameter order.
+    fn optimizer_state(&mut self) -> Result<Vec<Vec<Vec<f32>>>, String>;
+    /// False (and nothing changed) when the buffers do not fit.
+    fn set_optimizer_state(&mut self, state: &[Vec<Vec<f32>>]) -> Result<bool, String>;
+}
+
+/// Training on the CPU: the model's own tensors, the GEMM op for dense layers, dfdx's optimiser
+/// kernels.
+struct CpuTrainee<'m> {
+    model: &'m mut Mlp,
+    optimizer: Optimizer,
+    /// Width of each dropout layer's mask.
+    mask_widths: Vec<usize>,
+}
+
+impl<'m> CpuTrainee<'m> {
+    fn new(model: &'m mut Mlp, config: &OptimizerConfig) -> Self {
+        let mask_widths = model.dropout_layers().into_iter().map(|(_, width)| width).collect();
+        Self { model, optimizer: Optimizer::new(config), mask_widths }
     }
-    let teacher = if loss.needs_teacher() { data.teacher_logits } else { None };
-    if loss.needs_teacher() && teacher.is_none() {
-        return Err("this loss needs teacher logits".into());
-    }
-    if let Some(t) = teacher {
-        if t.len() != n * classes {
-            return Err(format!("{} teacher logits for {n} rows × {classes} classes", t.len()));
+}
+
+impl Trainee for CpuTrainee<'_> {
+    fn step(&mut self, batch: Batch, loss_grad: &mut LossGrad<'_>, update: Update) -> Result<(), String> {
+        let model = &mut *self.model;
+        let dev = model.dev.clone();
+        let b = batch.rows;
+        let x = dev.tensor_from_vec(batch.x, (b, model.shape.inputs()));
+        let masks: Vec<Tensor<(usize, usize), f32, Dev>> = batch.masks.into_iter().zip(&self.mask_widths).map(|(m, &h)| dev.tensor_from_vec(m, (b, h))).collect();
+        let logits = model.forward(x.leaky_traced(), Some(&masks));
+        let grad = loss_grad(&logits.as_vec())?;
+        // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
+        let g = dev.tensor_from_vec(grad, (b, model.shape.classes()));
+        let mut grads = (logits * g).sum::<Rank0, _>().backward();
+        if let Some(max_norm) = update.clip {
+            clip_gradients(model, &mut grads, max_norm);
         }
+        self.optimizer.update(model, &mut grads, update.lr, update.step);
+        Ok(())
     }
 
-    // Constant while the student learns: computed once here, not per batch and epoch.
-    let soft_targets = teacher.map(|t| SoftTargets::new(t, classes, &loss.soft_target_temperatures()));
-    let config = &options.config;
-    let mut optimizer = Optimizer::new(&config.optimizer);
-    let mut step: i32 = 0;
-    let steps_per_epoch = options.steps_per_epoch(n);
-    let total_steps = options.max_steps.unwrap_or(usize::MAX).min(options.epochs * steps_per_epoch);
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    let dev = model.dev.clone();
-    let dropouts = model.dropout_layers();
-    let validation = validation.filter(|(_, y)| !y.is_empty());
-    let stopping = config.early_stopping.as_ref();
-    if stopping.is_some() && validation.is_none() {
-        tracing::warn!(model = %options.name, "early stopping needs validation rows; training the full budget");
+    fn predict(&self, x: &[f32]) -> Result<Vec<f32>, String> {
+        Ok(predict_logits(self.model, x))
     }
-    // (epoch, accuracy, weights) of the best epoch so far, and epochs since it.
-    let mut best: Option<(usize, f64, Vec<Vec<f32>>)> = None;
-    let mut stale = 0;
 
-    let bar = if n == 0 { ProgressBar::hidden() } else { ProgressBar::new(options.epochs as u64) };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>9} [{bar:30}] epoch {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(options.name.clone());
-
-    let mut history = Vec::with_capacity(options.epochs);
-    let mut start = 1;
-    if let Some(ck) = options.checkpoint.as_ref().filter(|ck| ck.resume) {
-        if let Some(state) = resume::load(&ck.path, &ck.job)? {
-            let restored = state.order.len() == n && model.set_param_values(&state.params) && optimizer.set_state(model, &state.optimizer);
-            if !restored {
-                return Err(format!("checkpoint {} does not fit this model and data", ck.path.display()));
-            }
-            tracing::info!(model = %options.name, epoch = state.epoch, step = state.step, "resuming from the checkpoint of an interrupted run");
-            (step, order, history, best, stale) = (state.step, state.order, state.history, state.best, state.stale);
-            rng.set_word_pos(state.rng_word_pos);
-            start = if state.done { options.epochs + 1 } else { state.epoch + 1 };
-            bar.set_position(state.epoch as u64);
-        }
+    fn params(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        Ok(self.model.param_values())
     }
-    for epoch in start..=options.epochs {
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        let mut seen = 0;
-        for rows in order.chunks(options.batch) {
-            if options.max_steps.is_some_and(|max| step as usize >= max) {
-                break;
-            }
-            let b = rows.len();
-            seen += b;
-            let x = dev.tensor_from_vec(gather_rows(data.x, inputs, rows), (b, inputs));
-            // Masks in forward order, drawn from the shuffling stream (one draw per unit).
-            let masks: Vec<Tensor<(usize, usize), f32, Dev>> = dropouts
-                .iter()
-                .map(|&(p, h)| {
-                    let keep = 1.0 / (1.0 - p);
-                    let m: Vec<f32> = (0..b * h).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect();
-                    dev.tensor_from_vec(m, (b, h))
-                })
-                .collect();
-            let logits = model.forward(x.leaky_traced(), Some(&masks));
-            let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
-            let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
-            let soft = soft_targets.as_ref().map(|s| s.gather(rows)).unwrap_or_default();
-            let (value, grad) = loss.value_and_grad_soft(&logits.as_vec(), teacher_rows.as_deref(), &soft, &labels, classes).inspect_err(|_| bar.finish_and_clear())?;
-            if grad.len() != b * classes {
-                bar.finish_and_clear();
-                return Err(format!("the loss returned {} gradient values for a {b}×{classes} batch", grad.len()));
-            }
-            loss_sum += value * b as f64;
-            // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
-            let g = dev.tensor_from_vec(grad, (b, classes));
-            let mut grads = (logits * g).sum::<Rank0, _>().backward();
-            if let Some(max_norm) = config.clip_grad_norm {
-                clip_gradients(model, &mut grads, max_norm);
-            }
-            let lr = lr_at(config, options.lr, step as usize, steps_per_epoch, total_steps);
-            step += 1;
-            optimizer.update(model, &mut grads, lr, step);
+
+    fn set_params(&mut self, values: &[Vec<f32>]) -> Result<bool, String> {
+        Ok(self.model.set_param_values(values))
+    }
+
+    fn optimizer_state(&mut self) -> Result<Vec<Vec<Vec<f32>>>, String> {
+        Ok(self.optimizer.state(self.model))
+    }
+
+    fn set_optimizer_state(&mut self, state: &[Vec<Vec<f32>>]) -> Result<bool, String> {
+        Ok(self.optimizer.set_state(self.model, state))
+    }
+}
+
+/// A checked training job: everything [`train`] needs besides the network and where it runs.
+pub(crate) struct Job<'a> {
+    data: &'a TrainTargets<'a>,
+    loss: &'a dyn Loss,
+    pub(crate) options: &'a TrainOptions,
+    validation: Option<(&'a [f32], &'a [u32])>,
+    teacher: Option<&'a [f32]>,
+    soft_targets: Option<SoftTargets>,
+    inputs: usize,
+    classes: usize,
+    /// Width of each dropout layer's mask, with its drop probability.
+    dropouts: Vec<(f32, usize)>,
+}
+
+impl<'a> Job<'a> {
+    fn new(model: &Mlp, data: &'a TrainTargets<'a>, loss: &'a dyn Loss, options: &'a TrainOptions, validation: Option<(&'a [f32], &'a [u32])>) -> Result<Self, String> {
+        model.shape.check()?;
+        let inputs = model.shape.inputs();
+        let classes = model.shape.classes();
+        let n = data.labels.len();
+        if data.x.len() != n * inputs {
+            return Err(format!("{} feature values for {n} rows × {inputs} inputs", data.x.len()));
         }
-        let val_accuracy = validation.map(|(vx, vy)| accuracy(&predict_logits(model, vx), vy, classes));
-        let train_loss = if seen == 0 { 0.0 } else { loss_sum / seen as f64 };
-        bar.set_message(match val_accuracy {
-            Some(a) => format!("loss {train_loss:.4} val acc {a:.4}"),
-            None => format!("loss {train_loss:.4}"),
-        });
-        bar.inc(1);
-        tracing::debug!(model = %options.name, epoch, train_loss, ?val_accuracy, "epoch done");
-        history.push(EpochStats { epoch, train_loss, val_accuracy });
-        let mut done = epoch == options.epochs || options.max_steps.is_some_and(|max| step as usize >= max);
-        if let (Some(rule), Some(acc)) = (stopping, val_accuracy) {
-            match &best {
-                Some((_, best_acc, _)) if acc <= best_acc + rule.min_delta => stale += 1,
-                _ => {
-                    best = Some((epoch, acc, model.param_values()));
-                    stale = 0;
+        if options.batch == 0 {
+            return Err("the batch size must be at least 1".into());
+        }
+        let teacher = if loss.needs_teacher() { data.teacher_logits } else { None };
+        if loss.needs_teacher() && teacher.is_none() {
+            return Err("this loss needs teacher logits".into());
+        }
+        if let Some(t) = teacher {
+            if t.len() != n * classes {
+                return Err(format!("{} teacher logits for {n} rows × {classes} classes", t.len()));
+            }
+        }
+        // Constant while the student learns: computed once here, not per batch and epoch.
+        let soft_targets = teacher.map(|t| SoftTargets::new(t, classes, &loss.soft_target_temperatures()));
+        let validation = validation.filter(|(_, y)| !y.is_empty());
+        Ok(Self { data, loss, options, validation, teacher, soft_targets, inputs, classes, dropouts: model.dropout_layers() })
+    }
+
+    /// The training loop on `trainee`.
+    pub(crate) fn run(&self, trainee: &mut dyn Trainee) -> Result<Vec<EpochStats>, String> {
+        let (data, loss, options, teacher) = (self.data, self.loss, self.options, self.teacher);
+        let (inputs, classes) = (self.inputs, self.classes);
+        let n = data.labels.len();
+        let config = &options.config;
+        let mut step: i32 = 0;
+        let steps_per_epoch = options.steps_per_epoch(n);
+        let total_steps = options.max_steps.unwrap_or(usize::MAX).min(options.epochs * steps_per_epoch);
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        let validation = self.validation;
+        let stopping = config.early_stopping.as_ref();
+        if stopping.is_some() && validation.is_none() {
+            tracing::warn!(model = %options.name, "early stopping needs validation rows; training the full budget");
+        }
+        // (epoch, accuracy, weights) of the best epoch so far, and epochs since it.
+        let mut best: Option<(usize, f64, Vec<Vec<f32>>)> = None;
+        let mut stale = 0;
+
+        let bar = if n == 0 { ProgressBar::hidden() } else { ProgressBar::new(options.epochs as u64) };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] epoch {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(options.name.clone());
+        let mut history = Vec::with_capacity(options.epochs);
+        let mut start = 1;
+        let trained = (|| -> Result<(), String> {
+            if let Some(ck) = options.checkpoint.as_ref().filter(|ck| ck.resume) {
+                if let Some(state) = resume::load(&ck.path, &ck.job)? {
+                    let restored = state.order.len() == n && trainee.set_params(&state.params)? && trainee.set_optimizer_state(&state.optimizer)?;
+                    if !restored {
+                        return Err(format!("checkpoint {} does not fit this model and data", ck.path.display()));
+                    }
+                    tracing::info!(model = %options.name, epoch = state.epoch, step = state.step, "resuming from the checkpoint of an interrupted run");
+                    (step, order, history, best, stale) = (state.step, state.order, state.history, state.best, state.stale);
+                    rng.set_word_pos(state.rng_word_pos);
+                    start = if state.done { options.epochs + 1 } else { state.epoch + 1 };
+                    bar.set_position(state.epoch as u64);
                 }
             }
-            if stale >= rule.patience {
-                tracing::info!(model = %options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
-                done = true;
+            for epoch in start..=options.epochs {
+                order.shuffle(&mut rng);
+                let mut loss_sum = 0.0;
+                let mut seen = 0;
+                for rows in order.chunks(options.batch) {
+                    if options.max_steps.is_some_and(|max| step as usize >= max) {
+                        break;
+                    }
+                    let b = rows.len();
+                    seen += b;
+                    let x = gather_rows(data.x, inputs, rows);
+                    // Masks in forward order, drawn from the shuffling stream (one draw per unit).
+                    let masks = self
+                        .dropouts
+                        .iter()
+                        .map(|&(p, h)| {
+                            let keep = 1.0 / (1.0 - p);
+                            (0..b * h).map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }).collect()
+                        })
+                        .collect();
+                    let labels: Vec<u32> = rows.iter().map(|&r| data.labels[r]).collect();
+                    let teacher_rows = teacher.map(|t| gather_rows(t, classes, rows));
+                    let soft = self.soft_targets.as_ref().map(|s| s.gather(rows)).unwrap_or_default();
+                    let mut loss_grad = |logits: &[f32]| {
+                        let (value, grad) = loss.value_and_grad_soft(logits, teacher_rows.as_deref(), &soft, &labels, classes)?;
+                        if grad.len() != b * classes {
+                            return Err(format!("the loss returned {} gradient values for a {b}×{classes} batch", grad.len()));
+                        }
+                        loss_sum += value * b as f64;
+                        Ok(grad)
+                    };
+                    let lr = lr_at(config, options.lr, step as usize, steps_per_epoch, total_steps);
+                    step += 1;
+                    trainee.step(Batch { x, rows: b, masks }, &mut loss_grad, Update { clip: config.clip_grad_norm, lr, step })?;
+                }
+                let val_accuracy = match validation {
+                    Some((vx, vy)) => Some(accuracy(&trainee.predict(vx)?, vy, classes)),
+                    None => None,
+                };
+                let train_loss = if seen == 0 { 0.0 } else { loss_sum / seen as f64 };
+                bar.set_message(match val_accuracy {
+                    Some(a) => format!("loss {train_loss:.4} val acc {a:.4}"),
+                    None => format!("loss {train_loss:.4}"),
+                });
+                bar.inc(1);
+                tracing::debug!(model = %options.name, epoch, train_loss, ?val_accuracy, "epoch done");
+                history.push(EpochStats { epoch, train_loss, val_accuracy });
+                let mut done = epoch == options.epochs || options.max_steps.is_some_and(|max| step as usize >= max);
+                if let (Some(rule), Some(acc)) = (stopping, val_accuracy) {
+                    match &best {
+                        Some((_, best_acc, _)) if acc <= best_acc + rule.min_delta => stale += 1,
+                        _ => {
+                            best = Some((epoch, acc, trainee.params()?));
+                            stale = 0;
+                        }
+                    }
+                    if stale >= rule.patience {
+                        tracing::info!(model = %options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
+                        done = true;
+                    }
+                }
+                if let Some(ck) = &options.checkpoint {
+                    let state = TrainState {
+                        epoch,
+                        step,
+                        done,
+                        order: order.clone(),
+                        rng_word_pos: rng.get_word_pos(),
+                        history: history.clone(),
+                        best: best.clone(),
+                        stale,
+                        params: trainee.params()?,
+                        optimizer: trainee.optimizer_state()?,
+                    };
+                    resume::save(&ck.path, &ck.job, &state)?;
+                    resume::interrupt_hook(&options.name, epoch);
+                }
+                if done {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        bar.finish_and_clear();
+        trained?;
+        if let Some(ck) = &options.checkpoint {
+            // Training is complete: the checkpoint has served its purpose.
+            let _ = std::fs::remove_file(&ck.path);
+        }
+        if let Some((epoch, acc, weights)) = best {
+            if trainee.set_params(&weights)? {
+                tracing::info!(model = %options.name, epoch, val_accuracy = acc, "restored the best epoch's weights");
             }
         }
-        if let Some(ck) = &options.checkpoint {
-            let state = TrainState {
-                epoch,
-                step,
-                done,
-                order: order.clone(),
-                rng_word_pos: rng.get_word_pos(),
-                history: history.clone(),
-                best: best.clone(),
-                stale,
-                params: model.param_values(),
-                optimizer: optimizer.state(model),
-            };
-            resume::save(&ck.path, &ck.job, &state).inspect_err(|_| bar.finish_and_clear())?;
-            resume::interrupt_hook(&options.name, epoch);
-        }
-        if done {
-            break;
-        }
+        Ok(history)
     }
-    if let Some(ck) = &options.checkpoint {
-        // Training is complete: the checkpoint has served its purpose.
-        let _ = std::fs::remove_file(&ck.path);
-    }
-    if let Some((epoch, acc, weights)) = best {
-        if model.set_param_values(&weights) {
-            tracing::info!(model = %options.name, epoch, val_accuracy = acc, "restored the best epoch's weights");
-        }
-    }
-    bar.finish_and_clear();
-    Ok(history)
 }
 
 /// Logits for every row of `x`, in evaluation mode (no dropout), row-major.
@@ -315,7 +446,7 @@ mod tests {
     }
 
     fn options(seed: u64) -> TrainOptions {
-        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default(), checkpoint: None }
+        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default(), checkpoint: None, device: Device::Cpu }
     }
 
     #[test]
