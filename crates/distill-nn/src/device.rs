@@ -337,3 +337,152 @@ impl<D: Device<f32>> Trainee for DeviceTrainee<D> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The device path on dfdx's `Cpu` against the CPU path: the same network, batches, masks and
+    //! losses must give the same parameters (to float rounding: matmul and gemm 0.19 sum in other
+    //! orders, and the optimisers are other code).
+
+    use super::*;
+    use crate::train::tests::{blobs, config, layered_shape, shape, FailingAfter};
+    use crate::train::{CpuTrainee, TrainTargets};
+    use crate::{accuracy, predict_logits, train, Checkpointing, CrossEntropy, Layer, Loss, MlpShape, TrainOptions};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+        assert_eq!(got.len(), want.len(), "{what}: parameter count");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g.len(), w.len(), "{what}: parameter {i} length");
+            for (j, (a, b)) in g.iter().zip(w).enumerate() {
+                assert!((a - b).abs() <= 2e-4 * (1.0 + b.abs()), "{what}: parameter {i}[{j}]: device {a} vs cpu {b}");
+            }
+        }
+    }
+
+    /// A few optimiser steps on both paths, batch by batch, with masks for every dropout layer.
+    fn steps_agree(shape: MlpShape, text: &str) {
+        let options = config(text);
+        let rule = &options.config.optimizer;
+        let (x, y) = blobs(48, 2);
+        let mut cpu_model = Mlp::new(shape.clone(), 11);
+        let on_device = Mlp::new(shape, 11);
+        let mut dev = DeviceTrainee::new(&on_device, Cpu::default(), rule, "test").unwrap();
+        let mut cpu = CpuTrainee::new(&mut cpu_model, rule);
+        let widths = dev.mask_widths.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for (i, rows) in (0..48).collect::<Vec<usize>>().chunks(16).enumerate() {
+            let b = rows.len();
+            let batch_x: Vec<f32> = rows.iter().flat_map(|&r| x[2 * r..2 * r + 2].to_vec()).collect();
+            let labels: Vec<u32> = rows.iter().map(|&r| y[r]).collect();
+            let masks: Vec<Vec<f32>> = widths.iter().map(|&h| (0..b * h).map(|_| if rng.gen::<f32>() < 0.3 { 0.0 } else { 1.0 / 0.7 }).collect()).collect();
+            let update = Update { clip: options.config.clip_grad_norm, lr: options.lr, step: i as i32 + 1 };
+            let mut grad = |logits: &[f32]| CrossEntropy.value_and_grad(logits, None, &labels, 3).map(|(_, g)| g);
+            cpu.step(Batch { x: batch_x.clone(), rows: b, masks: masks.clone() }, &mut grad, update).unwrap();
+            dev.step(Batch { x: batch_x, rows: b, masks }, &mut grad, update).unwrap();
+            close(&format!("{text}, step {}", i + 1), &dev.params().unwrap(), &cpu.params().unwrap());
+        }
+        let (state, want) = (dev.optimizer_state().unwrap(), cpu.optimizer_state().unwrap());
+        assert_eq!(state.len(), want.len(), "{text}: optimiser slots");
+        for (slot, (s, w)) in state.iter().zip(&want).enumerate() {
+            close(&format!("{text}, optimiser slot {slot}"), s, w);
+        }
+        let (got, want) = (dev.predict(&x).unwrap(), cpu.predict(&x).unwrap());
+        close(&format!("{text}: predictions"), &[got], &[want]);
+    }
+
+    #[test]
+    fn every_layer_and_optimiser_steps_as_on_the_cpu() {
+        use Layer::{Dense, Dropout, LayerNorm, Residual};
+        let act = Layer::Activation;
+        let layered = MlpShape::from_layers(2, vec![Dense(6), LayerNorm, act(Activation::Gelu), Residual(vec![Dense(6), act(Activation::Tanh), Dropout(0.3)]), Dense(3)]).unwrap();
+        for text in [
+            "{epochs: 1, batch: 16, optimizer: {kind: sgd, lr: 0.5}}",
+            "{epochs: 1, batch: 16, optimizer: {kind: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.01}}",
+            "{epochs: 1, batch: 16, optimizer: {kind: sgd, lr: 0.1, momentum: 0.9, nesterov: true}, clip_grad_norm: 0.05}",
+            "{epochs: 1, batch: 16, optimizer: {kind: adam, lr: 0.01}}",
+            "{epochs: 1, batch: 16, optimizer: {kind: adam, lr: 0.01, weight_decay: 0.1, betas: [0.8, 0.99], eps: 1.0e-6}}",
+            "{epochs: 1, batch: 16, optimizer: {kind: adamw, lr: 0.01, weight_decay: 0.1}, clip_grad_norm: 0.1}",
+        ] {
+            steps_agree(shape(0.2), text);
+            steps_agree(layered.clone(), text);
+            steps_agree(layered_shape(), text);
+        }
+    }
+
+    /// The same epochs and accuracies, losses to rounding: dfdx's own CPU matmul (which the
+    /// device path uses there) is not bitwise repeatable across threads, nor is cuBLAS in general.
+    fn same_run(what: &str, got: &[EpochStats], want: &[EpochStats]) {
+        assert_eq!(got.len(), want.len(), "{what}: epochs");
+        for (g, w) in got.iter().zip(want) {
+            assert!(g.epoch == w.epoch && g.val_accuracy == w.val_accuracy && (g.train_loss - w.train_loss).abs() < 1e-6, "{what}: {g:?} vs {w:?}");
+        }
+    }
+
+    fn on_cpu_device(model: &mut Mlp, data: &TrainTargets<'_>, loss: &dyn Loss, options: &TrainOptions, validation: Option<(&[f32], &[u32])>) -> Result<Vec<EpochStats>, String> {
+        let job = Job::new(model, data, loss, options, validation)?;
+        train_on(model, Cpu::default(), "test", &job)
+    }
+
+    #[test]
+    fn whole_runs_learn_like_the_cpu_and_repeat() {
+        let (x, y) = blobs(300, 4);
+        let (vx, vy) = blobs(60, 5);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let options = config("{epochs: 15, batch: 16, optimizer: {kind: adam, lr: 0.01}, schedule: {kind: cosine, warmup_epochs: 1}, early_stopping: {patience: 20}}");
+        let mut cpu = Mlp::new(layered_shape(), 5);
+        let cpu_history = train(&mut cpu, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        let mut a = Mlp::new(layered_shape(), 5);
+        let history = on_cpu_device(&mut a, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        assert_eq!(history.len(), cpu_history.len());
+        // The first epoch's loss is a mean over the same batches: rounding apart, the same.
+        assert!((history[0].train_loss - cpu_history[0].train_loss).abs() < 1e-4, "{history:?} vs {cpu_history:?}");
+        let (acc, cpu_acc) = (accuracy(&predict_logits(&a, &x), &y, 3), accuracy(&predict_logits(&cpu, &x), &y, 3));
+        assert!(acc > 0.9 && (acc - cpu_acc).abs() < 0.05, "device {acc} vs cpu {cpu_acc}");
+        let mut b = Mlp::new(layered_shape(), 5);
+        same_run("a second run", &on_cpu_device(&mut b, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap(), &history);
+        close("same seed, same weights", &b.param_values(), &a.param_values());
+    }
+
+    #[test]
+    fn a_resumed_device_run_ends_as_an_uninterrupted_one() {
+        let (x, y) = blobs(200, 6);
+        let (vx, vy) = blobs(60, 7);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let dir = std::env::temp_dir().join(format!("distill-resume-device-{}", std::process::id()));
+        let options = config("{epochs: 6, batch: 16, optimizer: {kind: sgd, lr: 0.05, momentum: 0.9}, early_stopping: {patience: 20}}");
+        let mut whole = Mlp::new(shape(0.2), 3);
+        let full = on_cpu_device(&mut whole, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        let checkpoint = Checkpointing { path: dir.join("job.ckpt"), job: "job".into(), resume: true };
+        let with_ck = TrainOptions { checkpoint: Some(checkpoint.clone()), ..options.clone() };
+        let failing = FailingAfter { inner: &CrossEntropy, calls: Default::default(), fail_at: 3 * 200usize.div_ceil(16) + 2 };
+        let mut first = Mlp::new(shape(0.2), 3);
+        let before = first.param_values();
+        assert!(on_cpu_device(&mut first, &data, &failing, &with_ck, Some((&vx, &vy))).is_err());
+        assert_eq!(first.param_values(), before, "a failed run leaves the model as it was");
+        let mut resumed = Mlp::new(shape(0.2), 3);
+        same_run("resumed", &on_cpu_device(&mut resumed, &data, &CrossEntropy, &with_ck, Some((&vx, &vy))).unwrap(), &full);
+        close("resumed", &resumed.param_values(), &whole.param_values());
+        assert!(!checkpoint.path.exists(), "removed once training completes");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn conv_networks_are_refused_with_the_reason() {
+        let spec: distill_spec::ModelSpec = serde_yaml::from_str("{arch: cnn, conv: [{filters: 2, kernel: 3, padding: 1}], pool: 2, hidden: [4]}").unwrap();
+        let image = distill_spec::ImageSpec { height: 4, width: 4, channels: 1 };
+        let model = Mlp::new(MlpShape::from_spec(&spec, 16, 3).with_image(Some(image)), 1);
+        let err = DeviceTrainee::new(&model, Cpu::default(), &Default::default(), "cuda:0").err().unwrap();
+        assert!(err.contains("device `cuda:0`") && err.contains("CPU only"), "{err}");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn asking_a_cpu_build_for_cuda_is_an_error() {
+        let (x, y) = blobs(20, 1);
+        let options = TrainOptions { device: distill_spec::Device::Cuda(1), ..config("{epochs: 1, batch: 8}") };
+        let err = train(&mut Mlp::new(shape(0.0), 1), &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options, None).unwrap_err();
+        assert!(err.contains("cuda:1") && err.contains("--features cuda"), "{err}");
+    }
+}

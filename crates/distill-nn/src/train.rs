@@ -137,7 +137,7 @@ pub(crate) trait Trainee {
 
 /// Training on the CPU: the model's own tensors, the GEMM op for dense layers, dfdx's optimiser
 /// kernels.
-struct CpuTrainee<'m> {
+pub(crate) struct CpuTrainee<'m> {
     model: &'m mut Mlp,
     optimizer: Optimizer,
     /// Width of each dropout layer's mask.
@@ -145,7 +145,7 @@ struct CpuTrainee<'m> {
 }
 
 impl<'m> CpuTrainee<'m> {
-    fn new(model: &'m mut Mlp, config: &OptimizerConfig) -> Self {
+    pub(crate) fn new(model: &'m mut Mlp, config: &OptimizerConfig) -> Self {
         let mask_widths = model.dropout_layers().into_iter().map(|(_, width)| width).collect();
         Self { model, optimizer: Optimizer::new(config), mask_widths }
     }
@@ -206,7 +206,7 @@ pub(crate) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    fn new(model: &Mlp, data: &'a TrainTargets<'a>, loss: &'a dyn Loss, options: &'a TrainOptions, validation: Option<(&'a [f32], &'a [u32])>) -> Result<Self, String> {
+    pub(crate) fn new(model: &Mlp, data: &'a TrainTargets<'a>, loss: &'a dyn Loss, options: &'a TrainOptions, validation: Option<(&'a [f32], &'a [u32])>) -> Result<Self, String> {
         model.shape.check()?;
         let inputs = model.shape.inputs();
         let classes = model.shape.classes();
@@ -421,14 +421,14 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
     use crate::optim::{lr_at, TrainConfig};
     use distill_spec::Activation;
 
     /// Two Gaussian-ish blobs per class in 2-D: learnable by a small MLP, not by chance.
-    fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    pub(crate) fn blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let centres = [(-1.0f32, -1.0f32), (1.0, 1.0), (-1.0, 1.0)];
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -441,11 +441,11 @@ mod tests {
         (x, y)
     }
 
-    fn shape(dropout: f32) -> MlpShape {
+    pub(crate) fn shape(dropout: f32) -> MlpShape {
         MlpShape::mlp(2, &[16], 3, Activation::Relu, dropout, false)
     }
 
-    fn options(seed: u64) -> TrainOptions {
+    pub(crate) fn options(seed: u64) -> TrainOptions {
         TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default(), checkpoint: None, device: Device::Cpu }
     }
 
@@ -505,7 +505,7 @@ mod tests {
         assert!(err.contains("layers.0.weight"), "{err}");
     }
 
-    fn bits(v: &[f32]) -> Vec<u32> {
+    pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
@@ -552,7 +552,7 @@ mod tests {
         }
     }
 
-    fn layered_shape() -> MlpShape {
+    pub(crate) fn layered_shape() -> MlpShape {
         let spec: distill_spec::ModelSpec = serde_yaml::from_str(
             "{layers: [{dense: 12}, {norm: layer}, {activation: gelu}, {residual: [{dense: 12}, {activation: tanh}, {dropout: 0.2}, {dense: 12}, {norm: layer}]}, {activation: relu}, {dropout: 0.1}]}",
         )
@@ -560,7 +560,7 @@ mod tests {
         MlpShape::try_from_spec(&spec, 2, 3).unwrap()
     }
 
-    fn config(text: &str) -> TrainOptions {
+    pub(crate) fn config(text: &str) -> TrainOptions {
         let spec: TrainSpec = serde_yaml::from_str(text).unwrap();
         TrainOptions::from_spec(&spec, 9, "test", None)
     }
@@ -586,10 +586,10 @@ mod tests {
     }
 
     /// A loss that fails on call `fail_at` (counting from 1): an interruption mid-epoch.
-    struct FailingAfter<'a> {
-        inner: &'a dyn Loss,
-        calls: std::sync::atomic::AtomicUsize,
-        fail_at: usize,
+    pub(crate) struct FailingAfter<'a> {
+        pub inner: &'a dyn Loss,
+        pub calls: std::sync::atomic::AtomicUsize,
+        pub fail_at: usize,
     }
 
     impl Loss for FailingAfter<'_> {
