@@ -13,7 +13,7 @@ use distill_nn::{accuracy, Checkpointing, load_weights, predict_logits, save_wei
 use distill_plugin_host::{PluginLoss, PluginRegistry};
 
 use crate::models::model_shape;
-use distill_spec::{BudgetRule, ModelSpec, Pipeline, SourceSpec, TrainSpec};
+use distill_spec::{BudgetRule, Device, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{evaluate_targets, speedup, ModelMetrics, TargetResult};
 use crate::report::{write_report, Detail};
@@ -291,7 +291,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let t0 = Instant::now();
             let seed = derive_seed(p.seed, "teacher");
             let mut model = Mlp::new(teacher_shape.clone(), seed);
-            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None, checkpoints: &checkpoints };
+            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None, checkpoints: &checkpoints, device: p.device };
             let history = job.run(&mut model, &data)?;
             let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
             cache.store("teacher", &teacher_key, &weights_path, &bytes, &p.name)?;
@@ -354,7 +354,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         let t0 = Instant::now();
         let mut student = Mlp::new(student_shape.clone(), seed_for);
         let name = format!("student{suffix}");
-        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints };
+        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints, device: p.device };
         history.insert(name.clone(), job.run(&mut student, &data)?);
         student_runs.push((seed, measure(&student, t0.elapsed().as_secs_f64())));
         if i == 0 {
@@ -364,7 +364,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             let t0 = Instant::now();
             let mut model = Mlp::new(student_shape.clone(), seed_for);
             let name = format!("baseline{suffix}");
-            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints };
+            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints, device: p.device };
             history.insert(name.clone(), job.run(&mut model, &data)?);
             baseline_runs.push((seed, measure(&model, t0.elapsed().as_secs_f64())));
             if i == 0 {
@@ -451,14 +451,18 @@ fn teacher_sees_hidden(p: &Pipeline) -> bool {
 
 /// The teacher's cache key: everything that decides its weights.
 pub(crate) fn teacher_key(p: &Pipeline, data: &Prepared) -> String {
-    KeyBuilder::new("teacher/v1")
-        .part("model", yaml(&p.teacher.model).as_bytes())
+    let mut key = KeyBuilder::new("teacher/v1");
+    key.part("model", yaml(&p.teacher.model).as_bytes())
         .part("train", yaml(&p.teacher.train).as_bytes())
         .part("seed", &p.seed.to_le_bytes())
         .part("data", data.fingerprint.as_bytes())
         .part("sees_hidden", &[teacher_sees_hidden(p) as u8])
-        .part("distill", env!("CARGO_PKG_VERSION").as_bytes())
-        .finish()
+        .part("distill", env!("CARGO_PKG_VERSION").as_bytes());
+    if p.device != Device::Cpu {
+        // A GPU trains other (equally good) weights than the CPU; CPU keys stay as they were.
+        key.part("device", b"cuda");
+    }
+    key.finish()
 }
 
 /// The logits' cache key: the teacher's weights and the rows they label.
@@ -570,6 +574,7 @@ struct Fit<'a> {
     name: &'a str,
     max_steps: Option<usize>,
     checkpoints: &'a Checkpoints,
+    device: Device,
 }
 
 /// Where training jobs keep their per-epoch checkpoints: in the cache, keyed by the whole
@@ -591,7 +596,7 @@ impl Checkpoints {
 impl Fit<'_> {
     fn run(&self, model: &mut Mlp, data: &Prepared) -> Result<Vec<EpochStats>, PipelineError> {
         let spec = self.spec;
-        let options = TrainOptions { checkpoint: Some(self.checkpoints.for_job(self.name, self.seed)), ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps) };
+        let options = TrainOptions { checkpoint: Some(self.checkpoints.for_job(self.name, self.seed)), device: self.device, ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps) };
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();

@@ -22,8 +22,8 @@ pub struct Pipeline {
     /// Seed for splitting, initialisation, dropout and batch order.
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Where training runs: `cpu` (default); `cuda` / `cuda:N` are recognised but need a CUDA
-    /// build (see the README's limits).
+    /// Where training runs: `cpu` (default), or `cuda` / `cuda:N` (a GPU; needs distill built
+    /// with `--features cuda`, and MLP-style layers: conv and pool layers train on the CPU only).
     #[serde(default)]
     pub device: Device,
     /// Directory of the content-addressed cache, relative to the pipeline file.
@@ -94,15 +94,11 @@ impl From<Device> for String {
 /// Why this build cannot train on `device`, if it cannot.
 pub fn device_unavailable(device: Device) -> Option<String> {
     match device {
-        Device::Cpu => None,
         Device::Cuda(_) if !cfg!(feature = "cuda") => Some(format!(
             "`{}` needs distill built with CUDA support (`cargo build --release --features cuda`, with the CUDA toolkit); this build trains on the CPU only",
             String::from(device)
         )),
-        Device::Cuda(_) => Some(format!(
-            "`{}`: this version's `cuda` feature compiles dfdx's CUDA backend, but the trainer does not place tensors on a GPU yet; use `cpu`",
-            String::from(device)
-        )),
+        Device::Cpu | Device::Cuda(_) => None,
     }
 }
 

@@ -69,6 +69,14 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
     crate::cnn::validate_cnn("teacher.model", &p.teacher.model, &p.data, &mut bad);
     crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, &mut bad);
+    if p.device != Device::Cpu {
+        // Conv and pool layers are host code on the tape (im2col, pooling): no GPU version yet.
+        for (path, m, trained) in [("teacher.model", &p.teacher.model, p.teacher.weights.is_none()), ("student.model", &p.student.model, true)] {
+            if trained && m.arch == Arch::Cnn {
+                bad(&format!("{path}.arch"), format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)));
+            }
+        }
+    }
     crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
     if p.evaluate.top_k == 0 {
@@ -98,3 +106,21 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     out
 }
 
+
+#[cfg(test)]
+mod tests {
+    fn errors(overrides: &[&str]) -> String {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/digits-cnn.yaml")).unwrap();
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        crate::parse_str(&text, "digits-cnn.yaml".as_ref(), &overrides).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn cnn_models_on_a_gpu_are_refused_until_conv_runs_there() {
+        assert_eq!(errors(&[]), "");
+        let e = errors(&["device=cuda:1"]);
+        assert!(e.contains("teacher.model.arch") && e.contains("cnn layers train on the CPU only in this version (`device: cuda:1`)"), "{e}");
+        // The device itself is fine in a CUDA build, and needs one otherwise.
+        assert_eq!(e.contains("needs distill built with CUDA support"), !cfg!(feature = "cuda"), "{e}");
+    }
+}
