@@ -4,8 +4,9 @@
 //! crate keeps runtime-shaped parameters (`Tensor<(usize, usize), f32, Cpu>`) and runs them through
 //! dfdx's autograd. Losses are computed on the host as (value, gradient with respect to the
 //! logits) and joined to the tape through the surrogate `sum(logits * g)`: one mechanism for
-//! built-in losses and, later, plugin losses. Not here: data loading (distill-data) and caching
-//! (distill-cache).
+//! built-in losses and plugin losses. With the `cuda` feature, training can run on a GPU instead:
+//! a copy of the network on dfdx's `Cuda` device (`device.rs`); the network itself stays on the
+//! CPU. Not here: data loading (distill-data) and caching (distill-cache).
 
 pub mod bench;
 mod checkpoint;
@@ -37,7 +38,7 @@ pub use resume::Checkpointing;
 pub use optim::{lr_at, EarlyStopping, LrSchedule, OptimizerConfig, TrainConfig};
 pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 
-/// The compute device. Only the CPU in this build.
+/// The device of the canonical network and of CPU training (GPU training copies it: `device.rs`).
 pub type Dev = dfdx::tensor::Cpu;
 
 /// Sets flush-to-zero and denormals-are-zero on this thread and every rayon worker: Adam's moments
