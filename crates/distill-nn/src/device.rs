@@ -19,6 +19,9 @@ use crate::optim::OptimizerConfig;
 use crate::train::{Batch, EpochStats, Job, LossGrad, Trainee, Update};
 use distill_spec::Activation;
 
+/// A batch-by-features matrix on device `D`, with tape `T`.
+type Matrix<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
+
 /// Why a conv or pool network cannot train on a device.
 pub(crate) const CNN_ON_CPU_ONLY: &str = "cnn layers (conv, pool) train on the CPU only in this version; use `device: cpu`";
 
@@ -212,10 +215,10 @@ impl<D: Device<f32>> DeviceTrainee<D> {
     /// Logits for a batch; with `masks` (one per [`DevNode::Dropout`], in order), training mode.
     fn forward<T: Tape<f32, D>>(
         nodes: &[DevNode<D>],
-        x: Tensor<(usize, usize), f32, D, T>,
-        masks: Option<&[Tensor<(usize, usize), f32, D>]>,
+        x: Matrix<D, T>,
+        masks: Option<&[Matrix<D>]>,
         next_mask: &mut usize,
-    ) -> Result<Tensor<(usize, usize), f32, D, T>, D::Err> {
+    ) -> Result<Matrix<D, T>, D::Err> {
         let mut h = x;
         for node in nodes {
             let rows = h.shape().0;
