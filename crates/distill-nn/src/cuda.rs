@@ -17,6 +17,7 @@ pub(crate) fn train(model: &mut Mlp, ordinal: usize, job: &Job<'_>) -> Result<Ve
     // such a failure becomes this job's error rather than a crash. `model` changes only at the end.
     catch_unwind(AssertUnwindSafe(|| {
         let dev = Cuda::try_build(ordinal, job.options.seed).map_err(|e| format!("device `{name}`: cannot open the GPU: {e}"))?;
+        tracing::info!(model = %job.options.name, device = %name, "training on the GPU");
         crate::device::train_on(model, dev, &name, job)
     }))
     .unwrap_or_else(|panic| {

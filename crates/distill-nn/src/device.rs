@@ -365,13 +365,13 @@ mod tests {
     }
 
     /// A few optimiser steps on both paths, batch by batch, with masks for every dropout layer.
-    fn steps_agree(shape: MlpShape, text: &str) {
+    fn steps_agree<D: Device<f32>>(dev: D, shape: MlpShape, text: &str) {
         let options = config(text);
         let rule = &options.config.optimizer;
         let (x, y) = blobs(48, 2);
         let mut cpu_model = Mlp::new(shape.clone(), 11);
         let on_device = Mlp::new(shape, 11);
-        let mut dev = DeviceTrainee::new(&on_device, Cpu::default(), rule, "test").unwrap();
+        let mut dev = DeviceTrainee::new(&on_device, dev, rule, "test").unwrap();
         let mut cpu = CpuTrainee::new(&mut cpu_model, rule);
         let widths = dev.mask_widths.clone();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -397,6 +397,36 @@ mod tests {
 
     #[test]
     fn every_layer_and_optimiser_steps_as_on_the_cpu() {
+        every_layer_and_optimiser_on(Cpu::default());
+    }
+
+    /// The same on a real GPU: `cargo test --release -p distill-nn --features cuda -- --ignored`.
+    #[cfg(feature = "cuda")]
+    #[test]
+    #[ignore = "needs an NVIDIA GPU and a CUDA build"]
+    fn on_a_gpu_every_layer_and_optimiser_steps_as_on_the_cpu() {
+        every_layer_and_optimiser_on(dfdx::tensor::Cuda::try_build(0, 0).expect("GPU 0"));
+    }
+
+    /// A whole run through `train` on GPU 0 learns what the CPU learns.
+    #[cfg(feature = "cuda")]
+    #[test]
+    #[ignore = "needs an NVIDIA GPU and a CUDA build"]
+    fn on_a_gpu_whole_runs_learn_like_the_cpu() {
+        let (x, y) = blobs(300, 4);
+        let (vx, vy) = blobs(60, 5);
+        let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+        let options = config("{epochs: 15, batch: 16, optimizer: {kind: adam, lr: 0.01}, clip_grad_norm: 1.0, early_stopping: {patience: 20}}");
+        let mut cpu = Mlp::new(layered_shape(), 5);
+        let cpu_history = train(&mut cpu, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        let mut gpu = Mlp::new(layered_shape(), 5);
+        let history = train(&mut gpu, &data, &CrossEntropy, &TrainOptions { device: distill_spec::Device::Cuda(0), ..options }, Some((&vx, &vy))).unwrap();
+        assert!((history[0].train_loss - cpu_history[0].train_loss).abs() < 1e-3, "{history:?} vs {cpu_history:?}");
+        let (acc, cpu_acc) = (accuracy(&predict_logits(&gpu, &x), &y, 3), accuracy(&predict_logits(&cpu, &x), &y, 3));
+        assert!(acc > 0.9 && (acc - cpu_acc).abs() < 0.05, "gpu {acc} vs cpu {cpu_acc}");
+    }
+
+    fn every_layer_and_optimiser_on<D: Device<f32>>(dev: D) {
         use Layer::{Dense, Dropout, LayerNorm, Residual};
         let act = Layer::Activation;
         let layered = MlpShape::from_layers(2, vec![Dense(6), LayerNorm, act(Activation::Gelu), Residual(vec![Dense(6), act(Activation::Tanh), Dropout(0.3)]), Dense(3)]).unwrap();
@@ -408,9 +438,9 @@ mod tests {
             "{epochs: 1, batch: 16, optimizer: {kind: adam, lr: 0.01, weight_decay: 0.1, betas: [0.8, 0.99], eps: 1.0e-6}}",
             "{epochs: 1, batch: 16, optimizer: {kind: adamw, lr: 0.01, weight_decay: 0.1}, clip_grad_norm: 0.1}",
         ] {
-            steps_agree(shape(0.2), text);
-            steps_agree(layered.clone(), text);
-            steps_agree(layered_shape(), text);
+            steps_agree(dev.clone(), shape(0.2), text);
+            steps_agree(dev.clone(), layered.clone(), text);
+            steps_agree(dev.clone(), layered_shape(), text);
         }
     }
 
