@@ -150,6 +150,7 @@ fn bench_infer(args: &InferArgs) -> Result<u8, String> {
         teacher_fingerprint: "bench".into(),
         data_fingerprint: "bench".into(),
         class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+        top_k: None,
     };
     let row_ids: Vec<u64> = (0..args.rows as u64).collect();
     let start = std::time::Instant::now();

@@ -63,11 +63,19 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     for (i, check) in p.data.checks.iter().enumerate() {
         crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
-    crate::model::validate_model("teacher.model", &p.teacher.model, !p.plugins.is_empty(), &mut bad);
-    crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
+    crate::model::validate_teacher(&p.teacher, !p.plugins.is_empty(), &mut bad);
+    if p.teacher.logits.is_some() {
+        for (key, set) in [("max_accuracy_drop", p.evaluate.targets.max_accuracy_drop.is_some()), ("min_speedup", p.evaluate.targets.min_speedup.is_some())] {
+            if set {
+                bad(&format!("evaluate.targets.{key}"), "needs a teacher model; with `teacher.logits` there is none to measure".into());
+            }
+        }
+    }
     crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
-    crate::cnn::validate_cnn("teacher.model", &p.teacher.model, &p.data, &mut bad);
+    if let Some(model) = &p.teacher.model {
+        crate::cnn::validate_cnn("teacher.model", model, &p.data, &mut bad);
+    }
     crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, &mut bad);
     crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
