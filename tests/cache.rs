@@ -306,6 +306,23 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
     assert!(ext.join("report.html").is_file() && !ext.join("teacher.safetensors").exists());
     let lock = b.lock(&ext);
     assert_eq!(lock["stages"][1]["inputs"].as_object().unwrap().keys().collect::<Vec<_>>(), ["teacher.logits"]);
+    // A file written by pyarrow the plain way (int64 ids, variable-length float64 lists, no
+    // metadata) trains the same student.
+    if std::env::var_os("DISTILL_SKIP_PYTHON").is_none() {
+        let ours = distill_cache::read_logits(&file).unwrap();
+        let py_file = b.dir.path().join("from-python.parquet");
+        let script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nd = json.load(sys.stdin)\nk = 3\nrows = [d['logits'][i * k:(i + 1) * k] for i in range(len(d['ids']))]\npq.write_table(pa.table({'row_id': pa.array(d['ids'], pa.int64()), 'logits': pa.array(rows, pa.list_(pa.float64()))}), sys.argv[1])";
+        let mut py = Command::new("python3").args(["-c", script, py_file.to_str().unwrap()]).stdin(std::process::Stdio::piped()).spawn().expect("python3 runs");
+        let payload = serde_json::json!({"ids": ours.row_ids, "logits": ours.logits});
+        std::io::Write::write_all(&mut py.stdin.take().unwrap(), payload.to_string().as_bytes()).unwrap();
+        assert!(py.wait().unwrap().success(), "pyarrow writes the file");
+        let set = format!("teacher={{logits: {{path: {}}}}}", py_file.display());
+        let from_python = ok(&b, "ext-python", &["--set", &set]);
+        assert_eq!(metrics(&from_python)["student"]["accuracy"], m1["student"]["accuracy"]);
+    }
+    let o = distill(&["plan", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--cache-dir", b.cache().to_str().unwrap(), "--set", &teacher], b.dir.path());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("teacher   given   external logits") && text.contains("logits    cached") && text.contains("student   cached"), "{text}");
     // The logits' key covers the file's content: another file misses.
     external_from(&first, &file, |_, l, _| l[0] += 0.5);
     let changed = ok(&b, "ext2", &["--set", &teacher]);
