@@ -49,6 +49,18 @@ pub enum Stage {
     Baseline,
 }
 
+impl Stage {
+    /// The artifact kind in the cache (and the stage's name in lock.json).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Stage::Teacher => "teacher",
+            Stage::Logits => "logits",
+            Stage::Student => "student",
+            Stage::Baseline => "baseline",
+        }
+    }
+}
+
 impl std::str::FromStr for Stage {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -286,69 +298,15 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
 
     // Teacher: weights keyed by everything that decides them, or given (weights or logits).
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (keys::teacher_sees_hidden(p) && s == LabelState::Hidden));
-    let teacher_fp = keys::teacher(p, &data, &plugins_hash);
-    let teacher = match (&p.teacher.logits, &teacher_shape) {
-        (Some(ext), _) => Teacher::External(external::load(&loaded.base_dir, &ext.path, &data)?),
-        (None, None) => return Err(PipelineError::Other("teacher.model: missing".into())),
-        (None, Some(shape)) => match &p.teacher.weights {
-            Some(path) => {
-                let (model, bytes) = given_teacher(&loaded.base_dir, path, shape, p.seed)?;
-                Teacher::Model(Trained { model, history: Vec::new(), bytes }, 0.0)
-            }
-            None => {
-                let seed = derive_seed(p.seed, "teacher");
-                let spec = p.teacher.model.as_ref().unwrap_or(&p.student.model);
-                let (t, seconds) = stages.model("teacher", "teacher", None, &teacher_fp, shape, seed, spec, teacher_rows.len(), |model| {
-                    Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None, checkpoints: &checkpoints }.run(model, &data)
-                })?;
-                Teacher::Model(t, seconds)
-            }
-        },
-    };
-    let teacher_id = match &teacher {
-        Teacher::Model(t, _) => hash_bytes(&t.bytes),
-        Teacher::External(e) => format!("external:{}", e.blake3),
-    };
-    let teacher_fp = match &teacher {
-        Teacher::Model(..) if p.teacher.weights.is_none() => teacher_fp,
-        _ => FingerprintBuilder::new("teacher/given").part(if p.teacher.logits.is_some() { "teacher.logits" } else { "teacher.weights" }, teacher_id.as_bytes()).finish(),
-    };
-    let cached_teacher = stages.hits.contains(&"teacher".to_string());
-    stages.records.push(StageRecord::new("teacher", None, &teacher_fp, teacher_id.trim_start_matches("external:").to_string(), cached_teacher));
+    let teacher_seed = derive_seed(p.seed, "teacher");
+    let (teacher, teacher_id, teacher_fp) = teacher_stage(&mut stages, loaded, &data, teacher_shape.as_ref(), &plugins_hash, teacher_seed, teacher_rows.len(), |model| {
+        Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed: teacher_seed, name: "teacher", max_steps: None, checkpoints: &checkpoints }.run(model, &data)
+    })?;
     if let Teacher::Model(t, _) = &teacher {
         run_dir.write("teacher.safetensors", &t.bytes)?;
     }
-
-    // Teacher logits over every training row, transfer set included: keyed by the teacher, the
-    // rows and the storage.
-    let top_k = p.teacher.cache.as_ref().and_then(|c| c.top_k);
-    if let Some(k) = top_k.filter(|&k| k > data.classes()) {
-        return Err(PipelineError::Other(format!("teacher.cache.top_k: {k} is more than the {} classes", data.classes())));
-    }
-    let storage = keys::storage(p);
-    let logits_fp = keys::logits(&teacher_id, &data, &storage);
-    let logits_path = cache.logits(&logits_fp.key);
-    let meta = LogitMeta { teacher_fingerprint: teacher_id.clone(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k };
-    let (teacher_logits, logits_bytes) = match cached_logits(&cache, &logits_path, &meta, &data, opts.force.includes(Stage::Logits)) {
-        Some(found) => {
-            tracing::info!(key = %short(&logits_fp.key), "teacher logits: cache hit, skipped inference");
-            stages.hits.push("teacher_logits".to_string());
-            found
-        }
-        None => {
-            tracing::info!(key = %short(&logits_fp.key), rows = data.train.len(), storage, "teacher logits: computing");
-            let l = match &teacher {
-                Teacher::Model(t, _) => predict_logits(&t.model, &data.train.x),
-                Teacher::External(e) => e.train.clone(),
-            };
-            let bytes = encode_logits(&logits_path, &meta, &data.train.row_ids, &l)?;
-            cache.store("logits", &logits_fp.key, &logits_path, &bytes, &p.name)?;
-            // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
-            (decode_logits(&logits_path, bytes.clone())?.logits, bytes)
-        }
-    };
-    let logits_blake3 = hash_bytes(&logits_bytes);
-    stages.records.push(StageRecord::new("logits", None, &logits_fp, logits_blake3.clone(), stages.hits.contains(&"teacher_logits".to_string())));
+    let logits = logits_stage(&mut stages, p, &data, &teacher, &teacher_id)?;
+    let (teacher_logits, logits_blake3) = (logits.values, logits.blake3);
 
     // Student (distilled) on every training row, labels only where the student may see them;
     // baseline on the labelled rows alone. Once per seed; each found in the cache when unchanged.
@@ -381,7 +339,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         let recorded_seed = Some(seed);
         let name = format!("student{suffix}");
         let fp = keys::student(p, &data, &logits_blake3, seed_for, &plugins_hash);
-        let (student, seconds) = stages.model("student", &name, recorded_seed, &fp, &student_shape, seed_for, &p.student.model, data.train.len(), |model| {
+        let job = ModelJob { stage: Stage::Student, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: data.train.len() };
+        let (student, seconds) = stages.model(&job, |model| {
             Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints }.run(model, &data)
         })?;
         history.insert(name.clone(), student.history);
@@ -392,7 +351,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         if p.student.baseline {
             let name = format!("baseline{suffix}");
             let fp = keys::baseline(p, &data, &baseline_train, baseline_steps, seed_for, &plugins_hash);
-            let (model, seconds) = stages.model("baseline", &name, recorded_seed, &fp, &student_shape, seed_for, &p.student.model, baseline_rows.len(), |model| {
+            let job = ModelJob { stage: Stage::Baseline, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: baseline_rows.len() };
+            let (model, seconds) = stages.model(&job, |model| {
                 Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints }.run(model, &data)
             })?;
             history.insert(name.clone(), model.history);
@@ -484,8 +444,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             data_fingerprint: data.fingerprint.clone(),
             teacher_key: teacher_fp.key.clone(),
             teacher_weights: teacher_id.trim_start_matches("external:").to_string(),
-            logits_key: logits_fp.key.clone(),
-            logits_file: logits_path.display().to_string(),
+            logits_key: logits.key,
+            logits_file: logits.path.display().to_string(),
             logits_blake3,
             cache_dir: cache.root.display().to_string(),
             cache_hits: hits,
@@ -515,43 +475,135 @@ struct Stages<'a> {
 }
 
 impl Stages<'_> {
-    /// A trained model of `kind` (teacher, student or baseline) by its fingerprint: from the
-    /// cache when it is there (and not forced), else trained by `train` and stored. `name` is the
-    /// job (e.g. `student@3`) for the log and `cache_hits`. Returns the model and the seconds
-    /// spent training it in this run.
-    #[allow(clippy::too_many_arguments)]
-    fn model(
-        &mut self,
-        kind: &str,
-        name: &str,
-        seed: Option<u64>,
-        fp: &Fingerprint,
-        shape: &MlpShape,
-        init_seed: u64,
-        spec: &ModelSpec,
-        rows: usize,
-        train: impl FnOnce(&mut Mlp) -> Result<Vec<EpochStats>, PipelineError>,
-    ) -> Result<(Trained, f64), PipelineError> {
-        let stage = if kind == "teacher" { Stage::Teacher } else if kind == "student" { Stage::Student } else { Stage::Baseline };
-        if let Some(found) = trained::cached(self.cache, kind, &fp.key, shape, init_seed, self.force.includes(stage)) {
-            tracing::info!(key = %short(&fp.key), "{name}: cache hit, skipped training");
-            self.hits.push(name.to_string());
-            if kind != "teacher" {
-                self.records.push(StageRecord::new(kind, seed, fp, hash_bytes(&found.bytes), true));
+    /// A trained model (teacher, student or baseline) by its fingerprint: from the cache when it
+    /// is there (and not forced), else trained by `train` and stored. Returns the model and the
+    /// seconds spent training it in this run.
+    fn model(&mut self, job: &ModelJob, train: impl FnOnce(&mut Mlp) -> Result<Vec<EpochStats>, PipelineError>) -> Result<(Trained, f64), PipelineError> {
+        let (kind, key, name) = (job.stage.kind(), &job.fp.key, job.name);
+        let found = trained::cached(self.cache, kind, key, job.shape, job.init_seed, self.force.includes(job.stage));
+        let hit = found.is_some();
+        let (model, seconds) = match found {
+            Some(found) => {
+                tracing::info!(key = %short(key), "{name}: cache hit, skipped training");
+                self.hits.push(name.to_string());
+                (found, 0.0)
             }
-            return Ok((found, 0.0));
-        }
-        tracing::info!(key = %short(&fp.key), params = shape.param_count(), rows, "{name}: training");
-        let t0 = Instant::now();
-        let mut model = Mlp::new(shape.clone(), init_seed);
-        let history = train(&mut model)?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let stored = trained::store(self.cache, kind, &fp.key, spec, model, history, self.pipeline)?;
-        if kind != "teacher" {
-            self.records.push(StageRecord::new(kind, seed, fp, hash_bytes(&stored.bytes), false));
-        }
-        Ok((stored, seconds))
+            None => {
+                tracing::info!(key = %short(key), params = job.shape.param_count(), rows = job.rows, "{name}: training");
+                let t0 = Instant::now();
+                let mut model = Mlp::new(job.shape.clone(), job.init_seed);
+                let history = train(&mut model)?;
+                let seconds = t0.elapsed().as_secs_f64();
+                (trained::store(self.cache, kind, key, job.spec, model, history, self.pipeline)?, seconds)
+            }
+        };
+        self.records.push(StageRecord::new(kind, job.seed, job.fp, hash_bytes(&model.bytes), hit));
+        Ok((model, seconds))
     }
+
+    /// Whether the stage named `name` came from the cache in this run.
+    fn hit(&self, name: &str) -> bool {
+        self.hits.iter().any(|h| h == name)
+    }
+}
+
+/// One trained-model stage: which, its job name (e.g. `student@3`, for the log and
+/// `cache_hits`), the seed it is recorded under, its key, network and init seed.
+struct ModelJob<'a> {
+    stage: Stage,
+    name: &'a str,
+    seed: Option<u64>,
+    fp: &'a Fingerprint,
+    shape: &'a MlpShape,
+    init_seed: u64,
+    spec: &'a ModelSpec,
+    rows: usize,
+}
+
+/// The teacher from its source: `teacher.logits` (a file, no model), `teacher.weights` (loaded)
+/// or trained by `train` (or found in the cache). Records the teacher stage; returns the teacher,
+/// its identity (the weights' blake3, or `external:` + the file's) and its fingerprint.
+#[allow(clippy::too_many_arguments)]
+fn teacher_stage(
+    stages: &mut Stages,
+    loaded: &Loaded,
+    data: &Prepared,
+    shape: Option<&MlpShape>,
+    plugins_hash: &str,
+    seed: u64,
+    rows: usize,
+    train: impl FnOnce(&mut Mlp) -> Result<Vec<EpochStats>, PipelineError>,
+) -> Result<(Teacher, String, Fingerprint), PipelineError> {
+    let p = &loaded.pipeline;
+    let given = |key: &str, id: &str| FingerprintBuilder::new("teacher/given").part(key, id.as_bytes()).finish();
+    let (teacher, id, fp) = match (&p.teacher.logits, &p.teacher.weights, shape, &p.teacher.model) {
+        (Some(ext), _, _, _) => {
+            let e = external::load(&loaded.base_dir, &ext.path, data)?;
+            let fp = given("teacher.logits", &e.blake3);
+            let id = format!("external:{}", e.blake3);
+            (Teacher::External(e), id, fp)
+        }
+        (None, Some(path), Some(shape), _) => {
+            let (model, bytes) = given_teacher(&loaded.base_dir, path, shape, p.seed)?;
+            let id = hash_bytes(&bytes);
+            (Teacher::Model(Trained { model, history: Vec::new(), bytes }, 0.0), id.clone(), given("teacher.weights", &id))
+        }
+        (None, None, Some(shape), Some(spec)) => {
+            // `Stages::model` records the stage itself.
+            let fp = keys::teacher(p, data, plugins_hash);
+            let job = ModelJob { stage: Stage::Teacher, name: "teacher", seed: None, fp: &fp, shape, init_seed: seed, spec, rows };
+            let (t, seconds) = stages.model(&job, train)?;
+            let id = hash_bytes(&t.bytes);
+            return Ok((Teacher::Model(t, seconds), id, fp));
+        }
+        _ => return Err(PipelineError::Other("teacher.model: the teacher needs a `model` or `logits`".into())),
+    };
+    stages.records.push(StageRecord::new("teacher", None, &fp, id.trim_start_matches("external:").to_string(), false));
+    Ok((teacher, id, fp))
+}
+
+/// The teacher's logits as the students use them.
+struct Logits {
+    /// Row-major over the training rows, as stored (top-k rebuilt).
+    values: Vec<f32>,
+    /// blake3 of the Parquet file: the students' input.
+    blake3: String,
+    key: String,
+    path: PathBuf,
+}
+
+/// Teacher logits over every training row, transfer set included, keyed by the teacher, the rows
+/// and the storage: from the cache, or predicted (aligned, for external logits) and stored.
+fn logits_stage(stages: &mut Stages, p: &Pipeline, data: &Prepared, teacher: &Teacher, teacher_id: &str) -> Result<Logits, PipelineError> {
+    let top_k = p.teacher.cache.as_ref().and_then(|c| c.top_k);
+    if let Some(k) = top_k.filter(|&k| k > data.classes()) {
+        return Err(PipelineError::Other(format!("teacher.cache.top_k: {k} is more than the {} classes", data.classes())));
+    }
+    let storage = keys::storage(p);
+    let fp = keys::logits(teacher_id, data, &storage);
+    let path = stages.cache.logits(&fp.key);
+    let meta = LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k };
+    let (values, bytes) = match cached_logits(stages.cache, &path, &meta, data, stages.force.includes(Stage::Logits)) {
+        Some(found) => {
+            tracing::info!(key = %short(&fp.key), "teacher logits: cache hit, skipped inference");
+            stages.hits.push("teacher_logits".to_string());
+            found
+        }
+        None => {
+            tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage, "teacher logits: computing");
+            let l = match teacher {
+                Teacher::Model(t, _) => predict_logits(&t.model, &data.train.x),
+                Teacher::External(e) => e.train.clone(),
+            };
+            let bytes = encode_logits(&path, &meta, &data.train.row_ids, &l)?;
+            stages.cache.store("logits", &fp.key, &path, &bytes, &p.name)?;
+            // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
+            (decode_logits(&path, bytes.clone())?.logits, bytes)
+        }
+    };
+    let blake3 = hash_bytes(&bytes);
+    stages.records.push(StageRecord::new("logits", None, &fp, blake3.clone(), stages.hit("teacher_logits")));
+    Ok(Logits { values, blake3, key: fp.key, path })
 }
 
 pub(crate) fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
