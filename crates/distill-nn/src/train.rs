@@ -1,6 +1,7 @@
 //! The training loop: seeded shuffling, dropout masks, host-side loss, dfdx backward, clipping,
 //! the optimiser step at the scheduled rate, early stopping.
 
+use rayon::prelude::*;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -245,17 +246,24 @@ pub fn train(
 pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
     let inputs = model.shape.inputs();
     let n = if inputs == 0 { 0 } else { x.len() / inputs };
-    let mut out = Vec::with_capacity(n * model.shape.classes());
     if n == 0 {
-        return out;
+        return Vec::new();
     }
-    // Consecutive rows are already a row-major block: one copy into the tensor, no gathering.
-    for chunk in x[..n * inputs].chunks(1024 * inputs) {
-        let t = model.dev.tensor_from_vec(chunk.to_vec(), (chunk.len() / inputs, inputs));
-        out.extend(model.forward(t, None).as_vec());
-    }
-    out
+    // Rows are independent: blocks run on rayon's threads at once, so the layers' elementwise
+    // work (bias, activation) runs in parallel too, not only the products. Consecutive rows are
+    // already a row-major block: one copy into the tensor, no gathering.
+    let blocks: Vec<Vec<f32>> = x[..n * inputs]
+        .par_chunks(PREDICT_BLOCK_ROWS * inputs)
+        .map(|block| {
+            let t = model.dev.tensor_from_vec(block.to_vec(), (block.len() / inputs, inputs));
+            model.forward(t, None).as_vec()
+        })
+        .collect();
+    blocks.concat()
 }
+
+/// Rows per inference block: large enough for the products to run near the GEMM's peak.
+const PREDICT_BLOCK_ROWS: usize = 512;
 
 /// Fraction of rows whose highest logit is the label. Empty input gives 0.
 pub fn accuracy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
@@ -321,6 +329,22 @@ mod tests {
         let mut b = Mlp::new(shape(0.1), 5);
         train(&mut b, &data, &CrossEntropy, &options(9), None).unwrap();
         assert_eq!(predict_logits(&a, &x), predict_logits(&b, &x), "same seed, same weights");
+    }
+
+    #[test]
+    fn prediction_over_parallel_blocks_keeps_row_order_and_values() {
+        let (x, _) = blobs(3 * PREDICT_BLOCK_ROWS + 7, 4);
+        let model = Mlp::new(MlpShape::mlp(2, &[32, 16], 3, Activation::Relu, 0.0, false), 8);
+        let all = predict_logits(&model, &x);
+        assert_eq!(all.len(), (3 * PREDICT_BLOCK_ROWS + 7) * 3);
+        // Row by row, each row is its own block: the same values in the same places.
+        for row in [0, 1, PREDICT_BLOCK_ROWS - 1, PREDICT_BLOCK_ROWS, 2 * PREDICT_BLOCK_ROWS + 3, 3 * PREDICT_BLOCK_ROWS + 6] {
+            let one = predict_logits(&model, &x[row * 2..row * 2 + 2]);
+            for (got, want) in one.iter().zip(&all[row * 3..row * 3 + 3]) {
+                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "row {row}: {one:?} vs {:?}", &all[row * 3..row * 3 + 3]);
+            }
+        }
+        assert_eq!(all, predict_logits(&model, &x), "repeatable");
     }
 
     #[test]
