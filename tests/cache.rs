@@ -371,6 +371,9 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("teacher.model") && err.contains("leave `model` out") && err.contains("teacher.train"), "{err}");
+    let o = distill(&["validate", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--set", "teacher={}"], b.dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("teacher.model") && err.contains("needs a `model`"), "{err}");
 }
 
 #[test]

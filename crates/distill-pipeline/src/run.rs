@@ -294,7 +294,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     let student_shape = model_shape(&p.student.model, "student.model", plugins, &data)?;
     let plugins_hash = keys::plugins_hash(p, &loaded.base_dir);
     let mut stages = Stages { cache: &cache, force: &opts.force, pipeline: &p.name, hits: Vec::new(), records: Vec::new() };
-    stages.records.push(StageRecord::new("data", None, &FingerprintBuilder::new("data/v1").part("data", data.fingerprint.as_bytes()).finish(), String::new(), false));
+    let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
+    stages.records.push(StageRecord::new("data", None, &data_fp, String::new(), false));
 
     // Teacher: weights keyed by everything that decides them, or given (weights or logits).
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (keys::teacher_sees_hidden(p) && s == LabelState::Hidden));
