@@ -84,9 +84,10 @@ pub fn keys_in_use(runs_dir: &Path) -> HashSet<String> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.file_name().is_some_and(|n| n == "lock.json") {
-                let Some(lock) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Lock>(&t).ok()) else { continue };
-                keys.extend([lock.teacher_key, lock.logits_key]);
-                keys.extend(lock.stages.into_iter().map(|s| s.fingerprint));
+                // Untyped, so a lock written by another distill version still protects its keys.
+                let lock: serde_json::Value = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+                let stages = lock["stages"].as_array().into_iter().flatten().map(|s| &s["fingerprint"]);
+                keys.extend([&lock["teacher_key"], &lock["logits_key"]].into_iter().chain(stages).filter_map(|k| k.as_str().map(str::to_string)));
             }
         }
     }
