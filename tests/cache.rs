@@ -272,6 +272,19 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
         let h = hits(&run);
         assert!(!h.as_array().unwrap().iter().any(|s| s == "teacher" || s == "teacher_logits" || s == "student"), "{what}: {h}");
     }
+
+    // Given weights: the logits are keyed by the weights' bytes, so the trained teacher's own
+    // weights find its logits, and other weights miss.
+    let own = format!("teacher.weights={}", first.join("teacher.safetensors").display());
+    let given = ok(&b, "given", &["--set", &own]);
+    assert_eq!(hits(&given), serde_json::json!(["teacher_logits", "student", "baseline"]));
+    let mut bytes = std::fs::read(first.join("teacher.safetensors")).unwrap();
+    *bytes.last_mut().unwrap() ^= 1; // the lowest mantissa bit of the last bias
+    let nudged = b.dir.path().join("nudged.safetensors");
+    std::fs::write(&nudged, bytes).unwrap();
+    let other = format!("teacher.weights={}", nudged.display());
+    let given_other = ok(&b, "given-other", &["--set", &other]);
+    assert_eq!(hits(&given_other), serde_json::json!(["baseline"]), "other weights, other logits");
 }
 
 /// The logits of a finished run as an external file (the cache's own schema, other metadata).
