@@ -1008,6 +1008,26 @@ mod tests {
     }
 
     #[test]
+    fn a_teacher_has_exactly_one_source() {
+        let check = |text: &str| {
+            let t: TeacherSpec = serde_yaml::from_str(text).unwrap();
+            let mut out = Vec::new();
+            validate_teacher(&t, false, &mut |k: &str, m: String| out.push((k.to_string(), m)));
+            out.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        assert!(check("{model: {hidden: [4]}}").is_empty());
+        assert!(check("{logits: {path: t.parquet}, cache: {top_k: 5}}").is_empty());
+        assert_eq!(check("{}"), ["teacher.model"]);
+        assert_eq!(check("{model: {hidden: [4]}, logits: {path: t.parquet}}"), ["teacher.model"]);
+        assert_eq!(check("{logits: {path: t.parquet}, weights: w.safetensors, train: {epochs: 3}}"), ["teacher.logits", "teacher.train"]);
+        assert_eq!(check("{model: {hidden: [4]}, cache: {top_k: 0}}"), ["teacher.cache.top_k"]);
+        assert!(serde_yaml::from_str::<TeacherSpec>("{logits: {path: t.parquet, format: csv}}").is_err(), "unknown keys are errors");
+        // A teacher with a model serialises as before (old cache keys and resolved recipes hold).
+        let t: TeacherSpec = serde_yaml::from_str("{model: {hidden: [4]}}").unwrap();
+        assert!(!serde_yaml::to_string(&t).unwrap().contains("logits") && !serde_yaml::to_string(&t).unwrap().contains("cache"));
+    }
+
+    #[test]
     fn old_recipes_parse_and_serialise_as_before() {
         let t: TrainSpec = serde_yaml::from_str("{epochs: 5, batch: 8, optimizer: {kind: adam, lr: 0.01}}").unwrap();
         assert_eq!(serde_yaml::to_string(&t).unwrap(), "epochs: 5\nbatch: 8\noptimizer:\n  kind: adam\n  lr: 0.01\n");
