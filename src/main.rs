@@ -107,7 +107,8 @@ enum Command {
         label: Option<String>,
     },
     /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
-    /// the GEMM ceiling, on random Fashion-MNIST-shaped data. Numbers only; no file is kept.
+    /// the GEMM ceiling, on random Fashion-MNIST-shaped data, and a recipe's warm-cache run against
+    /// its cold one. Numbers only; no file is kept.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
