@@ -358,7 +358,8 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
     assert!(m["student"]["teacher_agreement"].is_number());
 
     // Bad files: a missing row, another class count, a NaN. Exit 2, no run directory.
-    let bad: [(&str, Box<dyn FnOnce(&mut Vec<u64>, &mut Vec<f32>, &mut Vec<String>)>, &str); 3] = [
+    type Edit = Box<dyn FnOnce(&mut Vec<u64>, &mut Vec<f32>, &mut Vec<String>)>;
+    let bad: [(&str, Edit, &str); 3] = [
         ("missing", Box::new(|ids, l, _| {
             ids.remove(0);
             l.drain(..3);

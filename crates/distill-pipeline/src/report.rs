@@ -67,7 +67,7 @@ fn model_report(m: &ModelMetrics, history: Option<&Vec<EpochStats>>) -> Option<M
         evaluation: m.evaluation.clone()?,
         params: m.params as u64,
         size_bytes: m.size_bytes,
-        latency: m.latency.clone(),
+        latency: m.latency,
         history: history
             .map(|h| h.iter().map(|e| EpochRecord { epoch: e.epoch, train_loss: e.train_loss, val_loss: None, val_accuracy: e.val_accuracy }).collect())
             .unwrap_or_default(),

@@ -108,7 +108,7 @@ impl Force {
 #[derive(Debug)]
 pub enum RunOutcome {
     /// Everything ran; `targets` says whether the student met the recipe's targets.
-    Completed { run_dir: PathBuf, summary: Summary },
+    Completed { run_dir: PathBuf, summary: Box<Summary> },
     /// An error-level data check failed; nothing was trained.
     ChecksFailed { run_dir: PathBuf, report: CheckReport },
 }
@@ -454,7 +454,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         },
     )?;
     tracing::info!(seconds = summary.seconds, "run finished");
-    Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary })
+    Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary: Box::new(summary) })
 }
 
 /// Where the teacher's knowledge comes from.
