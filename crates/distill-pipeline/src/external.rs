@@ -53,7 +53,7 @@ pub(crate) fn load(base_dir: &Path, path: &Path, data: &Prepared) -> Result<Exte
         let missing = data.train.row_ids.iter().filter(|i| !index.contains_key(i)).count();
         fail(format!("no logits for training row_id {id} ({missing} of {} training rows missing; rows are matched by `row_id`)", data.train.len()))
     })?;
-    let test = gather(&data.test.row_ids).ok();
+    let test = gather(&data.test.row_ids).ok().filter(|t| !t.is_empty());
     tracing::info!(path = %path.display(), rows = file.row_ids.len(), test_rows = test.is_some(), "teacher: external logits, no model");
     Ok(ExternalTeacher { blake3, train, test })
 }
