@@ -1,6 +1,7 @@
-//! `distill bench train|infer`: how fast training and inference run on this machine, next to the
-//! GEMM ceiling measured in the same run. Random data of Fashion-MNIST's shape (784 inputs, 10
-//! classes) goes through the same code a pipeline runs; nothing here is timed in tests.
+//! `distill bench train|infer|cache`: how fast training and inference run on this machine, next to
+//! the GEMM ceiling measured in the same run, and what a warm cache saves. Random data of
+//! Fashion-MNIST's shape (784 inputs, 10 classes) goes through the same code a pipeline runs;
+//! nothing here is timed in tests.
 
 use std::path::PathBuf;
 
@@ -24,6 +25,23 @@ pub enum BenchCommand {
     /// Teacher (784-1200-1200-10) inference over random 784-wide rows, then writing its logits as
     /// the cache's Parquet file; rows/s for both.
     Infer(InferArgs),
+    /// Run a recipe twice on a fresh, temporary cache: cold (every stage computed), then warm
+    /// (every stage found in the cache); seconds for each and warm / cold. Run directories are
+    /// temporary too.
+    Cache(CacheArgs),
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    /// The pipeline file.
+    #[arg(value_name = "PIPELINE")]
+    pipeline: PathBuf,
+    /// Override a key of the pipeline (repeatable), as for `run`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -86,7 +104,48 @@ pub fn run(command: BenchCommand) -> Result<u8, String> {
     match command {
         BenchCommand::Train(args) => bench_train(&args),
         BenchCommand::Infer(args) => bench_infer(&args),
+        BenchCommand::Cache(args) => bench_cache(&args),
     }
+}
+
+/// The same recipe cold then warm, on a cache that exists only for this benchmark.
+fn bench_cache(args: &CacheArgs) -> Result<u8, String> {
+    let temp = std::env::temp_dir().join(format!("distill-bench-cache-{}", std::process::id()));
+    let _remove = RemoveOnDrop(temp.clone());
+    let mut runs = Vec::new();
+    for pass in ["cold", "warm"] {
+        let options = distill_pipeline::RunOptions {
+            pipeline: args.pipeline.clone(),
+            overrides: args.overrides.clone(),
+            out: Some(temp.join(pass)),
+            cache_dir: Some(temp.join("cache")),
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        let outcome = distill_pipeline::run(&options, &|_| {}).map_err(|e| e.to_string())?;
+        let seconds = start.elapsed().as_secs_f64();
+        let distill_pipeline::RunOutcome::Completed { summary, .. } = outcome else {
+            return Err(format!("{}: a data check failed; nothing to time", args.pipeline.display()));
+        };
+        runs.push((pass, seconds, summary.cache_hits));
+    }
+    let ratio = runs[1].1 / runs[0].1.max(1e-9);
+    if args.json {
+        let report = json!({
+            "pipeline": args.pipeline.display().to_string(),
+            "runs": runs.iter().map(|(pass, seconds, hits)| json!({"run": pass, "seconds": seconds, "cache_hits": hits})).collect::<Vec<_>>(),
+            "warm_over_cold": ratio,
+        });
+        println!("{report:#}");
+        return Ok(0);
+    }
+    println!("distill bench cache: {} (run twice on a fresh cache)", args.pipeline.display());
+    println!("{:<6} {:>9}  cache hits", "run", "seconds");
+    for (pass, seconds, hits) in &runs {
+        println!("{pass:<6} {seconds:>9.3}  {}", if hits.is_empty() { "none".to_string() } else { hits.join(", ") });
+    }
+    println!("warm / cold: {:.1} %", 100.0 * ratio);
+    Ok(0)
 }
 
 fn at_least_one(name: &str, value: usize) -> Result<(), String> {
@@ -150,6 +209,7 @@ fn bench_infer(args: &InferArgs) -> Result<u8, String> {
         teacher_fingerprint: "bench".into(),
         data_fingerprint: "bench".into(),
         class_names: (0..CLASSES).map(|c| c.to_string()).collect(),
+        top_k: None,
     };
     let row_ids: Vec<u64> = (0..args.rows as u64).collect();
     let start = std::time::Instant::now();

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use distill_pipeline::{Force, RunOptions, RunOutcome, Stage};
+use distill_pipeline::{Force, RunOptions, RunOutcome};
 
 /// Exit codes, so scripts and CI can tell outcomes apart.
 mod exit {
@@ -45,9 +45,10 @@ enum Command {
         /// Cache directory (default: cache_dir from the pipeline, $DISTILL_CACHE_DIR, or .distill-cache).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
-        /// Recompute cached stages: all of them, or only `teacher` (and so its logits) or `logits`.
-        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_parser = ["all", "teacher", "logits"])]
-        force: Option<String>,
+        /// Recompute cached stages: `all` (the default), or some of `teacher` (and so its logits),
+        /// `logits`, `student`, `baseline` (comma-separated or repeated).
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        force: Vec<String>,
         /// Continue the training jobs of an interrupted run of this same recipe (same file, `--set`
         /// values and data) from their last per-epoch checkpoint; the result is the same as an
         /// uninterrupted run's.
@@ -64,8 +65,11 @@ enum Command {
         /// Cache directory (as for `run`).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
+        /// The stages a `run --force` would recompute (as for `run`).
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        force: Vec<String>,
     },
-    /// Look after the cache of teacher weights and logits.
+    /// Look after the cache of teacher weights, teacher logits, students and baselines.
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
@@ -103,7 +107,8 @@ enum Command {
         label: Option<String>,
     },
     /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
-    /// the GEMM ceiling, on random Fashion-MNIST-shaped data. Numbers only; no file is kept.
+    /// the GEMM ceiling, on random Fashion-MNIST-shaped data, and a recipe's warm-cache run against
+    /// its cold one. Numbers only; no file is kept.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
@@ -219,7 +224,8 @@ fn validate(args: &PipelineArgs) -> Result<u8, String> {
     if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
         plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
     }
-    for (key, model) in [("teacher.model", &p.teacher.model), ("student.model", &p.student.model)] {
+    for (key, model) in [("teacher.model", p.teacher.model.as_ref()), ("student.model", Some(&p.student.model))] {
+        let Some(model) = model else { continue };
         if let distill_spec::Arch::Plugin(name) = &model.arch {
             plugins.require_architecture(name).map_err(|e| format!("{}: {key}.arch: {e}", args.file.display()))?;
         }
@@ -270,8 +276,9 @@ fn main() -> ExitCode {
             }
             Ok(if outcome.report.has_errors() { exit::CHECKS_FAILED } else { 0 })
         }),
-        Command::Plan { pipeline, cache_dir } => {
-            let options = RunOptions { cache_dir, ..pipeline.options() };
+        Command::Plan { pipeline, cache_dir, force } => {
+            let force = Force::parse(&force).unwrap_or_default();
+            let options = RunOptions { cache_dir, force, ..pipeline.options() };
             distill_pipeline::plan(&options).map_err(|e| e.to_string()).map(|stages| {
                 print!("{}", distill_pipeline::plan_table(&stages, &pipeline.file));
                 0
@@ -281,12 +288,8 @@ fn main() -> ExitCode {
         Command::Bench { command } => bench::run(command),
         Command::Run { mut pipeline, out, cache_dir, force, resume, device } => {
             pipeline.overrides.extend(device.map(|d| format!("device={d}")));
-            let force = match force.as_deref() {
-                None => Force::None,
-                Some("teacher") => Force::Only(vec![Stage::Teacher]),
-                Some("logits") => Force::Only(vec![Stage::Logits]),
-                Some(_) => Force::All,
-            };
+            // clap has checked the names already.
+            let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
             distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
                 RunOutcome::ChecksFailed { run_dir, report } => {

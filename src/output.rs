@@ -6,10 +6,14 @@ use distill_spec::Pipeline;
 /// One line: what a pipeline will do.
 pub fn describe(p: &Pipeline) -> String {
     format!(
-        "pipeline `{}`: {} checks, teacher hidden {:?}, student hidden {:?}, loss {}{}",
+        "pipeline `{}`: {} checks, teacher {}, student hidden {:?}, loss {}{}",
         p.name,
         p.data.checks.len(),
-        p.teacher.model.hidden,
+        match (&p.teacher.logits, &p.teacher.model) {
+            (Some(l), _) => format!("logits from {}", l.path.display()),
+            (None, Some(m)) => format!("hidden {:?}", m.hidden),
+            (None, None) => "-".into(),
+        },
         p.student.model.hidden,
         String::from(p.student.loss.kind.clone()),
         if p.student.baseline { ", with baseline" } else { "" }
@@ -27,7 +31,9 @@ pub fn summary_table(s: &Summary) -> String {
         };
         out += &format!("{name:<10} {accuracy:>16} {:>9} {agreement:>10} {:>10.2}\n", m.params, m.train_seconds);
     };
-    row("teacher", &s.teacher);
+    if let Some(t) = &s.teacher {
+        row("teacher", t);
+    }
     row("student", &s.student);
     if let Some(b) = &s.baseline {
         row("baseline", b);
@@ -36,9 +42,9 @@ pub fn summary_table(s: &Summary) -> String {
         out += &format!("\nbaseline budget: {rule}; seeds: {}", s.student.per_seed.len().max(1));
     }
     out += &format!(
-        "\ntest rows: {}   compression: {:.1}x   cache hits: {}\n",
+        "\ntest rows: {}   compression: {}   cache hits: {}\n",
         s.rows.get("test").copied().unwrap_or(0),
-        s.teacher.params as f64 / s.student.params.max(1) as f64,
+        s.compression.map(|c| format!("{c:.1}x")).unwrap_or_else(|| "-".into()),
         if s.cache_hits.is_empty() { "none".to_string() } else { s.cache_hits.join(", ") }
     );
     for t in &s.targets {

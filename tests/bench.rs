@@ -67,3 +67,16 @@ fn bench_rejects_empty_sizes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--rows must be at least 1"));
 }
+
+#[test]
+fn bench_cache_times_a_cold_and_a_warm_run() {
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/iris-kd.yaml");
+    let report = json_of(&distill(&["bench", "cache", recipe, "--set", "evaluate.latency=false", "--json"]));
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["cache_hits"], serde_json::json!([]));
+    assert_eq!(runs[1]["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    for run in runs {
+        positive(run, "seconds");
+    }
+    positive(&report, "warm_over_cold");
+}

@@ -9,6 +9,11 @@ use crate::CacheError;
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
 /// creating the directory if needed. A crash mid-write leaves only a `*.tmp` file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    write_atomic_then(path, bytes, || {})
+}
+
+/// [`write_atomic`], calling `before_rename` once the temporary file is complete.
+pub(crate) fn write_atomic_then(path: &Path, bytes: &[u8], before_rename: impl FnOnce()) -> Result<(), CacheError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| CacheError::file(dir, format!("cannot create directory: {e}")))?;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -17,6 +22,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        before_rename();
         fs::rename(&tmp, path)
     })();
     result.map_err(|e| {

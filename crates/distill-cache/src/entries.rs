@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic_then;
 use crate::{hash_bytes, write_atomic, Cache, CacheError};
 
 /// What the record beside an artifact says about it.
@@ -85,12 +86,34 @@ fn check(bytes: &[u8], record: &EntryRecord) -> Result<(), EntryProblem> {
     Ok(())
 }
 
-const KINDS: [(&str, &str, &str); 2] = [("teacher", "teachers", ".safetensors"), ("logits", "logits", ".parquet")];
+/// Every kind of artifact: (kind, directory, file extension).
+pub const KINDS: [(&str, &str, &str); 4] = [
+    ("teacher", "teachers", ".safetensors"),
+    ("logits", "logits", ".parquet"),
+    ("student", "students", ".safetensors"),
+    ("baseline", "baselines", ".safetensors"),
+];
+
+/// Test hook: `DISTILL_TEST_PAUSE_BEFORE_RENAME=kind:ms` sleeps `ms` milliseconds after an
+/// artifact of `kind` is written to its temporary file and before the rename, so a test can kill
+/// the process at the worst moment.
+fn pause_hook(kind: &str) {
+    let Ok(v) = std::env::var("DISTILL_TEST_PAUSE_BEFORE_RENAME") else { return };
+    if let Some(ms) = v.strip_prefix(kind).and_then(|r| r.strip_prefix(':')).and_then(|ms| ms.parse::<u64>().ok()) {
+        eprintln!("DISTILL_TEST_PAUSE_BEFORE_RENAME: pausing {ms} ms before renaming the {kind} artifact");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
 
 impl Cache {
-    /// Writes an artifact and then its record, both atomically.
+    /// Writes an artifact and then its record, both atomically. Write-once: when an intact entry
+    /// for the key is already there (another run sharing the cache stored it), it is kept as it is.
     pub fn store(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
-        write_atomic(artifact, bytes)?;
+        if matches!(self.load_verified(artifact), Ok(Some(_))) {
+            tracing::debug!(path = %artifact.display(), "already in the cache; kept");
+            return Ok(());
+        }
+        write_atomic_then(artifact, bytes, || pause_hook(kind))?;
         let record = EntryRecord {
             kind: kind.to_string(),
             key: key.to_string(),

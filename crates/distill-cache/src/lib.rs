@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! teachers/<key>.safetensors   trained teacher weights, key = hash(teacher config, data, seed)
-//! logits/<key>.parquet         teacher logits, key = hash(teacher weights, data rows)
+//! logits/<key>.parquet         teacher logits, key = hash(teacher weights or external file, data rows, top-k)
+//! students/<key>.safetensors   a trained student (one per seed), key = hash(student config, logits, data, seed)
+//! baselines/<key>.safetensors  a trained baseline (one per seed), key = hash(student model and budget, data, seed)
 //! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
 //! ```
 //!
@@ -17,11 +19,13 @@
 
 mod atomic;
 mod entries;
+mod fingerprint;
 mod logits;
 
 pub use atomic::write_atomic;
-pub use entries::{Entry, EntryProblem, EntryRecord};
-pub use logits::{decode_logits, encode_logits, read_logits, write_logits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
+pub use entries::{Entry, EntryProblem, EntryRecord, KINDS};
+pub use fingerprint::{Fingerprint, FingerprintBuilder};
+pub use logits::{decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
 
 use std::path::{Path, PathBuf};
 
@@ -78,11 +82,17 @@ impl Cache {
         Self { root: root.into() }
     }
 
+    /// Where the artifact of `kind` (one of [`KINDS`]) with `key` lives.
+    pub fn artifact(&self, kind: &str, key: &str) -> PathBuf {
+        let (_, dir, ext) = KINDS.iter().find(|(k, _, _)| *k == kind).copied().unwrap_or((kind, kind, ""));
+        self.root.join(dir).join(format!("{key}{ext}"))
+    }
+
     pub fn teacher_weights(&self, key: &str) -> PathBuf {
-        self.root.join("teachers").join(format!("{key}.safetensors"))
+        self.artifact("teacher", key)
     }
 
     pub fn logits(&self, key: &str) -> PathBuf {
-        self.root.join("logits").join(format!("{key}.parquet"))
+        self.artifact("logits", key)
     }
 }

@@ -6,14 +6,19 @@
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
 mod evaluate;
+mod external;
+mod keys;
+mod lock;
 mod models;
 mod plan;
 mod report;
 mod run;
 mod rundir;
+mod trained;
 
 pub use evaluate::{ModelMetrics, TargetResult};
-pub use plan::{keys_in_use, plan, plan_table, PlannedStage};
+pub use lock::{keys_in_use, Lock, StageRecord};
+pub use plan::{plan, plan_table, PlannedStage};
 pub use report::{compare, write_report};
 pub use distill_cache::Cache;
 pub use run::{check, load_plugins, run, CheckOutcome, Force, RunOptions, RunOutcome, Stage, Summary};

@@ -17,20 +17,16 @@ use crate::PipelineError;
 /// What the detailed evaluation of a model needs.
 pub struct Detail<'a> {
     pub data: &'a Prepared,
-    pub teacher_test: &'a [f32],
+    /// The teacher's test logits, when there are any (an external teacher may have none).
+    pub teacher_test: Option<&'a [f32]>,
     pub spec: &'a EvaluateSpec,
 }
 
 impl Detail<'_> {
     /// Adds the full metric set, size, and (when asked) latency and throughput to `metrics`.
     pub fn add(&self, model: &Mlp, size_bytes: usize, metrics: &mut ModelMetrics, against_teacher: bool) -> Result<(), PipelineError> {
-        let (x, y, classes) = (&self.data.test.x, &self.data.test.y, &self.data.class_names);
-        let logits = predict_logits(model, x);
-        let mut evaluation = evaluate_model(&logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
-        if against_teacher {
-            evaluation.teacher_agreement = distill_eval::metrics::agreement(self.teacher_test, &logits, classes.len()).ok();
-        }
-        metrics.evaluation = Some(evaluation);
+        let (x, y) = (&self.data.test.x, &self.data.test.y);
+        self.add_logits(&predict_logits(model, x), metrics, against_teacher)?;
         metrics.size_bytes = size_bytes as u64;
         if self.spec.latency && !y.is_empty() {
             let width = model.shape.inputs();
@@ -53,6 +49,17 @@ impl Detail<'_> {
         }
         Ok(())
     }
+
+    /// The full metric set from test logits alone (what an external teacher has).
+    pub fn add_logits(&self, logits: &[f32], metrics: &mut ModelMetrics, against_teacher: bool) -> Result<(), PipelineError> {
+        let (y, classes) = (&self.data.test.y, &self.data.class_names);
+        let mut evaluation = evaluate_model(logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
+        if against_teacher {
+            evaluation.teacher_agreement = self.teacher_test.and_then(|t| distill_eval::metrics::agreement(t, logits, classes.len()).ok());
+        }
+        metrics.evaluation = Some(evaluation);
+        Ok(())
+    }
 }
 
 fn model_report(m: &ModelMetrics, history: Option<&Vec<EpochStats>>) -> Option<ModelReport> {
@@ -60,11 +67,21 @@ fn model_report(m: &ModelMetrics, history: Option<&Vec<EpochStats>>) -> Option<M
         evaluation: m.evaluation.clone()?,
         params: m.params as u64,
         size_bytes: m.size_bytes,
-        latency: m.latency.clone(),
+        latency: m.latency,
         history: history
             .map(|h| h.iter().map(|e| EpochRecord { epoch: e.epoch, train_loss: e.train_loss, val_loss: None, val_accuracy: e.val_accuracy }).collect())
             .unwrap_or_default(),
     })
+}
+
+/// The teacher in one line: its network and budget, or its logit file.
+fn teacher_line(p: &Pipeline) -> String {
+    match (&p.teacher.logits, &p.teacher.model) {
+        (Some(l), _) => format!("external logits {}", l.path.display()),
+        (None, Some(m)) if p.teacher.weights.is_some() => format!("mlp {:?}, given weights", m.hidden),
+        (None, Some(m)) => format!("mlp {:?}, {} epochs", m.hidden, p.teacher.train.epochs),
+        (None, None) => "-".into(),
+    }
 }
 
 /// Everything the report shows, saved as `report-input.json` so `distill report` can redraw it.
@@ -73,11 +90,13 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
         ("seed".to_string(), p.seed.to_string()),
         ("data".to_string(), p.data.source.path.display().to_string()),
         ("rows (train / val / test)".to_string(), format!("{} / {} / {}", s.rows["train"], s.rows["val"], s.rows["test"])),
-        ("teacher".to_string(), format!("mlp {:?}, {} epochs", p.teacher.model.hidden, p.teacher.train.epochs)),
+        ("teacher".to_string(), teacher_line(p)),
         ("student".to_string(), format!("mlp {:?}, {} epochs", p.student.model.hidden, p.student.train.epochs)),
         ("loss".to_string(), format!("{} (T = {}, alpha = {})", String::from(p.student.loss.kind.clone()), p.student.loss.temperature, p.student.loss.alpha)),
-        ("compression".to_string(), format!("{:.1}x", s.compression)),
     ];
+    if let Some(compression) = s.compression {
+        recipe.push(("compression".to_string(), format!("{compression:.1}x")));
+    }
     if let Some(speedup) = s.speedup {
         recipe.push(("speed-up (throughput)".to_string(), format!("{speedup:.1}x")));
     }
@@ -105,7 +124,10 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
                 samples: c.samples.iter().map(|r| format!("row {} column {}: {}", r.row, r.column, r.value)).collect(),
             })
             .collect(),
-        teacher: model_report(&s.teacher, first("teacher"))?,
+        teacher: match &s.teacher {
+            Some(t) => Some(model_report(t, first("teacher"))?),
+            None => None,
+        },
         student: model_report(&s.student, first("student"))?,
         baseline: s.baseline.as_ref().and_then(|b| model_report(b, first("baseline"))),
         targets: s.targets.iter().map(|t| TargetRow { name: t.name.clone(), limit: t.limit, value: t.value, met: t.met }).collect(),

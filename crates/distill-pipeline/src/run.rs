@@ -1,19 +1,23 @@
 //! The executor: stages in order, each skipped when the cache already holds its output.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, KeyBuilder, LogitMeta};
+use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, Fingerprint, FingerprintBuilder, KeyBuilder, LogitMeta};
 use distill_data::{load_source, prepare_and_check, resolve_path, run_checks_with_label, CheckReport, LabelState, Prepared, Tables};
 use polars::prelude::DataFrame;
 use distill_nn::{accuracy, Checkpointing, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
 
+use crate::external::{self, ExternalTeacher};
+use crate::keys;
+use crate::lock::{Lock, StageRecord};
 use crate::models::model_shape;
-use distill_spec::{BudgetRule, Device, ModelSpec, Pipeline, SourceSpec, TrainSpec};
+use crate::trained::{self, metadata, Trained};
+use distill_spec::{Device, ModelSpec, Pipeline, SourceSpec, TrainSpec};
 
 use crate::evaluate::{evaluate_targets, speedup, ModelMetrics, TargetResult};
 use crate::report::{write_report, Detail};
@@ -41,6 +45,33 @@ pub struct RunOptions {
 pub enum Stage {
     Teacher,
     Logits,
+    Student,
+    Baseline,
+}
+
+impl Stage {
+    /// The artifact kind in the cache (and the stage's name in lock.json).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Stage::Teacher => "teacher",
+            Stage::Logits => "logits",
+            Stage::Student => "student",
+            Stage::Baseline => "baseline",
+        }
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "teacher" => Ok(Stage::Teacher),
+            "logits" => Ok(Stage::Logits),
+            "student" => Ok(Stage::Student),
+            "baseline" => Ok(Stage::Baseline),
+            other => Err(format!("unknown stage `{other}` (all, teacher, logits, student, baseline)")),
+        }
+    }
 }
 
 /// Which cached stages `--force` recomputes.
@@ -53,7 +84,17 @@ pub enum Force {
 }
 
 impl Force {
-    /// Retraining the teacher changes its weights, so its logits are recomputed too.
+    /// `--force` values (`all` or stage names, comma-separated or repeated).
+    pub fn parse(values: &[String]) -> Result<Self, String> {
+        let names: Vec<&str> = values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
+        if names.contains(&"all") {
+            return Ok(Force::All);
+        }
+        let stages = names.iter().map(|n| n.parse()).collect::<Result<Vec<Stage>, String>>()?;
+        Ok(if stages.is_empty() { Force::None } else { Force::Only(stages) })
+    }
+
+    /// Retraining the teacher recomputes its logits too; later stages follow their fingerprints.
     pub fn includes(&self, stage: Stage) -> bool {
         match self {
             Force::None => false,
@@ -67,7 +108,7 @@ impl Force {
 #[derive(Debug)]
 pub enum RunOutcome {
     /// Everything ran; `targets` says whether the student met the recipe's targets.
-    Completed { run_dir: PathBuf, summary: Summary },
+    Completed { run_dir: PathBuf, summary: Box<Summary> },
     /// An error-level data check failed; nothing was trained.
     ChecksFailed { run_dir: PathBuf, report: CheckReport },
 }
@@ -82,7 +123,9 @@ pub struct CheckOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub pipeline: String,
-    pub teacher: ModelMetrics,
+    /// Absent when the teacher is external logits without the test rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<ModelMetrics>,
     pub student: ModelMetrics,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<ModelMetrics>,
@@ -92,8 +135,9 @@ pub struct Summary {
     pub rows: BTreeMap<String, usize>,
     /// Stages that were found in the cache instead of being computed.
     pub cache_hits: Vec<String>,
-    /// Teacher parameters over student parameters.
-    pub compression: f64,
+    /// Teacher parameters over student parameters (absent without a teacher model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<f64>,
     /// Student throughput over teacher throughput (rows/s at a large batch), when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup: Option<f64>,
@@ -101,21 +145,6 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_budget: Option<String>,
     pub seconds: f64,
-}
-
-/// The hashes a run used, written as `lock.json`.
-#[derive(Debug, Serialize)]
-struct Lock {
-    distill_version: &'static str,
-    pipeline_sha: String,
-    data_fingerprint: String,
-    teacher_key: String,
-    teacher_weights: String,
-    logits_key: String,
-    logits_file: String,
-    logits_blake3: String,
-    cache_dir: String,
-    cache_hits: Vec<String>,
 }
 
 fn data_err(context: String) -> impl FnOnce(distill_data::DataError) -> PipelineError {
@@ -261,127 +290,107 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     };
     let kd = student_loss(p, plugins, data.classes())?;
     // Both networks before any training, so a bad plugin architecture fails first.
-    let teacher_shape = model_shape(&p.teacher.model, "teacher.model", plugins, &data)?;
+    let teacher_shape = p.teacher.model.as_ref().map(|m| model_shape(m, "teacher.model", plugins, &data)).transpose()?;
     let student_shape = model_shape(&p.student.model, "student.model", plugins, &data)?;
-    let mut hits = Vec::new();
+    let plugins_hash = keys::plugins_hash(p, &loaded.base_dir);
+    let mut stages = Stages { cache: &cache, force: &opts.force, pipeline: &p.name, hits: Vec::new(), records: Vec::new() };
+    let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
+    stages.records.push(StageRecord::new("data", None, &data_fp, String::new(), false));
 
-    // Teacher: weights keyed by everything that decides them.
-    let teacher_sees_hidden = teacher_sees_hidden(p);
-    let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (teacher_sees_hidden && s == LabelState::Hidden));
-    let teacher_key = teacher_key(p, &data);
-    let weights_path = cache.teacher_weights(&teacher_key);
-    let given = match &p.teacher.weights {
-        None => None,
-        Some(path) => Some(given_teacher(&loaded.base_dir, path, &teacher_shape, p.seed)?),
-    };
-    let cached = match given {
-        Some(_) => None,
-        None => cached_teacher(&cache, &weights_path, &teacher_shape, p.seed, opts.force.includes(Stage::Teacher)),
-    };
-    let (teacher, teacher_history, teacher_seconds, weights_bytes) = match (given, cached) {
-        (Some((model, bytes)), _) => (model, Vec::new(), 0.0, bytes),
-        (None, Some(model)) => {
-            tracing::info!(key = %short(&teacher_key), "teacher: cache hit, skipped training");
-            hits.push("teacher".to_string());
-            let bytes = std::fs::read(&weights_path).map_err(|e| PipelineError::Other(format!("{}: {e}", weights_path.display())))?;
-            (model, Vec::new(), 0.0, bytes)
-        }
-        (None, None) => {
-            tracing::info!(key = %short(&teacher_key), params = teacher_shape.param_count(), rows = teacher_rows.len(), "teacher: training");
-            let t0 = Instant::now();
-            let seed = derive_seed(p.seed, "teacher");
-            let mut model = Mlp::new(teacher_shape.clone(), seed);
-            let job = Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed, name: "teacher", max_steps: None, checkpoints: &checkpoints, device: p.device };
-            let history = job.run(&mut model, &data)?;
-            let bytes = save_weights(&model, metadata(&teacher_key, &p.teacher.model)).map_err(|source| PipelineError::Checkpoint { context: "saving the teacher".into(), source })?;
-            cache.store("teacher", &teacher_key, &weights_path, &bytes, &p.name)?;
-            (model, history, t0.elapsed().as_secs_f64(), bytes)
-        }
-    };
-    let weights_hash = hash_bytes(&weights_bytes);
-    run_dir.write("teacher.safetensors", &weights_bytes)?;
-
-    // Teacher logits over every training row, transfer set included: keyed by weights and rows.
-    let logits_key = logits_key(&weights_hash, &data);
-    let logits_path = cache.logits(&logits_key);
-    let meta = LogitMeta { teacher_fingerprint: weights_hash.clone(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone() };
-    let teacher_logits = match cached_logits(&cache, &logits_path, &meta, &data, opts.force.includes(Stage::Logits)) {
-        Some(l) => {
-            tracing::info!(key = %short(&logits_key), "teacher logits: cache hit, skipped inference");
-            hits.push("teacher_logits".to_string());
-            l
-        }
-        None => {
-            tracing::info!(key = %short(&logits_key), rows = data.train.len(), "teacher logits: computing");
-            let l = predict_logits(&teacher, &data.train.x);
-            let bytes = encode_logits(&logits_path, &meta, &data.train.row_ids, &l)?;
-            cache.store("logits", &logits_key, &logits_path, &bytes, &p.name)?;
-            l
-        }
-    };
+    // Teacher: weights keyed by everything that decides them, or given (weights or logits).
+    let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (keys::teacher_sees_hidden(p) && s == LabelState::Hidden));
+    let teacher_seed = derive_seed(p.seed, "teacher");
+    let (teacher, teacher_id, teacher_fp) = teacher_stage(&mut stages, loaded, &data, teacher_shape.as_ref(), &plugins_hash, teacher_seed, teacher_rows.len(), |model| {
+        Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed: teacher_seed, name: "teacher", max_steps: None, checkpoints: &checkpoints, device: p.device }.run(model, &data)
+    })?;
+    if let Teacher::Model(t, _) = &teacher {
+        run_dir.write("teacher.safetensors", &t.bytes)?;
+    }
+    let logits = logits_stage(&mut stages, p, &data, &teacher, &teacher_id)?;
+    let (teacher_logits, logits_blake3) = (logits.values, logits.blake3);
 
     // Student (distilled) on every training row, labels only where the student may see them;
-    // baseline on the labelled rows alone. Once per seed.
+    // baseline on the labelled rows alone. Once per seed; each found in the cache when unchanged.
     let classes = data.classes();
     let student_labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
     let baseline_rows = data.train.subset(|s| s == LabelState::Labelled);
-    let student_steps = p.student.train.epochs * data.train.len().div_ceil(p.student.train.batch);
-    let baseline_steps = match p.student.baseline_budget {
-        BudgetRule::Steps => student_steps,
-        BudgetRule::Epochs => p.student.train.epochs * baseline_rows.len().div_ceil(p.student.train.batch),
-    };
-    let baseline_train = TrainSpec { epochs: baseline_steps.div_ceil(baseline_rows.len().div_ceil(p.student.train.batch).max(1)), ..p.student.train.clone() };
+    let (baseline_train, baseline_steps) = keys::baseline_budget(p, &data);
     if p.student.baseline && baseline_rows.len() != data.train.len() {
         tracing::info!(rows = baseline_rows.len(), steps = baseline_steps, epochs = baseline_train.epochs, rule = ?p.student.baseline_budget, "baseline: labelled rows only");
     }
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
-    let teacher_test = predict_logits(&teacher, &data.test.x);
+    let teacher_test: Option<Vec<f32>> = match &teacher {
+        Teacher::Model(t, _) => Some(predict_logits(&t.model, &data.test.x)),
+        Teacher::External(e) => e.test.clone(),
+    };
     let measure = |model: &Mlp, seconds: f64| {
         let logits = predict_logits(model, &data.test.x);
         let mut m = ModelMetrics::new(&logits, &data.test.y, classes, model.param_count());
         m.val_accuracy = (!data.val.is_empty()).then(|| accuracy(&predict_logits(model, &data.val.x), &data.val.y, classes));
-        m.teacher_agreement = distill_eval::metrics::agreement(&teacher_test, &logits, classes).ok().map(|a| a.agreement);
+        m.teacher_agreement = teacher_test.as_ref().and_then(|t| distill_eval::metrics::agreement(t, &logits, classes).ok()).map(|a| a.agreement);
         m.train_seconds = seconds;
         m
     };
     let (mut student_runs, mut baseline_runs) = (Vec::new(), Vec::new());
     let mut history = BTreeMap::new();
-    history.insert("teacher".to_string(), teacher_history);
     let mut first_models: Vec<(&str, Mlp)> = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let seed_for = derive_seed(seed, "student");
         let suffix = if seeds.len() > 1 { format!("@{seed}") } else { String::new() };
-        let t0 = Instant::now();
-        let mut student = Mlp::new(student_shape.clone(), seed_for);
+        let recorded_seed = Some(seed);
         let name = format!("student{suffix}");
-        let job = Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints, device: p.device };
-        history.insert(name.clone(), job.run(&mut student, &data)?);
-        student_runs.push((seed, measure(&student, t0.elapsed().as_secs_f64())));
+        let fp = keys::student(p, &data, &logits_blake3, seed_for, &plugins_hash);
+        let job = ModelJob { stage: Stage::Student, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: data.train.len() };
+        let (student, seconds) = stages.model(&job, |model| {
+            Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints, device: p.device }.run(model, &data)
+        })?;
+        history.insert(name.clone(), student.history);
+        student_runs.push((seed, measure(&student.model, seconds)));
         if i == 0 {
-            first_models.push(("student", student));
+            first_models.push(("student", student.model));
         }
         if p.student.baseline {
-            let t0 = Instant::now();
-            let mut model = Mlp::new(student_shape.clone(), seed_for);
             let name = format!("baseline{suffix}");
-            let job = Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints, device: p.device };
-            history.insert(name.clone(), job.run(&mut model, &data)?);
-            baseline_runs.push((seed, measure(&model, t0.elapsed().as_secs_f64())));
+            let fp = keys::baseline(p, &data, &baseline_train, baseline_steps, seed_for, &plugins_hash);
+            let job = ModelJob { stage: Stage::Baseline, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: baseline_rows.len() };
+            let (model, seconds) = stages.model(&job, |model| {
+                Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints, device: p.device }.run(model, &data)
+            })?;
+            history.insert(name.clone(), model.history);
+            baseline_runs.push((seed, measure(&model.model, seconds)));
             if i == 0 {
-                first_models.push(("baseline", model));
+                first_models.push(("baseline", model.model));
             }
         }
     }
 
     // Evaluation on the test split.
-    let mut teacher_metrics = measure(&teacher, teacher_seconds);
-    teacher_metrics.teacher_agreement = None;
+    let detail = Detail { data: &data, teacher_test: teacher_test.as_deref(), spec: &p.evaluate };
+    let teacher_metrics = match &teacher {
+        Teacher::Model(t, seconds) => {
+            history.insert("teacher".to_string(), t.history.clone());
+            let mut m = measure(&t.model, *seconds);
+            m.teacher_agreement = None;
+            detail.add(&t.model, t.bytes.len(), &mut m, false)?;
+            Some(m)
+        }
+        Teacher::External(e) => match &e.test {
+            Some(test) => {
+                history.insert("teacher".to_string(), Vec::new());
+                let mut m = ModelMetrics::new(test, &data.test.y, classes, 0);
+                detail.add_logits(test, &mut m, false)?;
+                Some(m)
+            }
+            None => {
+                tracing::info!("teacher: the external logits have no test rows; no teacher metrics");
+                None
+            }
+        },
+    };
     let mut student_metrics = ModelMetrics::aggregate(student_runs);
     let mut baseline_metrics = (!baseline_runs.is_empty()).then(|| ModelMetrics::aggregate(baseline_runs));
-    let detail = Detail { data: &data, teacher_test: &teacher_test, spec: &p.evaluate };
-    detail.add(&teacher, weights_bytes.len(), &mut teacher_metrics, false)?;
     for (name, model) in &first_models {
-        let bytes = save_weights(model, metadata(name, &p.student.model)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
+        let bytes = save_weights(model, metadata(name, &p.student.model, None)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
         run_dir.write(&format!("{name}.safetensors"), &bytes)?;
         match (*name, baseline_metrics.as_mut()) {
             ("student", _) => detail.add(model, bytes.len(), &mut student_metrics, true)?,
@@ -389,11 +398,12 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             _ => {}
         }
     }
-    let targets = evaluate_targets(&p.evaluate.targets, &teacher_metrics, &student_metrics);
+    let targets = evaluate_targets(&p.evaluate.targets, teacher_metrics.as_ref(), &student_metrics);
     let targets_met = targets.iter().all(|t| t.met);
     run_dir.write_json("history.json", &history)?;
-    let compression = teacher_metrics.params as f64 / student_metrics.params.max(1) as f64;
-    let speedup = speedup(&teacher_metrics, &student_metrics);
+    let compression = teacher_metrics.as_ref().filter(|t| t.params > 0).map(|t| t.params as f64 / student_metrics.params.max(1) as f64);
+    let speedup = teacher_metrics.as_ref().and_then(|t| speedup(t, &student_metrics));
+    let hits = stages.hits.clone();
     let summary = Summary {
         pipeline: p.name.clone(),
         teacher: teacher_metrics,
@@ -407,7 +417,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
             ("train_labelled", data.train.count(LabelState::Labelled)),
             ("train_hidden", data.train.count(LabelState::Hidden)),
             ("train_unlabelled", data.train.count(LabelState::Unlabelled)),
-            ("teacher_train", teacher_rows.len()),
+            ("teacher_train", if p.teacher.logits.is_some() { 0 } else { teacher_rows.len() }),
             ("baseline_train", baseline_rows.len()),
             ("val", data.val.len()),
             ("test", data.test.len()),
@@ -429,45 +439,172 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     run_dir.write_json(
         "lock.json",
         &Lock {
-            distill_version: env!("CARGO_PKG_VERSION"),
+            distill_version: env!("CARGO_PKG_VERSION").to_string(),
             pipeline_sha: hash_bytes(&pipeline_text),
+            resolved_sha: hash_bytes(resolved.as_bytes()),
             data_fingerprint: data.fingerprint.clone(),
-            teacher_key,
-            teacher_weights: weights_hash,
-            logits_key,
-            logits_file: logits_path.display().to_string(),
-            logits_blake3: std::fs::read(&logits_path).map(|b| hash_bytes(&b)).unwrap_or_default(),
+            teacher_key: teacher_fp.key.clone(),
+            teacher_weights: teacher_id.trim_start_matches("external:").to_string(),
+            logits_key: logits.key,
+            logits_file: logits.path.display().to_string(),
+            logits_blake3,
             cache_dir: cache.root.display().to_string(),
             cache_hits: hits,
+            stages: stages.records,
         },
     )?;
     tracing::info!(seconds = summary.seconds, "run finished");
-    Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary })
+    Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary: Box::new(summary) })
 }
 
-fn teacher_sees_hidden(p: &Pipeline) -> bool {
-    p.data.transfer.as_ref().is_none_or(|t| t.teacher_sees_hidden)
+/// Where the teacher's knowledge comes from.
+enum Teacher {
+    /// A model (trained here, found in the cache or loaded from `teacher.weights`) and its
+    /// training seconds in this run.
+    Model(Trained, f64),
+    /// Logits from a file, no model.
+    External(ExternalTeacher),
 }
 
-/// The teacher's cache key: everything that decides its weights.
-pub(crate) fn teacher_key(p: &Pipeline, data: &Prepared) -> String {
-    let mut key = KeyBuilder::new("teacher/v1");
-    key.part("model", yaml(&p.teacher.model).as_bytes())
-        .part("train", yaml(&p.teacher.train).as_bytes())
-        .part("seed", &p.seed.to_le_bytes())
-        .part("data", data.fingerprint.as_bytes())
-        .part("sees_hidden", &[teacher_sees_hidden(p) as u8])
-        .part("distill", env!("CARGO_PKG_VERSION").as_bytes());
-    if p.device != Device::Cpu {
-        // A GPU trains other (equally good) weights than the CPU; CPU keys stay as they were.
-        key.part("device", b"cuda");
+/// The cached stages of one run: what was found, what was recorded.
+struct Stages<'a> {
+    cache: &'a Cache,
+    force: &'a Force,
+    pipeline: &'a str,
+    hits: Vec<String>,
+    records: Vec<StageRecord>,
+}
+
+impl Stages<'_> {
+    /// A trained model (teacher, student or baseline) by its fingerprint: from the cache when it
+    /// is there (and not forced), else trained by `train` and stored. Returns the model and the
+    /// seconds spent training it in this run.
+    fn model(&mut self, job: &ModelJob, train: impl FnOnce(&mut Mlp) -> Result<Vec<EpochStats>, PipelineError>) -> Result<(Trained, f64), PipelineError> {
+        let (kind, key, name) = (job.stage.kind(), &job.fp.key, job.name);
+        let found = trained::cached(self.cache, kind, key, job.shape, job.init_seed, self.force.includes(job.stage));
+        let hit = found.is_some();
+        let (model, seconds) = match found {
+            Some(found) => {
+                tracing::info!(key = %short(key), "{name}: cache hit, skipped training");
+                self.hits.push(name.to_string());
+                (found, 0.0)
+            }
+            None => {
+                tracing::info!(key = %short(key), params = job.shape.param_count(), rows = job.rows, "{name}: training");
+                let t0 = Instant::now();
+                let mut model = Mlp::new(job.shape.clone(), job.init_seed);
+                let history = train(&mut model)?;
+                let seconds = t0.elapsed().as_secs_f64();
+                (trained::store(self.cache, kind, key, job.spec, model, history, self.pipeline)?, seconds)
+            }
+        };
+        self.records.push(StageRecord::new(kind, job.seed, job.fp, hash_bytes(&model.bytes), hit));
+        Ok((model, seconds))
     }
-    key.finish()
+
+    /// Whether the stage named `name` came from the cache in this run.
+    fn hit(&self, name: &str) -> bool {
+        self.hits.iter().any(|h| h == name)
+    }
 }
 
-/// The logits' cache key: the teacher's weights and the rows they label.
-pub(crate) fn logits_key(weights_hash: &str, data: &Prepared) -> String {
-    KeyBuilder::new("logits/v1").part("weights", weights_hash.as_bytes()).part("data", data.fingerprint.as_bytes()).finish()
+/// One trained-model stage: which, its job name (e.g. `student@3`, for the log and
+/// `cache_hits`), the seed it is recorded under, its key, network and init seed.
+struct ModelJob<'a> {
+    stage: Stage,
+    name: &'a str,
+    seed: Option<u64>,
+    fp: &'a Fingerprint,
+    shape: &'a MlpShape,
+    init_seed: u64,
+    spec: &'a ModelSpec,
+    rows: usize,
+}
+
+/// The teacher from its source: `teacher.logits` (a file, no model), `teacher.weights` (loaded)
+/// or trained by `train` (or found in the cache). Records the teacher stage; returns the teacher,
+/// its identity (the weights' blake3, or `external:` + the file's) and its fingerprint.
+#[allow(clippy::too_many_arguments)]
+fn teacher_stage(
+    stages: &mut Stages,
+    loaded: &Loaded,
+    data: &Prepared,
+    shape: Option<&MlpShape>,
+    plugins_hash: &str,
+    seed: u64,
+    rows: usize,
+    train: impl FnOnce(&mut Mlp) -> Result<Vec<EpochStats>, PipelineError>,
+) -> Result<(Teacher, String, Fingerprint), PipelineError> {
+    let p = &loaded.pipeline;
+    let given = |key: &str, id: &str| FingerprintBuilder::new("teacher/given").part(key, id.as_bytes()).finish();
+    let (teacher, id, fp) = match (&p.teacher.logits, &p.teacher.weights, shape, &p.teacher.model) {
+        (Some(ext), _, _, _) => {
+            let e = external::load(&loaded.base_dir, &ext.path, data)?;
+            let fp = given("teacher.logits", &e.blake3);
+            let id = format!("external:{}", e.blake3);
+            (Teacher::External(e), id, fp)
+        }
+        (None, Some(path), Some(shape), _) => {
+            let (model, bytes) = given_teacher(&loaded.base_dir, path, shape, p.seed)?;
+            let id = hash_bytes(&bytes);
+            (Teacher::Model(Trained { model, history: Vec::new(), bytes }, 0.0), id.clone(), given("teacher.weights", &id))
+        }
+        (None, None, Some(shape), Some(spec)) => {
+            // `Stages::model` records the stage itself.
+            let fp = keys::teacher(p, data, plugins_hash);
+            let job = ModelJob { stage: Stage::Teacher, name: "teacher", seed: None, fp: &fp, shape, init_seed: seed, spec, rows };
+            let (t, seconds) = stages.model(&job, train)?;
+            let id = hash_bytes(&t.bytes);
+            return Ok((Teacher::Model(t, seconds), id, fp));
+        }
+        _ => return Err(PipelineError::Other("teacher.model: the teacher needs a `model` or `logits`".into())),
+    };
+    stages.records.push(StageRecord::new("teacher", None, &fp, id.trim_start_matches("external:").to_string(), false));
+    Ok((teacher, id, fp))
+}
+
+/// The teacher's logits as the students use them.
+struct Logits {
+    /// Row-major over the training rows, as stored (top-k rebuilt).
+    values: Vec<f32>,
+    /// blake3 of the Parquet file: the students' input.
+    blake3: String,
+    key: String,
+    path: PathBuf,
+}
+
+/// Teacher logits over every training row, transfer set included, keyed by the teacher, the rows
+/// and the storage: from the cache, or predicted (aligned, for external logits) and stored.
+fn logits_stage(stages: &mut Stages, p: &Pipeline, data: &Prepared, teacher: &Teacher, teacher_id: &str) -> Result<Logits, PipelineError> {
+    let top_k = p.teacher.cache.as_ref().and_then(|c| c.top_k);
+    if let Some(k) = top_k.filter(|&k| k > data.classes()) {
+        return Err(PipelineError::Other(format!("teacher.cache.top_k: {k} is more than the {} classes", data.classes())));
+    }
+    let storage = keys::storage(p);
+    let fp = keys::logits(teacher_id, data, &storage);
+    let path = stages.cache.logits(&fp.key);
+    let meta = LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k };
+    let (values, bytes) = match cached_logits(stages.cache, &path, &meta, data, stages.force.includes(Stage::Logits)) {
+        Some(found) => {
+            tracing::info!(key = %short(&fp.key), "teacher logits: cache hit, skipped inference");
+            stages.hits.push("teacher_logits".to_string());
+            found
+        }
+        None => {
+            tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage, "teacher logits: computing");
+            let l = match teacher {
+                Teacher::Model(t, _) => predict_logits(&t.model, &data.train.x),
+                Teacher::External(e) => e.train.clone(),
+            };
+            let bytes = encode_logits(&path, &meta, &data.train.row_ids, &l)?;
+            stages.cache.store("logits", &fp.key, &path, &bytes, &p.name)?;
+            // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
+            (decode_logits(&path, bytes.clone())?.logits, bytes)
+        }
+    };
+    let blake3 = hash_bytes(&bytes);
+    stages.records.push(StageRecord::new("logits", None, &fp, blake3.clone(), stages.hit("teacher_logits")));
+    Ok(Logits { values, blake3, key: fp.key, path })
 }
 
 pub(crate) fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
@@ -483,25 +620,14 @@ pub(crate) fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
     }
 }
 
-fn yaml<T: Serialize>(value: &T) -> String {
-    serde_yaml::to_string(value).unwrap_or_default()
-}
-
 fn short(key: &str) -> &str {
     &key[..key.len().min(12)]
 }
 
 /// A per-role seed, so teacher and student do not share random streams.
-fn derive_seed(seed: u64, role: &str) -> u64 {
+pub(crate) fn derive_seed(seed: u64, role: &str) -> u64 {
     let key = KeyBuilder::new("seed").part("seed", &seed.to_le_bytes()).part("role", role.as_bytes()).finish();
     u64::from_str_radix(&key[..16], 16).unwrap_or(seed)
-}
-
-/// Safetensors header metadata. One entry only: the header's map is a `HashMap`, and several
-/// entries would be written in random order, making identical weights hash differently.
-fn metadata(key: &str, model: &ModelSpec) -> HashMap<String, String> {
-    let value = serde_json::json!({"key": key, "model": model}).to_string();
-    HashMap::from([("distill".to_string(), value)])
 }
 
 /// Loads the teacher weights a recipe names; errors name `teacher.weights` and the file.
@@ -514,31 +640,8 @@ fn given_teacher(base_dir: &Path, path: &Path, shape: &MlpShape, seed: u64) -> R
     Ok((model, bytes))
 }
 
-/// Loads cached teacher weights if present and intact; anything else is reported and retrained.
-fn cached_teacher(cache: &Cache, path: &Path, shape: &MlpShape, seed: u64, forced: bool) -> Option<Mlp> {
-    if forced {
-        tracing::info!("teacher: --force, retraining");
-        return None;
-    }
-    let bytes = match cache.load_verified(path) {
-        Ok(found) => found?,
-        Err(problem) => {
-            tracing::warn!(path = %path.display(), %problem, "cached teacher weights are unusable; retraining");
-            return None;
-        }
-    };
-    let mut model = Mlp::new(shape.clone(), seed);
-    match load_weights(&mut model, &bytes) {
-        Ok(()) => Some(model),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cached teacher weights do not fit the model; retraining");
-            None
-        }
-    }
-}
-
 /// Reads cached logits if present, intact, and for exactly this teacher and these rows.
-fn cached_logits(cache: &Cache, path: &Path, meta: &LogitMeta, data: &Prepared, forced: bool) -> Option<Vec<f32>> {
+fn cached_logits(cache: &Cache, path: &Path, meta: &LogitMeta, data: &Prepared, forced: bool) -> Option<(Vec<f32>, Vec<u8>)> {
     if forced {
         tracing::info!("teacher logits: --force, recomputing");
         return None;
@@ -550,8 +653,8 @@ fn cached_logits(cache: &Cache, path: &Path, meta: &LogitMeta, data: &Prepared, 
             return None;
         }
     };
-    match decode_logits(path, bytes) {
-        Ok(file) if file.meta == *meta && file.row_ids == data.train.row_ids => Some(file.logits),
+    match decode_logits(path, bytes.clone()) {
+        Ok(file) if file.meta == *meta && file.row_ids == data.train.row_ids => Some((file.logits, bytes)),
         Ok(_) => {
             tracing::warn!(path = %path.display(), "cached logits belong to another teacher or other rows; recomputing");
             None

@@ -9,20 +9,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ConvSpec, PoolSpec};
 
-/// The teacher: trained here from `model` and `train`, or loaded from `weights`.
+/// The teacher: trained here from `model` and `train`, loaded from `weights`, or given only as
+/// its `logits` (a Parquet file computed elsewhere).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSpec {
-    /// The teacher's network.
-    pub model: ModelSpec,
+    /// The teacher's network. Required unless `logits` is given (then leave it out: the file is
+    /// the teacher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSpec>,
     /// Trained weights to load instead of training (safetensors, relative to the pipeline file;
     /// `${VAR}` expands): a previous run's `teacher.safetensors`, or a PyTorch MLP exported with
     /// `layers.N.weight` (out, in) and `layers.N.bias` names. `train` is then ignored.
     #[serde(default)]
     pub weights: Option<std::path::PathBuf>,
+    /// Teacher logits computed elsewhere (PyTorch, an API, an earlier run), used instead of a
+    /// teacher model: a Parquet file in the logit schema (see the README), one row per training
+    /// row, matched by `row_id`. Excludes `model`, `weights` and `train`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logits: Option<ExternalLogitsSpec>,
+    /// How the teacher's logits are kept in the cache (default: every logit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<LogitCacheSpec>,
     /// The teacher's budget and optimiser (it is trained with cross-entropy on the labels).
     #[serde(default)]
     pub train: TrainSpec,
+}
+
+/// `teacher.logits`: a logit file made outside this pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalLogitsSpec {
+    /// The Parquet file, relative to the pipeline file; `${VAR}` expands. Its content (blake3)
+    /// is part of the logits' cache key.
+    pub path: std::path::PathBuf,
+}
+
+/// `teacher.cache`: the storage of the teacher's logits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogitCacheSpec {
+    /// Keep only the `top_k` largest logits of each row (their class indices and values, plus
+    /// the log-sum-exp of the rest) instead of all of them: for large class counts. Training
+    /// rebuilds every logit: the top k exactly, the others all equal, carrying the rest's
+    /// probability mass (exact at temperature 1; see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<usize>,
 }
 
 /// The student, its distillation loss, and whether to train a from-scratch baseline.
@@ -634,6 +666,33 @@ impl From<LossKind> for String {
     }
 }
 
+/// The teacher's source: a model (trained or with `weights`) or external `logits`, never both.
+pub(crate) fn validate_teacher(t: &TeacherSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
+    match (&t.model, &t.logits) {
+        (Some(model), None) => {
+            validate_model("teacher.model", model, plugins_listed, bad);
+            validate_train("teacher.train", &t.train, bad);
+        }
+        (None, None) => bad("teacher.model", "the teacher needs a `model` (trained here or loaded from `weights`), or its `logits` from a file".into()),
+        (Some(_), Some(_)) => bad("teacher.model", "leave `model` out with `teacher.logits`: the logit file is the teacher".into()),
+        (None, Some(_)) => {}
+    }
+    if t.logits.is_some() {
+        if t.weights.is_some() {
+            bad("teacher.logits", "`logits` and `weights` are two teacher sources; give one".into());
+        }
+        if t.train != TrainSpec::default() {
+            bad("teacher.train", "leave `train` out with `teacher.logits`: nothing is trained".into());
+        }
+        if t.logits.as_ref().is_some_and(|l| l.path.as_os_str().is_empty()) {
+            bad("teacher.logits.path", "must name a Parquet file".into());
+        }
+    }
+    if let Some(0) = t.cache.as_ref().and_then(|c| c.top_k) {
+        bad("teacher.cache.top_k", "must be at least 1".into());
+    }
+}
+
 pub(crate) fn validate_model(path: &str, m: &ModelSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
     if let Arch::Plugin(name) = &m.arch {
         if !plugins_listed {
@@ -946,6 +1005,26 @@ mod tests {
     fn loss(text: &str) -> Vec<(String, String)> {
         let l: LossSpec = serde_yaml::from_str(text).unwrap();
         problems(&l, |l, bad| validate_loss("l", l, false, &mut |p: &str, s: String| bad(p, s)))
+    }
+
+    #[test]
+    fn a_teacher_has_exactly_one_source() {
+        let check = |text: &str| {
+            let t: TeacherSpec = serde_yaml::from_str(text).unwrap();
+            let mut out = Vec::new();
+            validate_teacher(&t, false, &mut |k: &str, m: String| out.push((k.to_string(), m)));
+            out.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        assert!(check("{model: {hidden: [4]}}").is_empty());
+        assert!(check("{logits: {path: t.parquet}, cache: {top_k: 5}}").is_empty());
+        assert_eq!(check("{}"), ["teacher.model"]);
+        assert_eq!(check("{model: {hidden: [4]}, logits: {path: t.parquet}}"), ["teacher.model"]);
+        assert_eq!(check("{logits: {path: t.parquet}, weights: w.safetensors, train: {epochs: 3}}"), ["teacher.logits", "teacher.train"]);
+        assert_eq!(check("{model: {hidden: [4]}, cache: {top_k: 0}}"), ["teacher.cache.top_k"]);
+        assert!(serde_yaml::from_str::<TeacherSpec>("{logits: {path: t.parquet, format: csv}}").is_err(), "unknown keys are errors");
+        // A teacher with a model serialises as before (old cache keys and resolved recipes hold).
+        let t: TeacherSpec = serde_yaml::from_str("{model: {hidden: [4]}}").unwrap();
+        assert!(!serde_yaml::to_string(&t).unwrap().contains("logits") && !serde_yaml::to_string(&t).unwrap().contains("cache"));
     }
 
     #[test]

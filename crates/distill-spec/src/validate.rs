@@ -63,16 +63,26 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     for (i, check) in p.data.checks.iter().enumerate() {
         crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
-    crate::model::validate_model("teacher.model", &p.teacher.model, !p.plugins.is_empty(), &mut bad);
-    crate::model::validate_train("teacher.train", &p.teacher.train, &mut bad);
+    crate::model::validate_teacher(&p.teacher, !p.plugins.is_empty(), &mut bad);
+    if p.teacher.logits.is_some() {
+        for (key, set) in [("max_accuracy_drop", p.evaluate.targets.max_accuracy_drop.is_some()), ("min_speedup", p.evaluate.targets.min_speedup.is_some())] {
+            if set {
+                bad(&format!("evaluate.targets.{key}"), "needs a teacher model; with `teacher.logits` there is none to measure".into());
+            }
+        }
+    }
     crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
     crate::model::validate_train("student.train", &p.student.train, &mut bad);
-    crate::cnn::validate_cnn("teacher.model", &p.teacher.model, &p.data, &mut bad);
+    if let Some(model) = &p.teacher.model {
+        crate::cnn::validate_cnn("teacher.model", model, &p.data, &mut bad);
+    }
     crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, &mut bad);
     if p.device != Device::Cpu {
         // Conv and pool layers are host code on the tape (im2col, pooling): no GPU version yet.
-        for (path, m, trained) in [("teacher.model", &p.teacher.model, p.teacher.weights.is_none()), ("student.model", &p.student.model, true)] {
-            if trained && m.arch == Arch::Cnn {
+        // A teacher given as weights or logits is not trained here.
+        let teacher = p.teacher.model.as_ref().filter(|_| p.teacher.weights.is_none() && p.teacher.logits.is_none());
+        for (path, m) in [("teacher.model", teacher), ("student.model", Some(&p.student.model))] {
+            if m.is_some_and(|m| m.arch == Arch::Cnn) {
                 bad(&format!("{path}.arch"), format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)));
             }
         }

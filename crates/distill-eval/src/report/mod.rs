@@ -49,8 +49,9 @@ pub struct ReportInput {
     /// Results of the data checks, in order.
     #[serde(default)]
     pub data_checks: Vec<DataCheckRow>,
-    /// The teacher model.
-    pub teacher: ModelReport,
+    /// The teacher model; absent when the teacher was given as logits without the test rows.
+    #[serde(default)]
+    pub teacher: Option<ModelReport>,
     /// The distilled student.
     pub student: ModelReport,
     /// The same architecture as the student trained without distillation, if any.
@@ -64,7 +65,8 @@ pub struct ReportInput {
 impl ReportInput {
     /// The models present, as `(role, report)`: teacher, student, then baseline.
     pub fn models(&self) -> Vec<(&'static str, &ModelReport)> {
-        let mut out = vec![("teacher", &self.teacher), ("student", &self.student)];
+        let mut out: Vec<(&'static str, &ModelReport)> = self.teacher.iter().map(|t| ("teacher", t)).collect();
+        out.push(("student", &self.student));
         if let Some(b) = &self.baseline {
             out.push(("baseline", b));
         }
