@@ -141,8 +141,8 @@ impl RowRule {
     fn failing(&self) -> Expr {
         match &self.kind {
             RowKind::Sql { predicate, .. } => predicate.clone().fill_null(lit(false)).not(),
-            _ if self.cells.is_empty() => lit(false),
-            _ => any_horizontal(self.cells.iter().map(|(_, e)| e.clone().fill_null(lit(false))).collect::<Vec<_>>()).expect("at least one cell expression"),
+            // A row fails when any of its cells does; no cells, no failures.
+            _ => self.cells.iter().map(|(_, e)| e.clone().fill_null(lit(false))).reduce(Expr::or).unwrap_or(lit(false)),
         }
     }
 
