@@ -156,7 +156,9 @@ fn at_least_one(name: &str, value: usize) -> Result<(), String> {
 }
 
 fn bench_train(args: &TrainArgs) -> Result<u8, String> {
-    for (name, value) in [("rows", args.rows), ("batch", args.batch), ("steps", args.steps), ("student-steps", args.student_steps), ("gemm-size", args.gemm_size)] {
+    for (name, value) in
+        [("rows", args.rows), ("batch", args.batch), ("steps", args.steps), ("student-steps", args.student_steps), ("gemm-size", args.gemm_size)]
+    {
         at_least_one(name, value)?;
     }
     let (x, y) = random_dataset(args.rows, INPUTS, CLASSES, args.seed);

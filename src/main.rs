@@ -264,10 +264,12 @@ fn main() -> ExitCode {
                 Ok(0)
             })
         }
-        Command::Plugins { command: PluginCommand::Inspect { library } } => distill_pipeline::inspect_plugin(&library).map(|info| {
-            print!("{info}");
-            0
-        }).map_err(|e| e.to_string()),
+        Command::Plugins { command: PluginCommand::Inspect { library } } => distill_pipeline::inspect_plugin(&library)
+            .map(|info| {
+                print!("{info}");
+                0
+            })
+            .map_err(|e| e.to_string()),
         Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| e.to_string()).and_then(|outcome| {
             print!("{}", outcome.report.table());
             if let Some(path) = json {
@@ -300,7 +302,11 @@ fn main() -> ExitCode {
                 RunOutcome::Completed { run_dir, summary } => {
                     print!("{}", output::summary_table(&summary));
                     println!("run directory: {}", run_dir.display());
-                    if summary.targets_met { 0 } else { exit::TARGET_MISSED }
+                    if summary.targets_met {
+                        0
+                    } else {
+                        exit::TARGET_MISSED
+                    }
                 }
             })
         }

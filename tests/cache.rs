@@ -7,7 +7,13 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn distill(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill")).args(args).current_dir(cwd).env_remove("RUST_LOG").env_remove("DISTILL_CACHE_DIR").output().expect("distill runs")
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("DISTILL_CACHE_DIR")
+        .output()
+        .expect("distill runs")
 }
 
 fn repo() -> PathBuf {
@@ -91,7 +97,11 @@ fn force_plan_ls_and_gc() {
     let (_, first) = b.run("a", &[]);
     let (o, forced) = b.run("b", &["--force", "teacher"]);
     assert!(o.status.success());
-    assert_eq!(hits(&forced), serde_json::json!(["student", "baseline"]), "--force teacher retrains it and recomputes its logits (the same, so the students hit)");
+    assert_eq!(
+        hits(&forced),
+        serde_json::json!(["student", "baseline"]),
+        "--force teacher retrains it and recomputes its logits (the same, so the students hit)"
+    );
     let (_, logits_only) = b.run("c", &["--force", "logits"]);
     assert_eq!(hits(&logits_only), serde_json::json!(["teacher", "student", "baseline"]));
     let (_, some) = b.run("c2", &["--force", "student,baseline"]);
@@ -238,7 +248,10 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
     assert_eq!(m2["student"]["train_seconds"], 0.0, "nothing was trained");
     assert_eq!(json(&first.join("history.json")), json(&again.join("history.json")));
     let (l1, l2) = (b.lock(&first), b.lock(&again));
-    assert_eq!(l1["stages"].as_array().unwrap().iter().map(|s| s["fingerprint"].clone()).collect::<Vec<_>>(), l2["stages"].as_array().unwrap().iter().map(|s| s["fingerprint"].clone()).collect::<Vec<_>>());
+    assert_eq!(
+        l1["stages"].as_array().unwrap().iter().map(|s| s["fingerprint"].clone()).collect::<Vec<_>>(),
+        l2["stages"].as_array().unwrap().iter().map(|s| s["fingerprint"].clone()).collect::<Vec<_>>()
+    );
     let stages: Vec<&str> = l2["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, ["data", "teacher", "logits", "student", "baseline"]);
     for s in l2["stages"].as_array().unwrap().iter().skip(1) {
@@ -333,7 +346,10 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
         let from_python = ok(&b, "ext-python", &["--set", &set]);
         assert_eq!(metrics(&from_python)["student"]["accuracy"], m1["student"]["accuracy"]);
     }
-    let o = distill(&["plan", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--cache-dir", b.cache().to_str().unwrap(), "--set", &teacher], b.dir.path());
+    let o = distill(
+        &["plan", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--cache-dir", b.cache().to_str().unwrap(), "--set", &teacher],
+        b.dir.path(),
+    );
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("teacher   given   external logits") && text.contains("logits    cached") && text.contains("student   cached"), "{text}");
     // The logits' key covers the file's content: another file misses.
@@ -354,20 +370,32 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
     let with_test = ok(&b, "ext-test", &["--set", &teacher]);
     let m = metrics(&with_test);
     assert_eq!(m["teacher"]["params"], 0);
-    assert!(m["teacher"]["accuracy"].as_f64().unwrap() > 0.2 && m["teacher"]["accuracy"].as_f64().unwrap() < 0.5, "every test row predicted setosa: {}", m["teacher"]);
+    assert!(
+        m["teacher"]["accuracy"].as_f64().unwrap() > 0.2 && m["teacher"]["accuracy"].as_f64().unwrap() < 0.5,
+        "every test row predicted setosa: {}",
+        m["teacher"]
+    );
     assert!(m["student"]["teacher_agreement"].is_number());
 
     // Bad files: a missing row, another class count, a NaN. Exit 2, no run directory.
     type Edit = Box<dyn FnOnce(&mut Vec<u64>, &mut Vec<f32>, &mut Vec<String>)>;
     let bad: [(&str, Edit, &str); 3] = [
-        ("missing", Box::new(|ids, l, _| {
-            ids.remove(0);
-            l.drain(..3);
-        }), "no logits for training row_id"),
-        ("classes", Box::new(|ids, l, names| {
-            names.pop();
-            *l = vec![0.5; ids.len() * 2];
-        }), "says 2 classes; the data has 3"),
+        (
+            "missing",
+            Box::new(|ids, l, _| {
+                ids.remove(0);
+                l.drain(..3);
+            }),
+            "no logits for training row_id",
+        ),
+        (
+            "classes",
+            Box::new(|ids, l, names| {
+                names.pop();
+                *l = vec![0.5; ids.len() * 2];
+            }),
+            "says 2 classes; the data has 3",
+        ),
         ("nan", Box::new(|_, l, _| l[4] = f32::NAN), "row 1 (row_id"),
     ];
     for (name, edit, message) in bad {
@@ -381,7 +409,10 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
         assert!(!run.exists(), "{name}: no partial run directory");
     }
     // The recipe: logits exclude a model, weights and training; errors point at the key.
-    let o = distill(&["validate", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--set", &format!("teacher.logits={{path: {}}}", file.display())], b.dir.path());
+    let o = distill(
+        &["validate", repo().join("pipelines/iris-kd.yaml").to_str().unwrap(), "--set", &format!("teacher.logits={{path: {}}}", file.display())],
+        b.dir.path(),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("teacher.model") && err.contains("leave `model` out") && err.contains("teacher.train"), "{err}");
@@ -422,7 +453,10 @@ fn top_k_logits_train_like_full_ones_when_k_is_every_class_and_still_train_when_
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = out.replace("element: ", "item: "); // pyarrow names the list's field either way
-        assert_eq!(out.trim(), "['row_id', 'topk_indices', 'topk_values', 'tail_logsumexp'] fixed_size_list<item: uint32>[1] fixed_size_list<item: float>[1] 1");
+        assert_eq!(
+            out.trim(),
+            "['row_id', 'topk_indices', 'topk_values', 'tail_logsumexp'] fixed_size_list<item: uint32>[1] fixed_size_list<item: float>[1] 1"
+        );
     }
 }
 
@@ -452,7 +486,8 @@ fn a_writer_killed_before_the_rename_leaves_nothing_a_later_run_would_use() {
     }
     child.kill().unwrap(); // SIGKILL: no cleanup runs.
     child.wait().unwrap();
-    let complete: Vec<_> = std::fs::read_dir(&logits_dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| !p.to_string_lossy().ends_with(".tmp")).collect();
+    let complete: Vec<_> =
+        std::fs::read_dir(&logits_dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| !p.to_string_lossy().ends_with(".tmp")).collect();
     assert!(complete.is_empty(), "only the temporary file is there: {complete:?}");
     assert!(!out.join("lock.json").exists() && !out.join("metrics.json").exists());
     let o = distill(&["cache", "verify", "--cache-dir", cache.to_str().unwrap()], b.dir.path());

@@ -28,16 +28,8 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// A small but real digits run: the shipped pipeline with a smaller teacher and budget.
-const SMALL: [&str; 8] = [
-    "--set",
-    "teacher.model.hidden=[32]",
-    "--set",
-    "teacher.train.epochs=8",
-    "--set",
-    "student.train.epochs=8",
-    "--set",
-    "evaluate.targets.min_accuracy=0.5",
-];
+const SMALL: [&str; 8] =
+    ["--set", "teacher.model.hidden=[32]", "--set", "teacher.train.epochs=8", "--set", "student.train.epochs=8", "--set", "evaluate.targets.min_accuracy=0.5"];
 
 fn run_small(out: &Path, cache: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["run", "pipelines/digits-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
@@ -63,7 +55,9 @@ fn full_run_then_second_run_hits_the_logit_cache() {
         assert!(acc > 0.6 && acc <= 1.0, "{model} accuracy {acc}");
     }
     assert_eq!(m["cache_hits"], serde_json::json!([]));
-    for file in ["pipeline.resolved.yaml", "lock.json", "checks.json", "history.json", "run.log", "teacher.safetensors", "student.safetensors", "baseline.safetensors"] {
+    for file in
+        ["pipeline.resolved.yaml", "lock.json", "checks.json", "history.json", "run.log", "teacher.safetensors", "student.safetensors", "baseline.safetensors"]
+    {
         assert!(first.join(file).is_file(), "{file} missing from the run directory");
     }
     let lock = read_json(&first.join("lock.json"));
@@ -199,8 +193,14 @@ fn missed_target_exits_3_after_writing_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let o = distill(&[
-        "run", "pipelines/iris-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
-        "--set", "evaluate.targets.max_params=10",
+        "run",
+        "pipelines/iris-kd.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c").to_str().unwrap(),
+        "--set",
+        "evaluate.targets.max_params=10",
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stdout(&o).contains("max_params") && stdout(&o).contains("MISSED"));
@@ -226,7 +226,16 @@ fn transfer_rows_never_feed_the_hard_label_term_and_the_baseline_never_sees_them
     let run = |name: &str, transfer_file: &str| {
         let out = tmp.path().join(name);
         let set = format!("data.transfer.source.path={transfer_file}");
-        let o = distill(&["run", "tests/fixtures/iris-transfer.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(), "--set", &set]);
+        let o = distill(&[
+            "run",
+            "tests/fixtures/iris-transfer.yaml",
+            "--out",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            tmp.path().join("c").to_str().unwrap(),
+            "--set",
+            &set,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         out
     };

@@ -5,7 +5,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn distill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("RUST_LOG").env_remove("DISTILL_CACHE_DIR").output().expect("distill runs")
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("DISTILL_CACHE_DIR")
+        .output()
+        .expect("distill runs")
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -67,7 +73,16 @@ fn conv_layers_that_do_not_fit_the_images_are_rejected_with_the_key() {
     // The image shape against the data's columns is known once the data loads; nothing is left behind.
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let o = distill(&["run", "pipelines/digits-cnn.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(), "--set", "data.image.width=4"]);
+    let o = distill(&[
+        "run",
+        "pipelines/digits-cnn.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c").to_str().unwrap(),
+        "--set",
+        "data.image.width=4",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("teacher.model: data.image is 8×4×1 = 32 values per row, but there are 64 features"), "{err}");

@@ -130,11 +130,9 @@ fn sql_check_fails_false_and_null_rows_and_shows_what_it_read() {
 fn a_bad_sql_predicate_is_an_error_naming_the_check_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let source = format!("{{path: {}}}", fixture("planted.csv").display());
-    for (predicate, says, validate_catches) in [
-        ("f1 >>> 0", "cannot parse", true),
-        ("nope > 0", "unknown column `nope`", false),
-        ("f1 + 1", "not a true/false condition", false),
-    ] {
+    for (predicate, says, validate_catches) in
+        [("f1 >>> 0", "cannot parse", true), ("nope > 0", "unknown column `nope`", false), ("f1 + 1", "not a true/false condition", false)]
+    {
         let r = recipe(tmp.path(), &source, &["{id: fine, kind: not_null}", &format!("{{id: bad, kind: sql, predicate: \"{predicate}\"}}")]);
         let (code, report, o) = check(&r, &[]);
         let err = stderr(&o);
@@ -160,7 +158,15 @@ fn csv_without_header_with_delimiter_nulls_and_comments_loads_through_a_recipe()
         "{{path: {}, format: csv, header: false, delimiter: \";\", null_values: [NA, \"?\"], comment: \"#\", column_names: [id, x, z, label]}}",
         fixture("semicolon.txt").display()
     );
-    let r = recipe(tmp.path(), &source, &["{id: nulls, kind: not_null, columns: [x, z]}", "{id: size, kind: row_count, min: 3, max: 3}", "{id: types, kind: schema, types: {x: float, z: float, label: string}}"]);
+    let r = recipe(
+        tmp.path(),
+        &source,
+        &[
+            "{id: nulls, kind: not_null, columns: [x, z]}",
+            "{id: size, kind: row_count, min: 3, max: 3}",
+            "{id: types, kind: schema, types: {x: float, z: float, label: string}}",
+        ],
+    );
     let (code, report, o) = check(&r, &[]);
     assert_eq!(code, Some(1), "{}", stderr(&o));
     assert_eq!(report["rows"], 3, "comment lines skipped");
@@ -176,7 +182,12 @@ fn csv_without_header_with_delimiter_nulls_and_comments_loads_through_a_recipe()
 fn parquet_sources_are_checked_like_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let parquet = fixture("planted.parquet");
-    let checks = ["{id: nulls, kind: not_null}", "{id: range, kind: range, columns: \"f*\", min: 0, max: 10}", "{id: dupes, kind: unique}", "{id: types, kind: schema, types: {\"f*\": float, note: string, label: int}}"];
+    let checks = [
+        "{id: nulls, kind: not_null}",
+        "{id: range, kind: range, columns: \"f*\", min: 0, max: 10}",
+        "{id: dupes, kind: unique}",
+        "{id: types, kind: schema, types: {\"f*\": float, note: string, label: int}}",
+    ];
     let (_, from_parquet, _) = check(&recipe(tmp.path(), &format!("{{path: {}}}", parquet.display()), &checks), &[]);
     let (code, from_csv, o) = check(&recipe(tmp.path(), &format!("{{path: {}}}", fixture("planted.csv").display()), &checks), &[]);
     assert_eq!(code, Some(1), "{}", stderr(&o));
@@ -213,7 +224,11 @@ fn idx_images_plain_and_gzipped_become_pixel_columns() {
     std::fs::write(tmp.path().join("labels-idx1-ubyte"), idx(&[n as u32], &labels)).unwrap();
     std::fs::write(tmp.path().join("images-idx3-ubyte.gz"), gzip(&idx(&[n as u32, 2, 2], &pixels))).unwrap();
     std::fs::write(tmp.path().join("labels-idx1-ubyte.gz"), gzip(&idx(&[n as u32], &labels))).unwrap();
-    let checks = ["{id: shape, kind: schema, columns: [px0, px1, px2, px3, label], allow_extra: false}", "{id: bright, kind: range, columns: \"px*\", max: 150}", "{id: size, kind: row_count, min: 20, max: 20}"];
+    let checks = [
+        "{id: shape, kind: schema, columns: [px0, px1, px2, px3, label], allow_extra: false}",
+        "{id: bright, kind: range, columns: \"px*\", max: 150}",
+        "{id: size, kind: row_count, min: 20, max: 20}",
+    ];
     let mut reports = Vec::new();
     for suffix in ["", ".gz"] {
         let source = format!("{{path: images-idx3-ubyte{suffix}, labels: labels-idx1-ubyte{suffix}}}");

@@ -40,8 +40,14 @@ fn leakage_between_splits_stops_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let o = distill(&[
-        "run", "tests/fixtures/iris-features.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
-        "--set", "data.source.path=leaky-iris.csv",
+        "run",
+        "tests/fixtures/iris-features.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c").to_str().unwrap(),
+        "--set",
+        "data.source.path=leaky-iris.csv",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let checks = json(&out.join("checks.json"));
@@ -73,7 +79,16 @@ fn a_teacher_can_be_loaded_from_saved_weights() {
     assert!(o.status.success());
     let weights = format!("teacher.weights={}", first.join("teacher.safetensors").display());
     let second = tmp.path().join("second");
-    let o = distill(&["run", "pipelines/iris-kd.yaml", "--out", second.to_str().unwrap(), "--cache-dir", tmp.path().join("c2").to_str().unwrap(), "--set", &weights]);
+    let o = distill(&[
+        "run",
+        "pipelines/iris-kd.yaml",
+        "--out",
+        second.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c2").to_str().unwrap(),
+        "--set",
+        &weights,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("loaded given weights"));
     let (a, b) = (json(&first.join("metrics.json")), json(&second.join("metrics.json")));

@@ -85,8 +85,18 @@ fn the_shipped_plugin_recipe_runs_and_inspect_lists_the_plugin() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let o = distill(&[
-        "run", "pipelines/digits-cosine-kd.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
-        "--set", "teacher.model.hidden=[32]", "--set", "teacher.train.epochs=5", "--set", "student.train.epochs=5",
+        "run",
+        "pipelines/digits-cosine-kd.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c").to_str().unwrap(),
+        "--set",
+        "teacher.model.hidden=[32]",
+        "--set",
+        "teacher.train.epochs=5",
+        "--set",
+        "student.train.epochs=5",
     ]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(metrics(&out)["student"]["accuracy"].as_f64().unwrap() > 0.5);
@@ -159,8 +169,18 @@ fn the_shipped_plugin_architecture_recipe_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let o = distill(&[
-        "run", "pipelines/digits-resmlp.yaml", "--out", out.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap(),
-        "--set", "teacher.model.hidden=[32]", "--set", "teacher.train.epochs=5", "--set", "student.train.epochs=10",
+        "run",
+        "pipelines/digits-resmlp.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("c").to_str().unwrap(),
+        "--set",
+        "teacher.model.hidden=[32]",
+        "--set",
+        "teacher.train.epochs=5",
+        "--set",
+        "student.train.epochs=10",
     ]);
     assert!(o.status.success(), "{}", err(&o));
     let m = metrics(&out);

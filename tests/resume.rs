@@ -43,7 +43,9 @@ fn tensors(path: &Path) -> Vec<u8> {
 }
 
 fn checkpoints(cache: &Path) -> usize {
-    std::fs::read_dir(cache.join("checkpoints")).map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ckpt"))).count()).unwrap_or(0)
+    std::fs::read_dir(cache.join("checkpoints"))
+        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "ckpt"))).count())
+        .unwrap_or(0)
 }
 
 #[test]

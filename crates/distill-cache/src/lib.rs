@@ -25,7 +25,9 @@ mod logits;
 pub use atomic::write_atomic;
 pub use entries::{Entry, EntryProblem, EntryRecord, KINDS};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
-pub use logits::{decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION};
+pub use logits::{
+    decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -135,10 +135,7 @@ pub fn encode_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f
     values.extend(meta.top_k.map(|t| t.to_string()));
     let kv = KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), v)).collect();
     let mut buffer = Vec::new();
-    ParquetWriter::new(&mut buffer)
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
-        .finish(&mut df)
-        .map_err(|e| CacheError::file(path, e))?;
+    ParquetWriter::new(&mut buffer).with_key_value_metadata(Some(KeyValueMetadata::from_static(kv))).finish(&mut df).map_err(|e| CacheError::file(path, e))?;
     Ok(buffer)
 }
 
@@ -198,7 +195,13 @@ fn parse(path: &Path, bytes: Vec<u8>, classes_hint: Option<usize>) -> Result<Par
     let df = reader.finish().map_err(|e| err(format!("cannot read rows: {e}")))?;
     let ids = df.column("row_id").map_err(|_| err("column `row_id` is missing".into()))?.as_materialized_series().clone();
     let ids = ids.cast(&DataType::UInt64).map_err(|e| err(format!("column `row_id`: {e}")))?;
-    let row_ids: Vec<u64> = ids.u64().map_err(|e| err(e.to_string()))?.iter().enumerate().map(|(i, v)| v.ok_or_else(|| err(format!("row {i}: `row_id` is null or negative")))).collect::<Result<_, _>>()?;
+    let row_ids: Vec<u64> = ids
+        .u64()
+        .map_err(|e| err(e.to_string()))?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| err(format!("row {i}: `row_id` is null or negative"))))
+        .collect::<Result<_, _>>()?;
     let rows = row_ids.len();
     let non_finite = |i: usize| err(format!("row {} (row_id {}) has a non-finite logit", i, row_ids[i]));
     let logits = match top_k {
@@ -218,7 +221,12 @@ fn parse(path: &Path, bytes: Vec<u8>, classes_hint: Option<usize>) -> Result<Par
             let indices: Vec<u32> = indices.u32().map_err(|e| err(e.to_string()))?.iter().map(|v| v.unwrap_or(u32::MAX)).collect();
             let values = list_values(&df, "topk_values", k, DataType::Float32, &err)?;
             let values: Vec<f32> = values.f32().map_err(|e| err(e.to_string()))?.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
-            let tails = df.column("tail_logsumexp").map_err(|_| err("column `tail_logsumexp` is missing".into()))?.as_materialized_series().cast(&DataType::Float32).map_err(|e| err(e.to_string()))?;
+            let tails = df
+                .column("tail_logsumexp")
+                .map_err(|_| err("column `tail_logsumexp` is missing".into()))?
+                .as_materialized_series()
+                .cast(&DataType::Float32)
+                .map_err(|e| err(e.to_string()))?;
             let tails: Vec<f32> = tails.f32().map_err(|e| err(e.to_string()))?.iter().map(|v| v.unwrap_or(f32::NAN)).collect();
             let mut logits = vec![0.0; rows * classes];
             for (r, out) in logits.chunks_mut(classes).enumerate() {

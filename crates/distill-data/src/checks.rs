@@ -229,7 +229,8 @@ pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option
             Err(e) => not_run(check, unit, e.to_string()),
         }));
     }
-    let (places, compiled): (Vec<(usize, String)>, Vec<(&CheckSpec, row_checks::RowRule)>) = rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
+    let (places, compiled): (Vec<(usize, String)>, Vec<(&CheckSpec, row_checks::RowRule)>) =
+        rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
     for (((slot, where_), (check, _)), outcome) in places.iter().zip(&compiled).zip(row_checks::evaluate(df, &compiled)) {
         results[*slot] = Some(match outcome {
             Ok(f) => f.finish(check),
@@ -273,7 +274,11 @@ fn schema(df: &DataFrame, columns: &[String], check: &CheckSpec) -> Findings {
         "{} columns{}{}{}",
         columns.len(),
         if required.is_empty() { String::new() } else { format!("; required: {}", required.join(", ")) },
-        if types.is_empty() { String::new() } else { format!("; typed: {}", types.iter().map(|(p, t)| format!("{p}: {}", t.as_str())).collect::<Vec<_>>().join(", ")) },
+        if types.is_empty() {
+            String::new()
+        } else {
+            format!("; typed: {}", types.iter().map(|(p, t)| format!("{p}: {}", t.as_str())).collect::<Vec<_>>().join(", "))
+        },
         if check.allow_extra == Some(false) { "; no others" } else { "" },
     );
     f
@@ -379,11 +384,7 @@ pub(crate) fn numeric_column(df: &DataFrame, name: &str, where_: &str) -> Result
 pub(crate) fn cell_texts(col: &Series) -> Result<Vec<Option<String>>, DataError> {
     if col.dtype().is_primitive_numeric() {
         let cast = col.cast(&DataType::Float64)?;
-        Ok(cast
-            .f64()?
-            .iter()
-            .map(|v| v.map(|f| if f.fract() == 0.0 && f.abs() < 1e15 { (f as i64).to_string() } else { f.to_string() }))
-            .collect())
+        Ok(cast.f64()?.iter().map(|v| v.map(|f| if f.fract() == 0.0 && f.abs() < 1e15 { (f as i64).to_string() } else { f.to_string() })).collect())
     } else {
         let cast = col.cast(&DataType::String)?;
         Ok(cast.str()?.iter().map(|v| v.map(str::to_string)).collect())

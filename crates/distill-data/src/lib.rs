@@ -23,7 +23,7 @@ pub use load::{expand_env, load_source, load_table, load_table_with, resolve_pat
 pub use prepare::{prepare, LabelState, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 pub use profile::profile;
 pub use row_checks::{parse_predicate, predicate_problems};
-pub use split_checks::{check_drift, check_leakage, describe_row, ks, psi, prepare_and_check, run_split_checks};
+pub use split_checks::{check_drift, check_leakage, describe_row, ks, prepare_and_check, psi, run_split_checks};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

@@ -52,7 +52,10 @@ pub fn load_source(source: &SourceSpec, base_dir: &Path) -> Result<DataFrame, Da
     };
     if format == DataFormat::Idx {
         if source.has_csv_options() {
-            return Err(DataError::Load { path: path.display().to_string(), message: "CSV options (header, delimiter, null_values, comment, column_names) do not apply to IDX files".into() });
+            return Err(DataError::Load {
+                path: path.display().to_string(),
+                message: "CSV options (header, delimiter, null_values, comment, column_names) do not apply to IDX files".into(),
+            });
         }
         return load_idx(&path, labels.as_deref());
     }
@@ -113,9 +116,7 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
             .map_parse_options(|o| o.with_separator(separator).with_null_values(nulls.clone()).with_comment_prefix(comment.clone()))
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|r| r.finish()),
-        DataFormat::Parquet => File::open(path)
-            .map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None })
-            .and_then(|f| ParquetReader::new(f).finish()),
+        DataFormat::Parquet => File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| ParquetReader::new(f).finish()),
         DataFormat::Idx => return load_idx(path, None),
     }
     .map_err(|e| {
@@ -145,12 +146,15 @@ fn ragged_line(path: &Path, separator: u8, comment: Option<&str>) -> Option<Stri
     let text = std::fs::read_to_string(path).ok()?;
     let fields = |line: &str| {
         let mut quoted = false;
-        1 + line.bytes().filter(|&b| {
-            if b == b'"' {
-                quoted = !quoted;
-            }
-            b == separator && !quoted
-        }).count()
+        1 + line
+            .bytes()
+            .filter(|&b| {
+                if b == b'"' {
+                    quoted = !quoted;
+                }
+                b == separator && !quoted
+            })
+            .count()
     };
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !comment.is_some_and(|c| l.starts_with(c)));
     let (_, first) = lines.next()?;

@@ -190,7 +190,10 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
             let missing = y_all.iter().filter(|y| y.is_none()).count();
             return Err(DataError::Load {
                 path: spec.source.path.display().to_string(),
-                message: format!("column `{}` row {row}: the label is null ({missing} rows without a label; declare `data.transfer` to use them as a transfer set)", spec.label),
+                message: format!(
+                    "column `{}` row {row}: the label is null ({missing} rows without a label; declare `data.transfer` to use them as a transfer set)",
+                    spec.label
+                ),
             });
         }
     }
@@ -236,10 +239,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         let (labelled, stratify) = keep;
         let n_keep = if labelled < 1.0 { (train_rows.len() as f64 * labelled).round() as usize } else { labelled as usize };
         if n_keep > train_rows.len() {
-            return Err(DataError::Invalid(format!(
-                "data.transfer.labelled: asks for {n_keep} labelled rows but the training split has {}",
-                train_rows.len()
-            )));
+            return Err(DataError::Invalid(format!("data.transfer.labelled: asks for {n_keep} labelled rows but the training split has {}", train_rows.len())));
         }
         let groups = group_rows(&train_rows, |r| y_all[r].unwrap_or(0), names.len(), stratify);
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
@@ -269,7 +269,9 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         let labels = test_df.column(&spec.label).map_err(|_| DataError::Invalid(format!("{what}: there is no label column `{}`", spec.label)))?;
         for (row, t) in cell_texts(labels.as_materialized_series())?.into_iter().enumerate() {
             let t = t.ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: the label is null", spec.label)))?;
-            let class = index.get(t.as_str()).ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: class `{t}` does not occur in the training data", spec.label)))?;
+            let class = index
+                .get(t.as_str())
+                .ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: class `{t}` does not occur in the training data", spec.label)))?;
             test.y.push(*class);
             test.row_ids.push(TEST_ROW_ID_BASE + row as u64);
             test.state.push(LabelState::Labelled);
@@ -425,9 +427,7 @@ mod tests {
     use super::*;
 
     fn spec(stratify: bool) -> DataSpec {
-        let text = format!(
-            "source: {{path: x.csv}}\nlabel: y\nsplit: {{test: 0.25, val: 0.25, stratify: {stratify}}}\nscale: {{kind: minmax}}"
-        );
+        let text = format!("source: {{path: x.csv}}\nlabel: y\nsplit: {{test: 0.25, val: 0.25, stratify: {stratify}}}\nscale: {{kind: minmax}}");
         serde_yaml::from_str(&text).unwrap()
     }
 

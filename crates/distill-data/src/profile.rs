@@ -54,7 +54,11 @@ pub fn profile(df: &DataFrame, label: Option<&str>) -> String {
     let is_label = |c: &Col| Some(c.name.as_str()) == label;
     let units = group(&cols, &names, label);
 
-    let mut out = format!("# checks proposed by distill profile from {rows} rows × {} columns{}; review the bounds before use\n", cols.len(), label.map(|l| format!(" (label `{l}`)")).unwrap_or_default());
+    let mut out = format!(
+        "# checks proposed by distill profile from {rows} rows × {} columns{}; review the bounds before use\n",
+        cols.len(),
+        label.map(|l| format!(" (label `{l}`)")).unwrap_or_default()
+    );
     out += "checks:\n";
     let mut item = |yaml: String, note: Option<String>| {
         out += &format!("  - {{{yaml}}}");
@@ -137,7 +141,10 @@ pub fn profile(df: &DataFrame, label: Option<&str>) -> String {
         }
         // Infinite values would fail any bound; `finite` is the check for them.
         if u.members.iter().any(|&j| cols[j].non_finite > 0) {
-            item(format!("id: {}, kind: finite, columns: {}, severity: warn", q(&format!("finite-{}", u.id)), q(&u.selector)), Some("NaN or ±inf now; no range proposed".into()));
+            item(
+                format!("id: {}, kind: finite, columns: {}, severity: warn", q(&format!("finite-{}", u.id)), q(&u.selector)),
+                Some("NaN or ±inf now; no range proposed".into()),
+            );
             continue;
         }
         let bounds = u.members.iter().filter_map(|&j| cols[j].min_max).fold(None, |acc: Option<(f64, f64)>, (lo, hi)| match acc {
@@ -145,7 +152,10 @@ pub fn profile(df: &DataFrame, label: Option<&str>) -> String {
             Some((a, b)) => Some((a.min(lo), b.max(hi))),
         });
         if let Some((lo, hi)) = bounds {
-            item(format!("id: {}, kind: range, columns: {}, min: {}, max: {}", q(&format!("range-{}", u.id)), q(&u.selector), bound(lo, false), bound(hi, true)), None);
+            item(
+                format!("id: {}, kind: range, columns: {}, min: {}, max: {}", q(&format!("range-{}", u.id)), q(&u.selector), bound(lo, false), bound(hi, true)),
+                None,
+            );
         }
     }
 

@@ -103,10 +103,16 @@ pub(crate) fn compile(df: &DataFrame, columns: &[String], check: &CheckSpec, whe
             if let Some(missing) = reads.iter().find(|n| !columns.contains(n)) {
                 return Err(DataError::Invalid(format!("{where_}.predicate: unknown column `{missing}` in `{text}`")));
             }
-            let schema = df.clone().lazy().select([predicate.clone()]).collect_schema().map_err(|e| DataError::Invalid(format!("{where_}.predicate: `{text}`: {e}")))?;
+            let schema =
+                df.clone().lazy().select([predicate.clone()]).collect_schema().map_err(|e| DataError::Invalid(format!("{where_}.predicate: `{text}`: {e}")))?;
             match schema.get_at_index(0).map(|(_, t)| t.clone()) {
                 Some(DataType::Boolean) => {}
-                other => return Err(DataError::Invalid(format!("{where_}.predicate: `{text}` is not a true/false condition (it gives {})", other.map(|t| t.to_string()).unwrap_or_default()))),
+                other => {
+                    return Err(DataError::Invalid(format!(
+                        "{where_}.predicate: `{text}` is not a true/false condition (it gives {})",
+                        other.map(|t| t.to_string()).unwrap_or_default()
+                    )))
+                }
             }
             RowRule { kind: RowKind::Sql { predicate, reads }, cells: Vec::new(), message: format!("every row satisfies `{text}`") }
         }
@@ -177,11 +183,16 @@ impl RowRule {
                 let first = col(ROW).min().over(&keys)?.alias(FIRST);
                 let found = rows.with_column(first).filter(col(ROW).neq(col(FIRST))).limit(limit).collect()?;
                 let (row_numbers, firsts) = (row_numbers(&found, ROW)?, row_numbers(&found, FIRST)?);
-                let texts: Vec<Vec<Option<String>>> = columns.iter().map(|c| cell_texts(found.column(c)?.as_materialized_series())).collect::<Result<_, _>>()?;
+                let texts: Vec<Vec<Option<String>>> =
+                    columns.iter().map(|c| cell_texts(found.column(c)?.as_materialized_series())).collect::<Result<_, _>>()?;
                 (0..found.height())
                     .map(|i| {
                         let shown: Vec<&str> = texts.iter().map(|t| t[i].as_deref().unwrap_or("null")).collect();
-                        FailingRow { row: row_numbers[i], column: columns.join(","), value: format!("({}) repeats row {}", shorten(&shown.join(", "), 80), firsts[i]) }
+                        FailingRow {
+                            row: row_numbers[i],
+                            column: columns.join(","),
+                            value: format!("({}) repeats row {}", shorten(&shown.join(", "), 80), firsts[i]),
+                        }
                     })
                     .collect()
             }
@@ -190,7 +201,10 @@ impl RowRule {
                 let row_numbers = row_numbers(&found, ROW)?;
                 let mut out = Vec::with_capacity(found.height());
                 for (i, &row) in row_numbers.iter().enumerate() {
-                    let values: Vec<String> = reads.iter().map(|c| Ok(format!("{c}={}", cell_text(found.column(c)?.as_materialized_series(), i)?))).collect::<Result<_, DataError>>()?;
+                    let values: Vec<String> = reads
+                        .iter()
+                        .map(|c| Ok(format!("{c}={}", cell_text(found.column(c)?.as_materialized_series(), i)?)))
+                        .collect::<Result<_, DataError>>()?;
                     out.push(FailingRow { row, column: reads.join(","), value: values.join(", ") });
                 }
                 out

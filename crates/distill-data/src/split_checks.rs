@@ -78,7 +78,16 @@ pub fn check_leakage(p: &Prepared, check: &CheckSpec) -> CheckResult {
     let width = p.features();
     let key = |s: &Split, i: usize| -> Vec<u32> {
         // -0.0 and 0.0 are the same value.
-        cols.iter().map(|&j| { let v = s.x[i * width + j]; if v == 0.0 { 0 } else { v.to_bits() } }).collect()
+        cols.iter()
+            .map(|&j| {
+                let v = s.x[i * width + j];
+                if v == 0.0 {
+                    0
+                } else {
+                    v.to_bits()
+                }
+            })
+            .collect()
     };
     let mut seen: HashMap<Vec<u32>, u64> = HashMap::with_capacity(p.train.len());
     for i in 0..p.train.len() {

@@ -320,7 +320,9 @@ fn augmentation_is_seeded_training_only_and_fingerprinted() {
     assert_eq!(mixed.len(), n);
     assert!(mixed.iter().all(|&i| a.train.state[i] == LabelState::Unlabelled), "mixup rows carry no label");
     // SMOTE tops the rare class up to the common one; duplicate to half of it, which it has.
-    let count = |k: usize, class: u32| (0..a.train.len()).filter(|&i| (augment_row_id(k, 0)..augment_row_id(k + 1, 0)).contains(&a.train.row_ids[i]) && a.train.y[i] == class).count();
+    let count = |k: usize, class: u32| {
+        (0..a.train.len()).filter(|&i| (augment_row_id(k, 0)..augment_row_id(k + 1, 0)).contains(&a.train.row_ids[i]) && a.train.y[i] == class).count()
+    };
     let (common, rare) = (plain.train.y.iter().filter(|&&y| y == 0).count(), plain.train.y.iter().filter(|&&y| y == 1).count());
     assert_eq!(count(2, 1), common - rare);
     assert_eq!(count(2, 0), 0);
@@ -338,7 +340,8 @@ fn smote_rows_lie_between_same_class_rows() {
     spec.scale = Default::default();
     let p = prepare(&tables(frame(200), None), &spec, 5).unwrap();
     let width = p.features();
-    let rare: Vec<&[f32]> = (0..p.train.len()).filter(|&i| !is_augmented(p.train.row_ids[i]) && p.train.y[i] == 1).map(|i| &p.train.x[i * width..(i + 1) * width]).collect();
+    let rare: Vec<&[f32]> =
+        (0..p.train.len()).filter(|&i| !is_augmented(p.train.row_ids[i]) && p.train.y[i] == 1).map(|i| &p.train.x[i * width..(i + 1) * width]).collect();
     let (lo, hi) = rare.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), r| (lo.min(r[0]), hi.max(r[0])));
     for i in (0..p.train.len()).filter(|&i| is_augmented(p.train.row_ids[i])) {
         assert_eq!(p.train.y[i], 1);
@@ -363,7 +366,8 @@ fn image_augmentations_need_and_use_the_shape() {
     assert!(err.contains("6 features"), "{err}");
 
     let p = prepare(&tables(df.clone(), None), &spec("image: {height: 2, width: 3}\naugment: [{kind: flip}, {kind: shift, pixels: 1, copies: 3}]"), 1).unwrap();
-    let again = prepare(&tables(df.clone(), None), &spec("image: {height: 2, width: 3}\naugment: [{kind: flip}, {kind: shift, pixels: 1, copies: 3}]"), 1).unwrap();
+    let again =
+        prepare(&tables(df.clone(), None), &spec("image: {height: 2, width: 3}\naugment: [{kind: flip}, {kind: shift, pixels: 1, copies: 3}]"), 1).unwrap();
     assert_eq!(p.train, again.train, "same seed, same shifted and flipped rows");
     assert_eq!(p.image.map(|i| (i.height, i.width)), Some((2, 3)));
     let n_train = p.train.original().len();

@@ -39,12 +39,7 @@ pub fn measure_latency(mut f: impl FnMut(), warmup: usize, runs: usize) -> Laten
         })
         .collect();
     ms.sort_by(f64::total_cmp);
-    LatencyStats {
-        p50_ms: nearest_rank(&ms, 0.50),
-        p95_ms: nearest_rank(&ms, 0.95),
-        mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
-        runs,
-    }
+    LatencyStats { p50_ms: nearest_rank(&ms, 0.50), p95_ms: nearest_rank(&ms, 0.95), mean_ms: ms.iter().sum::<f64>() / ms.len() as f64, runs }
 }
 
 /// Nearest-rank percentile of a sorted, non-empty slice.
@@ -59,11 +54,7 @@ fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
 /// calls continue until some measurable time has passed, so the result is finite.
 /// A non-positive or NaN `min_seconds` means "one call".
 pub fn measure_throughput(mut f: impl FnMut() -> usize, min_seconds: f64) -> f64 {
-    let min = if min_seconds.is_finite() && min_seconds > 0.0 {
-        Duration::from_secs_f64(min_seconds)
-    } else {
-        Duration::ZERO
-    };
+    let min = if min_seconds.is_finite() && min_seconds > 0.0 { Duration::from_secs_f64(min_seconds) } else { Duration::ZERO };
     let start = Instant::now();
     let mut rows: u128 = 0;
     loop {

@@ -69,32 +69,17 @@ pub fn compare_runs(runs: &[(String, Value, Value)]) -> Comparison {
         .map(|(path, values)| {
             let base = values.first().copied().flatten();
             let deltas = values.iter().map(|v| Some((*v)? - base?)).collect();
-            MetricRow {
-                path,
-                values,
-                deltas,
-            }
+            MetricRow { path, values, deltas }
         })
         .collect();
 
     let mut keys = Table::default();
     for (i, (_, _, p)) in runs.iter().enumerate() {
-        walk(p, String::new(), true, &mut |path, v| {
-            keys.set(path, i, n, v.clone())
-        });
+        walk(p, String::new(), true, &mut |path, v| keys.set(path, i, n, v.clone()));
     }
-    let differing_keys = keys
-        .rows
-        .into_iter()
-        .filter(|(_, values)| !all_same(values))
-        .map(|(path, values)| KeyDiff { path, values })
-        .collect();
+    let differing_keys = keys.rows.into_iter().filter(|(_, values)| !all_same(values)).map(|(path, values)| KeyDiff { path, values }).collect();
 
-    Comparison {
-        runs: runs.iter().map(|(label, _, _)| label.clone()).collect(),
-        metrics,
-        differing_keys,
-    }
+    Comparison { runs: runs.iter().map(|(label, _, _)| label.clone()).collect(), metrics, differing_keys }
 }
 
 /// Rows keyed by path, kept in first-seen order.
@@ -105,10 +90,7 @@ struct Table<T> {
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self {
-            rows: Vec::new(),
-            index: HashMap::new(),
-        }
+        Self { rows: Vec::new(), index: HashMap::new() }
     }
 }
 
@@ -133,11 +115,7 @@ fn walk(v: &Value, path: String, into_arrays: bool, leaf: &mut dyn FnMut(String,
     match v {
         Value::Object(map) if !map.is_empty() => {
             for (k, child) in map {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 walk(child, p, into_arrays, leaf);
             }
         }
@@ -164,14 +142,8 @@ fn all_same(values: &[Option<Value>]) -> bool {
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b))),
         _ => a == b,
     }
 }
@@ -214,12 +186,7 @@ fn metric_grid(c: &Comparison) -> (Vec<String>, Vec<Vec<String>>) {
         .map(|m| {
             let mut row = vec![m.path.clone()];
             row.extend(m.values.iter().map(|v| v.map_or("-".into(), fmt_num)));
-            row.extend(
-                m.deltas
-                    .iter()
-                    .skip(1)
-                    .map(|d| d.map_or("-".into(), fmt_delta)),
-            );
+            row.extend(m.deltas.iter().skip(1).map(|d| d.map_or("-".into(), fmt_delta)));
             row
         })
         .collect();
@@ -254,13 +221,7 @@ fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
             .zip(&widths)
             .enumerate()
             // Left-align the path column, right-align numbers.
-            .map(|(i, (c, &w))| {
-                if i == 0 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
+            .map(|(i, (c, &w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
             .collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
@@ -277,18 +238,10 @@ fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
 pub fn to_table(c: &Comparison) -> String {
     let (h, rows) = metric_grid(c);
     let mut out = String::from("Metrics\n\n");
-    out += &if rows.is_empty() {
-        "(no numeric metrics)\n".to_string()
-    } else {
-        aligned(&h, &rows)
-    };
+    out += &if rows.is_empty() { "(no numeric metrics)\n".to_string() } else { aligned(&h, &rows) };
     out += "\nPipeline differences\n\n";
     let (h, rows) = key_grid(c);
-    out += &if rows.is_empty() {
-        "(pipelines are identical)\n".to_string()
-    } else {
-        aligned(&h, &rows)
-    };
+    out += &if rows.is_empty() { "(pipelines are identical)\n".to_string() } else { aligned(&h, &rows) };
     out
 }
 
@@ -302,9 +255,7 @@ fn md_table(header: &[String], rows: &[Vec<String>]) -> String {
         format!("| {} |\n", cells.join(" | "))
     };
     let mut out = row(header);
-    let align: Vec<String> = (0..header.len())
-        .map(|i| if i == 0 { "---".into() } else { "---:".into() })
-        .collect();
+    let align: Vec<String> = (0..header.len()).map(|i| if i == 0 { "---".into() } else { "---:".into() }).collect();
     out += &format!("|{}|\n", align.join("|"));
     for r in rows {
         out += &row(r);
@@ -316,18 +267,10 @@ fn md_table(header: &[String], rows: &[Vec<String>]) -> String {
 pub fn to_markdown(c: &Comparison) -> String {
     let (h, rows) = metric_grid(c);
     let mut out = String::from("## Metrics\n\n");
-    out += &if rows.is_empty() {
-        "No numeric metrics.\n".to_string()
-    } else {
-        md_table(&h, &rows)
-    };
+    out += &if rows.is_empty() { "No numeric metrics.\n".to_string() } else { md_table(&h, &rows) };
     out += "\n## Pipeline differences\n\n";
     let (h, rows) = key_grid(c);
-    out += &if rows.is_empty() {
-        "The pipelines are identical.\n".to_string()
-    } else {
-        md_table(&h, &rows)
-    };
+    out += &if rows.is_empty() { "The pipelines are identical.\n".to_string() } else { md_table(&h, &rows) };
     out
 }
 

@@ -25,24 +25,11 @@ pub enum EvalError {
     #[error("the number of classes must be at least 1")]
     NoClasses,
     #[error("logits hold {got} values, expected {rows} rows × {classes} classes = {expected}")]
-    LogitsShape {
-        got: usize,
-        rows: usize,
-        classes: usize,
-        expected: usize,
-    },
+    LogitsShape { got: usize, rows: usize, classes: usize, expected: usize },
     #[error("row {row}: label {label} is out of range for {classes} classes")]
-    LabelOutOfRange {
-        row: usize,
-        label: u32,
-        classes: usize,
-    },
+    LabelOutOfRange { row: usize, label: u32, classes: usize },
     #[error("row {row}, class {class}: logit is not finite ({value})")]
-    NonFiniteLogit {
-        row: usize,
-        class: usize,
-        value: f32,
-    },
+    NonFiniteLogit { row: usize, class: usize, value: f32 },
     #[error("teacher has {teacher} logits but student has {student}; both must be n × k")]
     AgreementShape { teacher: usize, student: usize },
     #[error("{what} must be at least 1")]
@@ -96,19 +83,12 @@ impl ConfusionMatrix {
 
     /// Samples predicted as `class` (column sum).
     pub fn predicted(&self, class: usize) -> u64 {
-        self.counts
-            .iter()
-            .map(|row| row.get(class).copied().unwrap_or(0))
-            .sum()
+        self.counts.iter().map(|row| row.get(class).copied().unwrap_or(0)).sum()
     }
 
     /// Correct predictions of `class` (diagonal entry).
     pub fn true_positives(&self, class: usize) -> u64 {
-        self.counts
-            .get(class)
-            .and_then(|row| row.get(class))
-            .copied()
-            .unwrap_or(0)
+        self.counts.get(class).and_then(|row| row.get(class)).copied().unwrap_or(0)
     }
 
     /// The largest cell, handy for colour scales.
@@ -196,26 +176,12 @@ impl<'a> Rows<'a> {
         if n == 0 {
             return Err(EvalError::Empty);
         }
-        let expected = n.checked_mul(k).ok_or(EvalError::LogitsShape {
-            got: logits.len(),
-            rows: n,
-            classes: k,
-            expected: usize::MAX,
-        })?;
+        let expected = n.checked_mul(k).ok_or(EvalError::LogitsShape { got: logits.len(), rows: n, classes: k, expected: usize::MAX })?;
         if logits.len() != expected {
-            return Err(EvalError::LogitsShape {
-                got: logits.len(),
-                rows: n,
-                classes: k,
-                expected,
-            });
+            return Err(EvalError::LogitsShape { got: logits.len(), rows: n, classes: k, expected });
         }
         if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
-            return Err(EvalError::NonFiniteLogit {
-                row: i / k,
-                class: i % k,
-                value: logits[i],
-            });
+            return Err(EvalError::NonFiniteLogit { row: i / k, class: i % k, value: logits[i] });
         }
         Ok(Self { logits, k })
     }
@@ -223,11 +189,7 @@ impl<'a> Rows<'a> {
     fn with_labels(logits: &'a [f32], labels: &[u32], k: usize) -> Result<Self, EvalError> {
         let rows = Self::new(logits, labels.len(), k)?;
         if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= k) {
-            return Err(EvalError::LabelOutOfRange {
-                row,
-                label,
-                classes: k,
-            });
+            return Err(EvalError::LabelOutOfRange { row, label, classes: k });
         }
         Ok(rows)
     }
@@ -273,11 +235,7 @@ pub fn predictions(logits: &[f32], num_classes: usize) -> Result<Vec<u32>, EvalE
 /// Fraction of rows whose argmax equals the label.
 pub fn accuracy(logits: &[f32], labels: &[u32], num_classes: usize) -> Result<f64, EvalError> {
     let rows = Rows::with_labels(logits, labels, num_classes)?;
-    let correct = rows
-        .iter()
-        .zip(labels)
-        .filter(|(r, &l)| argmax(r) == l as usize)
-        .count();
+    let correct = rows.iter().zip(labels).filter(|(r, &l)| argmax(r) == l as usize).count();
     Ok(correct as f64 / rows.n() as f64)
 }
 
@@ -285,12 +243,7 @@ pub fn accuracy(logits: &[f32], labels: &[u32], num_classes: usize) -> Result<f6
 ///
 /// Ties are broken as in argmax (lower index ranks first), so `top_k = 1` equals
 /// [`accuracy`]. A `top_k` above the class count is clamped (the result is then 1).
-pub fn top_k_accuracy(
-    logits: &[f32],
-    labels: &[u32],
-    num_classes: usize,
-    top_k: usize,
-) -> Result<f64, EvalError> {
+pub fn top_k_accuracy(logits: &[f32], labels: &[u32], num_classes: usize, top_k: usize) -> Result<f64, EvalError> {
     if top_k == 0 {
         return Err(EvalError::ZeroParameter { what: "top_k" });
     }
@@ -302,11 +255,7 @@ pub fn top_k_accuracy(
             let label = label as usize;
             let target = row[label];
             // Rank of the label = how many classes would be ranked before it.
-            let rank = row
-                .iter()
-                .enumerate()
-                .filter(|&(j, &v)| v > target || (v == target && j < label))
-                .count();
+            let rank = row.iter().enumerate().filter(|&(j, &v)| v > target || (v == target && j < label)).count();
             rank < top_k
         })
         .count();
@@ -314,11 +263,7 @@ pub fn top_k_accuracy(
 }
 
 /// Confusion matrix: `counts[label][prediction]`.
-pub fn confusion_matrix(
-    logits: &[f32],
-    labels: &[u32],
-    num_classes: usize,
-) -> Result<ConfusionMatrix, EvalError> {
+pub fn confusion_matrix(logits: &[f32], labels: &[u32], num_classes: usize) -> Result<ConfusionMatrix, EvalError> {
     let rows = Rows::with_labels(logits, labels, num_classes)?;
     let mut counts = vec![vec![0u64; num_classes]; num_classes];
     for (row, &label) in rows.iter().zip(labels) {
@@ -330,16 +275,10 @@ pub fn confusion_matrix(
 /// Per-class precision, recall, F1 and support from a confusion matrix.
 ///
 /// `classes` names the rows; it must have one entry per class.
-pub fn per_class_metrics(
-    confusion: &ConfusionMatrix,
-    classes: &[String],
-) -> Result<Vec<ClassMetrics>, EvalError> {
+pub fn per_class_metrics(confusion: &ConfusionMatrix, classes: &[String]) -> Result<Vec<ClassMetrics>, EvalError> {
     let k = confusion.num_classes();
     if classes.len() != k {
-        return Err(EvalError::ClassNames {
-            names: classes.len(),
-            classes: k,
-        });
+        return Err(EvalError::ClassNames { names: classes.len(), classes: k });
     }
     let ratio = |num: u64, den: u64| {
         if den == 0 {
@@ -357,30 +296,15 @@ pub fn per_class_metrics(
             let predicted = confusion.predicted(c);
             let precision = ratio(tp, predicted);
             let recall = ratio(tp, support);
-            let f1 = if precision + recall > 0.0 {
-                2.0 * precision * recall / (precision + recall)
-            } else {
-                0.0
-            };
-            ClassMetrics {
-                class: name.clone(),
-                precision,
-                recall,
-                f1,
-                support,
-                predicted,
-            }
+            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            ClassMetrics { class: name.clone(), precision, recall, f1, support, predicted }
         })
         .collect())
 }
 
 /// Mean F1 over the classes present in the labels or the predictions; 0 if none is.
 pub fn macro_f1(per_class: &[ClassMetrics]) -> f64 {
-    let present: Vec<f64> = per_class
-        .iter()
-        .filter(|c| c.is_present())
-        .map(|c| c.f1)
-        .collect();
+    let present: Vec<f64> = per_class.iter().filter(|c| c.is_present()).map(|c| c.f1).collect();
     if present.is_empty() {
         0.0
     } else {
@@ -389,11 +313,7 @@ pub fn macro_f1(per_class: &[ClassMetrics]) -> f64 {
 }
 
 /// Mean negative log-likelihood of the labels under softmax(logits), in nats.
-pub fn negative_log_likelihood(
-    logits: &[f32],
-    labels: &[u32],
-    num_classes: usize,
-) -> Result<f64, EvalError> {
+pub fn negative_log_likelihood(logits: &[f32], labels: &[u32], num_classes: usize) -> Result<f64, EvalError> {
     let rows = Rows::with_labels(logits, labels, num_classes)?;
     let mut buf = Vec::with_capacity(num_classes);
     let mut total = 0.0;
@@ -409,12 +329,7 @@ pub fn negative_log_likelihood(
 /// Confidence is the top softmax probability; a row is correct when its argmax equals
 /// its label. Bins are right-closed, `(b/B, (b+1)/B]`, so confidence 1 lands in the last
 /// bin. Empty bins report zeros and do not contribute to the ECE.
-pub fn calibration(
-    logits: &[f32],
-    labels: &[u32],
-    num_classes: usize,
-    bins: usize,
-) -> Result<Calibration, EvalError> {
+pub fn calibration(logits: &[f32], labels: &[u32], num_classes: usize, bins: usize) -> Result<Calibration, EvalError> {
     if bins == 0 {
         return Err(EvalError::ZeroParameter { what: "ece_bins" });
     }
@@ -427,9 +342,7 @@ pub fn calibration(
         log_softmax(row, &mut buf);
         let pred = argmax(row);
         let conf = buf[pred].exp();
-        let b = ((conf * bins as f64).ceil() as usize)
-            .saturating_sub(1)
-            .min(bins - 1);
+        let b = ((conf * bins as f64).ceil() as usize).saturating_sub(1).min(bins - 1);
         conf_sum[b] += conf;
         count[b] += 1;
         if pred == label as usize {
@@ -447,34 +360,18 @@ pub fn calibration(
                 (conf_sum[b] / c, correct[b] as f64 / c)
             };
             ece += count[b] as f64 / n * (accuracy - mean_confidence).abs();
-            CalibrationBin {
-                lower: b as f64 / bins as f64,
-                upper: (b + 1) as f64 / bins as f64,
-                mean_confidence,
-                accuracy,
-                count: count[b],
-            }
+            CalibrationBin { lower: b as f64 / bins as f64, upper: (b + 1) as f64 / bins as f64, mean_confidence, accuracy, count: count[b] }
         })
         .collect();
-    Ok(Calibration {
-        ece,
-        bins: bins_out,
-    })
+    Ok(Calibration { ece, bins: bins_out })
 }
 
 /// Argmax agreement and mean `KL(teacher ‖ student)` (temperature 1) over paired rows.
 ///
 /// Both buffers must have the same `n × k` shape.
-pub fn agreement(
-    teacher: &[f32],
-    student: &[f32],
-    num_classes: usize,
-) -> Result<Agreement, EvalError> {
+pub fn agreement(teacher: &[f32], student: &[f32], num_classes: usize) -> Result<Agreement, EvalError> {
     if teacher.len() != student.len() {
-        return Err(EvalError::AgreementShape {
-            teacher: teacher.len(),
-            student: student.len(),
-        });
+        return Err(EvalError::AgreementShape { teacher: teacher.len(), student: student.len() });
     }
     if num_classes == 0 {
         return Err(EvalError::NoClasses);
@@ -494,10 +391,7 @@ pub fn agreement(
         // KL is non-negative; rounding can leave a tiny negative for identical rows.
         kl_total += kl.max(0.0);
     }
-    Ok(Agreement {
-        agreement: same as f64 / n as f64,
-        mean_kl: kl_total / n as f64,
-    })
+    Ok(Agreement { agreement: same as f64 / n as f64, mean_kl: kl_total / n as f64 })
 }
 
 /// Computes every metric of one model.
@@ -506,13 +400,7 @@ pub fn agreement(
 /// `labels.len() × k` values. `top_k` is clamped to `k`. The returned
 /// [`ModelEvaluation::teacher_agreement`] is `None`; set it from [`agreement`] when the
 /// teacher's logits on the same rows are at hand.
-pub fn evaluate_model(
-    logits: &[f32],
-    labels: &[u32],
-    classes: &[String],
-    ece_bins: usize,
-    top_k: usize,
-) -> Result<ModelEvaluation, EvalError> {
+pub fn evaluate_model(logits: &[f32], labels: &[u32], classes: &[String], ece_bins: usize, top_k: usize) -> Result<ModelEvaluation, EvalError> {
     let k = classes.len();
     // Validate once up front so every error names the real problem.
     Rows::with_labels(logits, labels, k)?;

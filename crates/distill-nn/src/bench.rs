@@ -38,7 +38,16 @@ pub struct TrainThroughput {
 
 /// Trains a fresh `shape` model with Adam at `lr` through [`train`] on `(x, y)`: `warmup` untimed
 /// steps, then `steps` timed ones. Cross-entropy loss, no validation.
-pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], batch: usize, lr: f64, warmup: usize, steps: usize, seed: u64) -> Result<TrainThroughput, String> {
+pub fn train_throughput(
+    shape: &MlpShape,
+    x: &[f32],
+    y: &[u32],
+    batch: usize,
+    lr: f64,
+    warmup: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<TrainThroughput, String> {
     let steps = steps.max(1);
     let per_epoch = y.len().div_ceil(batch.max(1)).max(1);
     let options = |max_steps: usize| TrainOptions {

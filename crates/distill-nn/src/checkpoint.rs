@@ -90,9 +90,7 @@ pub fn save_weights(model: &Mlp, metadata: HashMap<String, String>) -> Result<Ve
     let views = buffers
         .iter()
         .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| CheckpointError::Format(format!("{e:?}")))
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| CheckpointError::Format(format!("{e:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     safetensors::serialize(views, &Some(metadata)).map_err(|e| CheckpointError::Format(format!("{e:?}")))

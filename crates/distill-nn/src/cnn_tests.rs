@@ -36,7 +36,17 @@ fn bars(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
 }
 
 fn options(epochs: usize) -> TrainOptions {
-    TrainOptions { epochs, batch: 16, lr: 1e-2, seed: 3, name: "cnn".into(), max_steps: None, config: Default::default(), checkpoint: None, device: Default::default() }
+    TrainOptions {
+        epochs,
+        batch: 16,
+        lr: 1e-2,
+        seed: 3,
+        name: "cnn".into(),
+        max_steps: None,
+        config: Default::default(),
+        checkpoint: None,
+        device: Default::default(),
+    }
 }
 
 #[test]

@@ -48,8 +48,14 @@ struct Slot<S: Shape, D: Storage<f32>> {
 
 /// A built layer on the device; the same list as the CPU network's [`Node`]s.
 enum DevNode<D: Storage<f32>> {
-    Dense { w: Slot<(usize, usize), D>, b: Slot<(usize,), D> },
-    Norm { gamma: Slot<(usize,), D>, beta: Slot<(usize,), D> },
+    Dense {
+        w: Slot<(usize, usize), D>,
+        b: Slot<(usize,), D>,
+    },
+    Norm {
+        gamma: Slot<(usize,), D>,
+        beta: Slot<(usize,), D>,
+    },
     Activation(Activation),
     /// Dropout that drops something: multiplies by the next mask in training.
     Dropout,
@@ -175,7 +181,9 @@ impl<D: Device<f32>> DeviceTrainee<D> {
                 .map(|node| {
                     Ok(match node {
                         Node::Dense(d) => DevNode::Dense { w: Slot::new(dev, &d.w, buffers).map_err(fail)?, b: Slot::new(dev, &d.b, buffers).map_err(fail)? },
-                        Node::Norm { gamma, beta } => DevNode::Norm { gamma: Slot::new(dev, gamma, buffers).map_err(fail)?, beta: Slot::new(dev, beta, buffers).map_err(fail)? },
+                        Node::Norm { gamma, beta } => {
+                            DevNode::Norm { gamma: Slot::new(dev, gamma, buffers).map_err(fail)?, beta: Slot::new(dev, beta, buffers).map_err(fail)? }
+                        }
                         Node::Activation(a) => DevNode::Activation(*a),
                         Node::Dropout { p, .. } if *p > 0.0 => DevNode::Dropout,
                         Node::Dropout { .. } => DevNode::Identity,
@@ -213,12 +221,7 @@ impl<D: Device<f32>> DeviceTrainee<D> {
     }
 
     /// Logits for a batch; with `masks` (one per [`DevNode::Dropout`], in order), training mode.
-    fn forward<T: Tape<f32, D>>(
-        nodes: &[DevNode<D>],
-        x: Matrix<D, T>,
-        masks: Option<&[Matrix<D>]>,
-        next_mask: &mut usize,
-    ) -> Result<Matrix<D, T>, D::Err> {
+    fn forward<T: Tape<f32, D>>(nodes: &[DevNode<D>], x: Matrix<D, T>, masks: Option<&[Matrix<D>]>, next_mask: &mut usize) -> Result<Matrix<D, T>, D::Err> {
         let mut h = x;
         for node in nodes {
             let rows = h.shape().0;
@@ -327,14 +330,16 @@ impl<D: Device<f32>> Trainee for DeviceTrainee<D> {
     fn set_optimizer_state(&mut self, state: &[Vec<Vec<f32>>]) -> Result<bool, String> {
         let name = self.name.clone();
         let mut slots = self.slots();
-        let fits = state.iter().all(|buffers| buffers.len() == slots.len() && slots.iter().zip(buffers).all(|(slot, b)| with_slot!(slot, s => s.len()) == b.len()))
-            && slots.iter().all(|slot| with_slot!(slot, s => s.buffers.len()) == state.len());
+        let fits =
+            state.iter().all(|buffers| buffers.len() == slots.len() && slots.iter().zip(buffers).all(|(slot, b)| with_slot!(slot, s => s.len()) == b.len()))
+                && slots.iter().all(|slot| with_slot!(slot, s => s.buffers.len()) == state.len());
         if !fits {
             return Ok(false);
         }
         for (k, buffers) in state.iter().enumerate() {
             for (slot, b) in slots.iter_mut().zip(buffers) {
-                with_slot!(slot, s => Slot::replace(&mut s.buffers[k], b)).map_err(|e| format!("device `{name}`: copying optimiser state to the device: {e}"))?;
+                with_slot!(slot, s => Slot::replace(&mut s.buffers[k], b))
+                    .map_err(|e| format!("device `{name}`: copying optimiser state to the device: {e}"))?;
             }
         }
         Ok(true)
@@ -429,7 +434,9 @@ mod tests {
     fn every_layer_and_optimiser_on<D: Device<f32>>(dev: D) {
         use Layer::{Dense, Dropout, LayerNorm, Residual};
         let act = Layer::Activation;
-        let layered = MlpShape::from_layers(2, vec![Dense(6), LayerNorm, act(Activation::Gelu), Residual(vec![Dense(6), act(Activation::Tanh), Dropout(0.3)]), Dense(3)]).unwrap();
+        let layered =
+            MlpShape::from_layers(2, vec![Dense(6), LayerNorm, act(Activation::Gelu), Residual(vec![Dense(6), act(Activation::Tanh), Dropout(0.3)]), Dense(3)])
+                .unwrap();
         for text in [
             "{epochs: 1, batch: 16, optimizer: {kind: sgd, lr: 0.5}}",
             "{epochs: 1, batch: 16, optimizer: {kind: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.01}}",
@@ -453,7 +460,13 @@ mod tests {
         }
     }
 
-    fn on_cpu_device(model: &mut Mlp, data: &TrainTargets<'_>, loss: &dyn Loss, options: &TrainOptions, validation: Option<(&[f32], &[u32])>) -> Result<Vec<EpochStats>, String> {
+    fn on_cpu_device(
+        model: &mut Mlp,
+        data: &TrainTargets<'_>,
+        loss: &dyn Loss,
+        options: &TrainOptions,
+        validation: Option<(&[f32], &[u32])>,
+    ) -> Result<Vec<EpochStats>, String> {
         let job = Job::new(model, data, loss, options, validation)?;
         train_on(model, Cpu::default(), "test", &job)
     }
@@ -463,7 +476,8 @@ mod tests {
         let (x, y) = blobs(300, 4);
         let (vx, vy) = blobs(60, 5);
         let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
-        let options = config("{epochs: 15, batch: 16, optimizer: {kind: adam, lr: 0.01}, schedule: {kind: cosine, warmup_epochs: 1}, early_stopping: {patience: 20}}");
+        let options =
+            config("{epochs: 15, batch: 16, optimizer: {kind: adam, lr: 0.01}, schedule: {kind: cosine, warmup_epochs: 1}, early_stopping: {patience: 20}}");
         let mut cpu = Mlp::new(layered_shape(), 5);
         let cpu_history = train(&mut cpu, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
         let mut a = Mlp::new(layered_shape(), 5);

@@ -30,12 +30,12 @@ mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
 pub use loss::{
-    build_loss, build_loss_with, CrossEntropy, SoftBatch, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy,
+    build_loss, build_loss_with, CrossEntropy, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy, SoftBatch,
     SoftTargetCrossEntropy, TeacherHard, WeightedSum, NO_LABEL,
 };
 pub use mlp::{Layer, Mlp, MlpShape};
-pub use resume::Checkpointing;
 pub use optim::{lr_at, EarlyStopping, LrSchedule, OptimizerConfig, TrainConfig};
+pub use resume::Checkpointing;
 pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
 
 /// The device of the canonical network and of CPU training (GPU training copies it: `device.rs`).

@@ -360,7 +360,11 @@ impl Loss for HintonKd {
         self.alpha > 0.0
     }
     fn soft_target_temperatures(&self) -> Vec<f64> {
-        if self.alpha > 0.0 { vec![self.temperature] } else { Vec::new() }
+        if self.alpha > 0.0 {
+            vec![self.temperature]
+        } else {
+            Vec::new()
+        }
     }
     fn value_and_grad_soft(&self, student: &[f32], teacher: Option<&[f32]>, soft: &SoftBatch, labels: &[u32], k: usize) -> LossResult {
         self.compute(student, teacher, soft.at(self.temperature), labels, k)
@@ -461,9 +465,8 @@ mod tests {
             plus[idx] += h;
             let mut minus = student;
             minus[idx] -= h;
-            let numeric = (loss.value_and_grad(&plus, teacher, &labels, k).unwrap().0
-                - loss.value_and_grad(&minus, teacher, &labels, k).unwrap().0)
-                / (2.0 * h as f64);
+            let numeric =
+                (loss.value_and_grad(&plus, teacher, &labels, k).unwrap().0 - loss.value_and_grad(&minus, teacher, &labels, k).unwrap().0) / (2.0 * h as f64);
             assert!((numeric - grad[idx] as f64).abs() < 1e-4, "index {idx}: numeric {numeric} vs analytic {}", grad[idx]);
         }
     }
@@ -601,8 +604,13 @@ mod tests {
         let student = [0.3f32, -1.2, 2.0, 0.5, 0.1, 0.0, -0.7, 1.4, 0.9, -0.3, 0.2, 0.0];
         let teacher = [1.0f32, 0.2, -0.5, 2.0, 0.0, 3.0, 0.1, -1.0, 0.4, 0.4, 0.4, 0.5];
         let labels = [2, NO_LABEL, 0];
-        let terms: Vec<(f64, Box<dyn Loss>)> = vec![(0.7, Box::new(HintonKd { temperature: 4.0, alpha: 1.0 })), (0.3, Box::new(SoftTargetCrossEntropy { temperature: 2.0 })), (1.0, Box::new(CrossEntropy))];
-        let losses: Vec<Box<dyn Loss>> = vec![Box::new(HintonKd { temperature: 3.0, alpha: 0.5 }), Box::new(SoftTargetCrossEntropy { temperature: 2.5 }), Box::new(WeightedSum { terms })];
+        let terms: Vec<(f64, Box<dyn Loss>)> = vec![
+            (0.7, Box::new(HintonKd { temperature: 4.0, alpha: 1.0 })),
+            (0.3, Box::new(SoftTargetCrossEntropy { temperature: 2.0 })),
+            (1.0, Box::new(CrossEntropy)),
+        ];
+        let losses: Vec<Box<dyn Loss>> =
+            vec![Box::new(HintonKd { temperature: 3.0, alpha: 0.5 }), Box::new(SoftTargetCrossEntropy { temperature: 2.5 }), Box::new(WeightedSum { terms })];
         for loss in &losses {
             let temperatures = loss.soft_target_temperatures();
             assert!(!temperatures.is_empty());
@@ -623,7 +631,9 @@ mod tests {
 
     #[test]
     fn weighted_sum_adds_values_and_gradients() {
-        let sum = WeightedSum { terms: vec![(0.7, Box::new(HintonKd { temperature: 4.0, alpha: 1.0 })), (0.3, Box::new(SmoothedCrossEntropy { label_smoothing: 0.1 }))] };
+        let sum = WeightedSum {
+            terms: vec![(0.7, Box::new(HintonKd { temperature: 4.0, alpha: 1.0 })), (0.3, Box::new(SmoothedCrossEntropy { label_smoothing: 0.1 }))],
+        };
         check_gradient(&sum, Some(&TEACHER));
         assert!(sum.needs_teacher());
         let s = [0.3f32, -1.2, 2.0, 0.5, 0.1, 0.0, -0.7, 1.4];

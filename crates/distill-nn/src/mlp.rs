@@ -6,9 +6,9 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::gemm::InputGrad;
 use crate::conv::{Conv, Geometry};
 use crate::features::Features;
+use crate::gemm::InputGrad;
 use crate::pool::Pool;
 use crate::Dev;
 use distill_spec::{Activation, ConvSpec, ImageSpec, LayerSpec, ModelSpec, Norm, PoolSpec};
@@ -229,39 +229,41 @@ impl Mlp {
                     let input = Features { width: *width, map: *map };
                     *map = input.after(layer).map_or(*map, |f| f.map);
                     match layer {
-                    Layer::Dense(units) => {
-                        let (fan_in, fan_out) = (*width, *units);
-                        *width = fan_out;
-                        let bound = 1.0 / (fan_in as f32).sqrt();
-                        let mut uniform = |n: usize| (0..n).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
-                        Node::Dense(Dense {
-                            w: dev.tensor_from_vec(uniform(fan_in * fan_out), (fan_in, fan_out)),
-                            b: dev.tensor_from_vec(uniform(fan_out), (fan_out,)),
-                        })
-                    }
-                    Layer::LayerNorm => Node::Norm { gamma: dev.tensor_from_vec(vec![1.0; *width], (*width,)), beta: dev.tensor_from_vec(vec![0.0; *width], (*width,)) },
-                    Layer::Activation(a) => Node::Activation(*a),
-                    Layer::Dropout(p) => Node::Dropout { p: *p, width: *width },
-                    Layer::Residual(inner) => {
-                        // The block's own width flows through it; a valid block ends where it began.
-                        let (mut w, mut m) = (*width, input.map);
-                        Node::Residual(build(inner, &mut w, &mut m, dev, rng))
-                    }
-                    Layer::Conv(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
-                        Ok((input, output)) => {
-                            *width = output.height * output.width * output.channels;
-                            Node::Conv(Conv::new(Geometry { spec: *spec, input, output }, dev, rng))
+                        Layer::Dense(units) => {
+                            let (fan_in, fan_out) = (*width, *units);
+                            *width = fan_out;
+                            let bound = 1.0 / (fan_in as f32).sqrt();
+                            let mut uniform = |n: usize| (0..n).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
+                            Node::Dense(Dense {
+                                w: dev.tensor_from_vec(uniform(fan_in * fan_out), (fan_in, fan_out)),
+                                b: dev.tensor_from_vec(uniform(fan_out), (fan_out,)),
+                            })
                         }
-                        // A shape `check` rejects (and `train` refuses) still builds: the identity.
-                        Err(_) => Node::Dropout { p: 0.0, width: *width },
-                    },
-                    Layer::Pool(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
-                        Ok((input, output)) => {
-                            *width = output.height * output.width * output.channels;
-                            Node::Pool(Pool { spec: *spec, input, output })
+                        Layer::LayerNorm => {
+                            Node::Norm { gamma: dev.tensor_from_vec(vec![1.0; *width], (*width,)), beta: dev.tensor_from_vec(vec![0.0; *width], (*width,)) }
                         }
-                        Err(_) => Node::Dropout { p: 0.0, width: *width },
-                    },
+                        Layer::Activation(a) => Node::Activation(*a),
+                        Layer::Dropout(p) => Node::Dropout { p: *p, width: *width },
+                        Layer::Residual(inner) => {
+                            // The block's own width flows through it; a valid block ends where it began.
+                            let (mut w, mut m) = (*width, input.map);
+                            Node::Residual(build(inner, &mut w, &mut m, dev, rng))
+                        }
+                        Layer::Conv(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
+                            Ok((input, output)) => {
+                                *width = output.height * output.width * output.channels;
+                                Node::Conv(Conv::new(Geometry { spec: *spec, input, output }, dev, rng))
+                            }
+                            // A shape `check` rejects (and `train` refuses) still builds: the identity.
+                            Err(_) => Node::Dropout { p: 0.0, width: *width },
+                        },
+                        Layer::Pool(spec) => match input.image("").and_then(|i| Ok((i, spec.output(i)?))) {
+                            Ok((input, output)) => {
+                                *width = output.height * output.width * output.channels;
+                                Node::Pool(Pool { spec: *spec, input, output })
+                            }
+                            Err(_) => Node::Dropout { p: 0.0, width: *width },
+                        },
                     }
                 })
                 .collect()
@@ -366,8 +368,7 @@ fn forward_nodes<T: Tape<f32, Dev>>(
             Node::Dense(layer) => crate::gemm::dense(h, &layer.w, &layer.b, input_grad),
             Node::Norm { gamma, beta } => {
                 let shape = (rows, gamma.shape().0);
-                h.normalize::<Axis<1>>(LAYER_NORM_EPS) * gamma.clone().broadcast_like::<_, Axis<0>>(&shape)
-                    + beta.clone().broadcast_like::<_, Axis<0>>(&shape)
+                h.normalize::<Axis<1>>(LAYER_NORM_EPS) * gamma.clone().broadcast_like::<_, Axis<0>>(&shape) + beta.clone().broadcast_like::<_, Axis<0>>(&shape)
             }
             Node::Activation(Activation::Relu) => h.relu(),
             Node::Activation(Activation::Tanh) => h.tanh(),

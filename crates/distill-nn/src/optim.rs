@@ -163,7 +163,8 @@ impl Optimizer {
     /// Restores buffers from [`Optimizer::state`]; false (and nothing changed) if they do not fit.
     pub(crate) fn set_state(&mut self, model: &mut Mlp, state: &[Vec<Vec<f32>>]) -> bool {
         let mut params = model.params_mut();
-        let fits = state.len() == self.slots().len() && state.iter().all(|slot| slot.len() == params.len() && slot.iter().zip(&params).all(|(b, p)| b.len() == p.len()));
+        let fits = state.len() == self.slots().len()
+            && state.iter().all(|slot| slot.len() == params.len() && slot.iter().zip(&params).all(|(b, p)| b.len() == p.len()));
         if !fits {
             return false;
         }

@@ -41,11 +41,7 @@ impl SoftTargets {
     /// The rows of one batch, in batch order.
     pub(crate) fn gather(&self, rows: &[usize]) -> SoftBatch {
         let k = self.k;
-        let by_temperature = self
-            .by_temperature
-            .iter()
-            .map(|(t, all)| (*t, rows.iter().flat_map(|&r| &all[r * k..(r + 1) * k]).copied().collect()))
-            .collect();
+        let by_temperature = self.by_temperature.iter().map(|(t, all)| (*t, rows.iter().flat_map(|&r| &all[r * k..(r + 1) * k]).copied().collect())).collect();
         SoftBatch { by_temperature }
     }
 }

@@ -1,12 +1,12 @@
 //! The training loop: seeded shuffling, dropout masks, host-side loss, dfdx backward, clipping,
 //! the optimiser step at the scheduled rate, early stopping.
 
-use rayon::prelude::*;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::mlp::Mlp;
@@ -45,7 +45,17 @@ impl TrainOptions {
     /// Options from a recipe's `train:` section: `epochs`, `batch`, `optimizer.lr` and the rest as
     /// a [`TrainConfig`].
     pub fn from_spec(spec: &TrainSpec, seed: u64, name: impl Into<String>, max_steps: Option<usize>) -> Self {
-        Self { epochs: spec.epochs, batch: spec.batch, lr: spec.optimizer.lr, seed, name: name.into(), max_steps, config: TrainConfig::from_spec(spec), checkpoint: None, device: Device::Cpu }
+        Self {
+            epochs: spec.epochs,
+            batch: spec.batch,
+            lr: spec.optimizer.lr,
+            seed,
+            name: name.into(),
+            max_steps,
+            config: TrainConfig::from_spec(spec),
+            checkpoint: None,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -157,7 +167,8 @@ impl Trainee for CpuTrainee<'_> {
         let dev = model.dev.clone();
         let b = batch.rows;
         let x = dev.tensor_from_vec(batch.x, (b, model.shape.inputs()));
-        let masks: Vec<Tensor<(usize, usize), f32, Dev>> = batch.masks.into_iter().zip(&self.mask_widths).map(|(m, &h)| dev.tensor_from_vec(m, (b, h))).collect();
+        let masks: Vec<Tensor<(usize, usize), f32, Dev>> =
+            batch.masks.into_iter().zip(&self.mask_widths).map(|(m, &h)| dev.tensor_from_vec(m, (b, h))).collect();
         let logits = model.forward(x.leaky_traced(), Some(&masks));
         let grad = loss_grad(&logits.as_vec())?;
         // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
@@ -206,7 +217,13 @@ pub(crate) struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    pub(crate) fn new(model: &Mlp, data: &'a TrainTargets<'a>, loss: &'a dyn Loss, options: &'a TrainOptions, validation: Option<(&'a [f32], &'a [u32])>) -> Result<Self, String> {
+    pub(crate) fn new(
+        model: &Mlp,
+        data: &'a TrainTargets<'a>,
+        loss: &'a dyn Loss,
+        options: &'a TrainOptions,
+        validation: Option<(&'a [f32], &'a [u32])>,
+    ) -> Result<Self, String> {
         model.shape.check()?;
         let inputs = model.shape.inputs();
         let classes = model.shape.classes();
@@ -401,11 +418,7 @@ pub fn accuracy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }
-    let correct = labels
-        .iter()
-        .enumerate()
-        .filter(|(i, &y)| argmax(&logits[i * classes..(i + 1) * classes]) == y as usize)
-        .count();
+    let correct = labels.iter().enumerate().filter(|(i, &y)| argmax(&logits[i * classes..(i + 1) * classes]) == y as usize).count();
     correct as f64 / labels.len() as f64
 }
 
@@ -423,8 +436,8 @@ pub fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
     use crate::optim::{lr_at, TrainConfig};
+    use crate::{load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
     use distill_spec::Activation;
 
     /// Two Gaussian-ish blobs per class in 2-D: learnable by a small MLP, not by chance.
@@ -446,7 +459,17 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn options(seed: u64) -> TrainOptions {
-        TrainOptions { epochs: 30, batch: 16, lr: 1e-2, seed, name: "test".into(), max_steps: None, config: TrainConfig::default(), checkpoint: None, device: Device::Cpu }
+        TrainOptions {
+            epochs: 30,
+            batch: 16,
+            lr: 1e-2,
+            seed,
+            name: "test".into(),
+            max_steps: None,
+            config: TrainConfig::default(),
+            checkpoint: None,
+            device: Device::Cpu,
+        }
     }
 
     #[test]
@@ -516,12 +539,48 @@ pub(crate) mod tests {
     #[test]
     fn mlp_matches_the_pre_refactor_outputs() {
         const GOLDEN: [(&str, [u32; 18]); 6] = [
-            ("relu_d02 init", [3198185187, 3180803644, 3197514245, 3199410887, 3187877634, 3197953963, 3198466419, 3190709013, 3198397527, 3197955669, 3183321194, 3198099616, 3197914463, 3182896700, 3198458131, 3196236974, 3183258946, 3198589339]),
-            ("relu_d02 kd", [3188102577, 3192891420, 3200192245, 3201511403, 3199712457, 3194687619, 3205226964, 3202179828, 3191631704, 3195718035, 3197256195, 3198068074, 3188081204, 3192185454, 3200487437, 3195019600, 3196751139, 3196949912]),
-            ("relu_d02 ce", [3197852653, 3193377147, 3198120898, 3199515246, 3196572940, 3198277316, 3199189789, 3197333880, 3198476599, 3198051147, 3195125702, 3198373069, 3198478562, 3194714297, 3198359766, 3193176508, 3191325430, 3198868400]),
-            ("tanh init", [3199182133, 3184693546, 3197183022, 3201723864, 3191815644, 3196751683, 3202328216, 3195292141, 3197720250, 3198445954, 3184938680, 3196858843, 3201830946, 3185874950, 3192724555, 3201229055, 3187821471, 3191405007]),
-            ("tanh kd", [3198617998, 3200849166, 3199323787, 3204772270, 3206235858, 3191915716, 3207226708, 3209200471, 3180447584, 3195732213, 3205652154, 3197660999, 3194563662, 1016279584, 3203744356, 3199248834, 3204722532, 3190934089]),
-            ("tanh ce", [3195618472, 3194545310, 3200682742, 3199426737, 3196768105, 3199558758, 3200022698, 3196740440, 3200181176, 3196758833, 3193297572, 3199094934, 3199957859, 3197969823, 3197685940, 3197403764, 3190552617, 3197455727]),
+            (
+                "relu_d02 init",
+                [
+                    3198185187, 3180803644, 3197514245, 3199410887, 3187877634, 3197953963, 3198466419, 3190709013, 3198397527, 3197955669, 3183321194,
+                    3198099616, 3197914463, 3182896700, 3198458131, 3196236974, 3183258946, 3198589339,
+                ],
+            ),
+            (
+                "relu_d02 kd",
+                [
+                    3188102577, 3192891420, 3200192245, 3201511403, 3199712457, 3194687619, 3205226964, 3202179828, 3191631704, 3195718035, 3197256195,
+                    3198068074, 3188081204, 3192185454, 3200487437, 3195019600, 3196751139, 3196949912,
+                ],
+            ),
+            (
+                "relu_d02 ce",
+                [
+                    3197852653, 3193377147, 3198120898, 3199515246, 3196572940, 3198277316, 3199189789, 3197333880, 3198476599, 3198051147, 3195125702,
+                    3198373069, 3198478562, 3194714297, 3198359766, 3193176508, 3191325430, 3198868400,
+                ],
+            ),
+            (
+                "tanh init",
+                [
+                    3199182133, 3184693546, 3197183022, 3201723864, 3191815644, 3196751683, 3202328216, 3195292141, 3197720250, 3198445954, 3184938680,
+                    3196858843, 3201830946, 3185874950, 3192724555, 3201229055, 3187821471, 3191405007,
+                ],
+            ),
+            (
+                "tanh kd",
+                [
+                    3198617998, 3200849166, 3199323787, 3204772270, 3206235858, 3191915716, 3207226708, 3209200471, 3180447584, 3195732213, 3205652154,
+                    3197660999, 3194563662, 1016279584, 3203744356, 3199248834, 3204722532, 3190934089,
+                ],
+            ),
+            (
+                "tanh ce",
+                [
+                    3195618472, 3194545310, 3200682742, 3199426737, 3196768105, 3199558758, 3200022698, 3196740440, 3200181176, 3196758833, 3193297572,
+                    3199094934, 3199957859, 3197969823, 3197685940, 3197403764, 3190552617, 3197455727,
+                ],
+            ),
         ];
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let x: Vec<f32> = (0..200 * 4).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -530,7 +589,9 @@ pub(crate) mod tests {
         let mut got = Vec::new();
         for (act, dropout, name) in [(Activation::Relu, 0.2f32, "relu_d02"), (Activation::Tanh, 0.0, "tanh")] {
             // Built through the recipe path, as the pipeline does.
-            let spec: distill_spec::ModelSpec = serde_yaml::from_str(&format!("{{hidden: [8, 5], activation: {}, dropout: {dropout}}}", if act == Activation::Relu { "relu" } else { "tanh" })).unwrap();
+            let spec: distill_spec::ModelSpec =
+                serde_yaml::from_str(&format!("{{hidden: [8, 5], activation: {}, dropout: {dropout}}}", if act == Activation::Relu { "relu" } else { "tanh" }))
+                    .unwrap();
             let shape = MlpShape::from_spec(&spec, 4, 3);
             assert_eq!(shape, MlpShape::mlp(4, &[8, 5], 3, act, dropout, false));
             got.push((format!("{name} init"), bits(&predict_logits(&Mlp::new(shape.clone(), 42), probe))));
@@ -540,10 +601,18 @@ pub(crate) mod tests {
             let teacher: Vec<f32> = x.chunks(4).flat_map(|r| [r[0], r[1] - r[2], r[3]]).collect();
             let mut labels = y.clone();
             labels[3] = crate::NO_LABEL;
-            train(&mut m, &TrainTargets { x: &x, labels: &labels, teacher_logits: Some(&teacher) }, &HintonKd { temperature: 2.0, alpha: 0.5 }, &opts, None).unwrap();
+            train(&mut m, &TrainTargets { x: &x, labels: &labels, teacher_logits: Some(&teacher) }, &HintonKd { temperature: 2.0, alpha: 0.5 }, &opts, None)
+                .unwrap();
             got.push((format!("{name} kd"), bits(&predict_logits(&m, probe))));
             let mut c = Mlp::new(shape, 42);
-            train(&mut c, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &TrainOptions { max_steps: Some(20), ..opts.clone() }, None).unwrap();
+            train(
+                &mut c,
+                &TrainTargets { x: &x, labels: &y, teacher_logits: None },
+                &CrossEntropy,
+                &TrainOptions { max_steps: Some(20), ..opts.clone() },
+                None,
+            )
+            .unwrap();
             got.push((format!("{name} ce"), bits(&predict_logits(&c, probe))));
         }
         for ((name, want), (got_name, got)) in GOLDEN.iter().zip(&got) {
@@ -735,7 +804,23 @@ pub(crate) mod tests {
         load_weights(&mut copy, &bytes).unwrap();
         assert_eq!(bits(&predict_logits(&model, &x)), bits(&predict_logits(&copy, &x)));
         let names: Vec<String> = crate::checkpoint::param_names(&model);
-        assert_eq!(names, ["layers.0.weight", "layers.0.bias", "norms.0.weight", "norms.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight", "layers.2.bias", "norms.1.weight", "norms.1.bias", "layers.3.weight", "layers.3.bias"]);
+        assert_eq!(
+            names,
+            [
+                "layers.0.weight",
+                "layers.0.bias",
+                "norms.0.weight",
+                "norms.0.bias",
+                "layers.1.weight",
+                "layers.1.bias",
+                "layers.2.weight",
+                "layers.2.bias",
+                "norms.1.weight",
+                "norms.1.bias",
+                "layers.3.weight",
+                "layers.3.bias"
+            ]
+        );
         // An MLP's file cannot be loaded into the layered model, and the model is left as it was.
         let mlp = save_weights(&Mlp::new(MlpShape::mlp(2, &[12], 3, Activation::Relu, 0.0, false), 1), Default::default()).unwrap();
         let err = load_weights(&mut copy, &mlp).unwrap_err().to_string();
@@ -754,7 +839,9 @@ pub(crate) mod tests {
         let (x, y) = blobs(10, 1);
         let mut m = Mlp::new(shape, 1);
         assert!(train(&mut m, &TrainTargets { x: &x, labels: &y, teacher_logits: None }, &CrossEntropy, &options(1), None).is_err());
-        let good = MlpShape::from_layers(2, vec![Layer::Dense(4), Layer::Residual(vec![Layer::Dense(4), Layer::Activation(Activation::Gelu)]), Layer::Dense(3)]).unwrap();
+        let good =
+            MlpShape::from_layers(2, vec![Layer::Dense(4), Layer::Residual(vec![Layer::Dense(4), Layer::Activation(Activation::Gelu)]), Layer::Dense(3)])
+                .unwrap();
         assert_eq!(good.classes(), 3);
         assert_eq!(good.param_count(), (2 * 4 + 4) + (4 * 4 + 4) + (4 * 3 + 3));
         assert_eq!(layered_shape().param_count(), (2 * 12 + 12) + 24 + 2 * (12 * 12 + 12) + 24 + (12 * 3 + 3));
@@ -769,13 +856,7 @@ pub(crate) mod tests {
         check_layer_gradients(vec![Dense(4), act(Activation::Gelu), Dense(2)]);
         check_layer_gradients(vec![Dense(4), LayerNorm, act(Activation::Tanh), Dense(2)]);
         check_layer_gradients(vec![Dense(4), Residual(vec![Dense(4), act(Activation::Tanh)]), Dense(2)]);
-        check_layer_gradients(vec![
-            Dense(4),
-            LayerNorm,
-            act(Activation::Gelu),
-            Residual(vec![Dense(4), act(Activation::Tanh), Dense(4), LayerNorm]),
-            Dense(2),
-        ]);
+        check_layer_gradients(vec![Dense(4), LayerNorm, act(Activation::Gelu), Residual(vec![Dense(4), act(Activation::Tanh), Dense(4), LayerNorm]), Dense(2)]);
     }
 
     /// The tape through residual blocks, layer norm and gelu gives the true gradient of

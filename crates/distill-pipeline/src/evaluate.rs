@@ -101,7 +101,6 @@ impl ModelMetrics {
     }
 }
 
-
 /// One target, its measured value, and whether the student met it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResult {

@@ -23,7 +23,11 @@ pub(crate) fn plugins_hash(p: &Pipeline, base_dir: &Path) -> String {
         let bytes = resolve_path(base_dir, &plugin.path).ok().and_then(|path| std::fs::read(path).ok()).unwrap_or_default();
         all.extend(hash_bytes(&bytes).into_bytes());
     }
-    if all.is_empty() { String::new() } else { hash_bytes(&all) }
+    if all.is_empty() {
+        String::new()
+    } else {
+        hash_bytes(&all)
+    }
 }
 
 pub(crate) fn teacher_sees_hidden(p: &Pipeline) -> bool {

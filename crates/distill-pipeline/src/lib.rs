@@ -16,13 +16,13 @@ mod run;
 mod rundir;
 mod trained;
 
+pub use distill_cache::Cache;
+pub use distill_plugin_host::inspect as inspect_plugin;
 pub use evaluate::{ModelMetrics, TargetResult};
 pub use lock::{keys_in_use, Lock, StageRecord};
 pub use plan::{plan, plan_table, PlannedStage};
 pub use report::{compare, write_report};
-pub use distill_cache::Cache;
 pub use run::{check, load_plugins, run, CheckOutcome, Force, RunOptions, RunOutcome, Stage, Summary};
-pub use distill_plugin_host::inspect as inspect_plugin;
 
 use distill_cache::CacheError;
 use distill_data::DataError;

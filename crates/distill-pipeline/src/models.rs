@@ -1,9 +1,9 @@
 //! The network a recipe's `model:` describes: built in (`mlp`), or described by a plugin
 //! architecture in the host's layer vocabulary and built here like a built-in one.
 
+use distill_data::Prepared;
 use distill_nn::{Layer, MlpShape};
 use distill_plugin_host::{Activation as PluginActivation, Layer as PluginLayer, PluginRegistry};
-use distill_data::Prepared;
 use distill_spec::{Activation, Arch, ModelSpec};
 
 use crate::PipelineError;
@@ -57,14 +57,8 @@ mod tests {
         let host: Vec<Layer> = plugin.iter().map(host_layer).collect();
         assert_eq!(
             host,
-            vec![
-                Layer::Dense(8),
-                Layer::Activation(Activation::Tanh),
-                Layer::Residual(vec![Layer::Dense(8), Layer::Dropout(0.25)]),
-                Layer::Dense(3)
-            ]
+            vec![Layer::Dense(8), Layer::Activation(Activation::Tanh), Layer::Residual(vec![Layer::Dense(8), Layer::Dropout(0.25)]), Layer::Dense(3)]
         );
         assert_eq!(MlpShape::from_layers(4, host).unwrap().param_count(), 4 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3);
     }
-
 }

@@ -111,17 +111,35 @@ pub fn plan(opts: &RunOptions) -> Result<Vec<PlannedStage>, PipelineError> {
         let suffix = if seeds.len() > 1 { format!("@{seed}") } else { String::new() };
         let seed_for = derive_seed(seed, "student");
         match &logits_hash {
-            None => out.push(PlannedStage { stage: format!("student{suffix}"), action: "run", reason: "its input, the teacher logits, will be computed first".into() }),
+            None => out.push(PlannedStage {
+                stage: format!("student{suffix}"),
+                action: "run",
+                reason: "its input, the teacher logits, will be computed first".into(),
+            }),
             Some(h) => {
                 let fp = keys::student(p, &data, h, seed_for, &plugins);
                 let forced = opts.force.includes(Stage::Student);
-                cached_stage(&mut out, format!("student{suffix}"), verified("student", &fp.key).is_some(), forced, &fp, since(&last, "student", Some(seed), &fp));
+                cached_stage(
+                    &mut out,
+                    format!("student{suffix}"),
+                    verified("student", &fp.key).is_some(),
+                    forced,
+                    &fp,
+                    since(&last, "student", Some(seed), &fp),
+                );
             }
         }
         if p.student.baseline {
             let fp = keys::baseline(p, &data, &baseline_train, baseline_steps, seed_for, &plugins);
             let forced = opts.force.includes(Stage::Baseline);
-            cached_stage(&mut out, format!("baseline{suffix}"), verified("baseline", &fp.key).is_some(), forced, &fp, since(&last, "baseline", Some(seed), &fp));
+            cached_stage(
+                &mut out,
+                format!("baseline{suffix}"),
+                verified("baseline", &fp.key).is_some(),
+                forced,
+                &fp,
+                since(&last, "baseline", Some(seed), &fp),
+            );
         }
     }
     out.push(PlannedStage { stage: "evaluate".into(), action: "run", reason: "test metrics, latency, report (always)".into() });

@@ -10,8 +10,8 @@ use distill_nn::{predict_logits, EpochStats, Mlp};
 use distill_spec::{EvaluateSpec, Pipeline};
 
 use crate::evaluate::ModelMetrics;
-use crate::rundir::RunDir;
 use crate::run::Summary;
+use crate::rundir::RunDir;
 use crate::PipelineError;
 
 /// What the detailed evaluation of a model needs.
@@ -53,7 +53,8 @@ impl Detail<'_> {
     /// The full metric set from test logits alone (what an external teacher has).
     pub fn add_logits(&self, logits: &[f32], metrics: &mut ModelMetrics, against_teacher: bool) -> Result<(), PipelineError> {
         let (y, classes) = (&self.data.test.y, &self.data.class_names);
-        let mut evaluation = evaluate_model(logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
+        let mut evaluation =
+            evaluate_model(logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
         if against_teacher {
             evaluation.teacher_agreement = self.teacher_test.and_then(|t| distill_eval::metrics::agreement(t, logits, classes.len()).ok());
         }
@@ -137,7 +138,8 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
 /// (Re)writes `report.md`, `report.html` and the SVG plots beside them from the run's `report-input.json`.
 pub fn write_report(run_dir: &Path) -> Result<(), PipelineError> {
     let input_path = run_dir.join("report-input.json");
-    let text = std::fs::read_to_string(&input_path).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", input_path.display())))?;
+    let text =
+        std::fs::read_to_string(&input_path).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", input_path.display())))?;
     let input: Option<ReportInput> = serde_json::from_str(&text).map_err(|e| PipelineError::Other(format!("{}: {e}", input_path.display())))?;
     let Some(input) = input else {
         return Err(PipelineError::Other(format!("{}: the run has no evaluation to report", input_path.display())));
@@ -157,9 +159,14 @@ pub fn write_report(run_dir: &Path) -> Result<(), PipelineError> {
 pub fn compare(run_dirs: &[&Path]) -> Result<Comparison, PipelineError> {
     let mut runs = Vec::new();
     for dir in run_dirs {
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", dir.join(name).display())));
-        let metrics: serde_json::Value = serde_json::from_str(&read("metrics.json")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("metrics.json").display())))?;
-        let recipe: serde_json::Value = serde_yaml::from_str(&read("pipeline.resolved.yaml")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("pipeline.resolved.yaml").display())))?;
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", dir.join(name).display())))
+        };
+        let metrics: serde_json::Value =
+            serde_json::from_str(&read("metrics.json")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("metrics.json").display())))?;
+        let recipe: serde_json::Value = serde_yaml::from_str(&read("pipeline.resolved.yaml")?)
+            .map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("pipeline.resolved.yaml").display())))?;
         runs.push((dir.display().to_string(), metrics, recipe));
     }
     Ok(compare_runs(&runs))

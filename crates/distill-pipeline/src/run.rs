@@ -8,9 +8,12 @@ use serde::Serialize;
 
 use distill_cache::{decode_logits, encode_logits, hash_bytes, Cache, Fingerprint, FingerprintBuilder, KeyBuilder, LogitMeta};
 use distill_data::{load_source, prepare_and_check, resolve_path, run_checks_with_label, CheckReport, LabelState, Prepared, Tables};
-use polars::prelude::DataFrame;
-use distill_nn::{accuracy, Checkpointing, load_weights, predict_logits, save_weights, train, CrossEntropy, EpochStats, Loss, Mlp, MlpShape, TrainOptions, TrainTargets, LossResult, NO_LABEL};
+use distill_nn::{
+    accuracy, load_weights, predict_logits, save_weights, train, Checkpointing, CrossEntropy, EpochStats, Loss, LossResult, Mlp, MlpShape, TrainOptions,
+    TrainTargets, NO_LABEL,
+};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
+use polars::prelude::DataFrame;
 
 use crate::external::{self, ExternalTeacher};
 use crate::keys;
@@ -300,9 +303,22 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     // Teacher: weights keyed by everything that decides them, or given (weights or logits).
     let teacher_rows = data.train.subset(|s| s == LabelState::Labelled || (keys::teacher_sees_hidden(p) && s == LabelState::Hidden));
     let teacher_seed = derive_seed(p.seed, "teacher");
-    let (teacher, teacher_id, teacher_fp) = teacher_stage(&mut stages, loaded, &data, teacher_shape.as_ref(), &plugins_hash, teacher_seed, teacher_rows.len(), |model| {
-        Fit { x: &teacher_rows.x, labels: &teacher_rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed: teacher_seed, name: "teacher", max_steps: None, checkpoints: &checkpoints, device: p.device }.run(model, &data)
-    })?;
+    let (teacher, teacher_id, teacher_fp) =
+        teacher_stage(&mut stages, loaded, &data, teacher_shape.as_ref(), &plugins_hash, teacher_seed, teacher_rows.len(), |model| {
+            Fit {
+                x: &teacher_rows.x,
+                labels: &teacher_rows.y,
+                teacher: None,
+                loss: &CrossEntropy,
+                spec: &p.teacher.train,
+                seed: teacher_seed,
+                name: "teacher",
+                max_steps: None,
+                checkpoints: &checkpoints,
+                device: p.device,
+            }
+            .run(model, &data)
+        })?;
     if let Teacher::Model(t, _) = &teacher {
         run_dir.write("teacher.safetensors", &t.bytes)?;
     }
@@ -340,9 +356,30 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         let recorded_seed = Some(seed);
         let name = format!("student{suffix}");
         let fp = keys::student(p, &data, &logits_blake3, seed_for, &plugins_hash);
-        let job = ModelJob { stage: Stage::Student, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: data.train.len() };
+        let job = ModelJob {
+            stage: Stage::Student,
+            name: &name,
+            seed: recorded_seed,
+            fp: &fp,
+            shape: &student_shape,
+            init_seed: seed_for,
+            spec: &p.student.model,
+            rows: data.train.len(),
+        };
         let (student, seconds) = stages.model(&job, |model| {
-            Fit { x: &data.train.x, labels: &student_labels, teacher: Some(&teacher_logits), loss: kd.as_ref(), spec: &p.student.train, seed: seed_for, name: &name, max_steps: None, checkpoints: &checkpoints, device: p.device }.run(model, &data)
+            Fit {
+                x: &data.train.x,
+                labels: &student_labels,
+                teacher: Some(&teacher_logits),
+                loss: kd.as_ref(),
+                spec: &p.student.train,
+                seed: seed_for,
+                name: &name,
+                max_steps: None,
+                checkpoints: &checkpoints,
+                device: p.device,
+            }
+            .run(model, &data)
         })?;
         history.insert(name.clone(), student.history);
         student_runs.push((seed, measure(&student.model, seconds)));
@@ -352,9 +389,30 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
         if p.student.baseline {
             let name = format!("baseline{suffix}");
             let fp = keys::baseline(p, &data, &baseline_train, baseline_steps, seed_for, &plugins_hash);
-            let job = ModelJob { stage: Stage::Baseline, name: &name, seed: recorded_seed, fp: &fp, shape: &student_shape, init_seed: seed_for, spec: &p.student.model, rows: baseline_rows.len() };
+            let job = ModelJob {
+                stage: Stage::Baseline,
+                name: &name,
+                seed: recorded_seed,
+                fp: &fp,
+                shape: &student_shape,
+                init_seed: seed_for,
+                spec: &p.student.model,
+                rows: baseline_rows.len(),
+            };
             let (model, seconds) = stages.model(&job, |model| {
-                Fit { x: &baseline_rows.x, labels: &baseline_rows.y, teacher: None, loss: &CrossEntropy, spec: &baseline_train, seed: seed_for, name: &name, max_steps: Some(baseline_steps), checkpoints: &checkpoints, device: p.device }.run(model, &data)
+                Fit {
+                    x: &baseline_rows.x,
+                    labels: &baseline_rows.y,
+                    teacher: None,
+                    loss: &CrossEntropy,
+                    spec: &baseline_train,
+                    seed: seed_for,
+                    name: &name,
+                    max_steps: Some(baseline_steps),
+                    checkpoints: &checkpoints,
+                    device: p.device,
+                }
+                .run(model, &data)
             })?;
             history.insert(name.clone(), model.history);
             baseline_runs.push((seed, measure(&model.model, seconds)));
@@ -390,7 +448,8 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry, run_dir:
     let mut student_metrics = ModelMetrics::aggregate(student_runs);
     let mut baseline_metrics = (!baseline_runs.is_empty()).then(|| ModelMetrics::aggregate(baseline_runs));
     for (name, model) in &first_models {
-        let bytes = save_weights(model, metadata(name, &p.student.model, None)).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
+        let bytes = save_weights(model, metadata(name, &p.student.model, None))
+            .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {name}"), source })?;
         run_dir.write(&format!("{name}.safetensors"), &bytes)?;
         match (*name, baseline_metrics.as_mut()) {
             ("student", _) => detail.add(model, bytes.len(), &mut student_metrics, true)?,
@@ -583,7 +642,8 @@ fn logits_stage(stages: &mut Stages, p: &Pipeline, data: &Prepared, teacher: &Te
     let storage = keys::storage(p);
     let fp = keys::logits(teacher_id, data, &storage);
     let path = stages.cache.logits(&fp.key);
-    let meta = LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k };
+    let meta =
+        LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k };
     let (values, bytes) = match cached_logits(stages.cache, &path, &meta, data, stages.force.includes(Stage::Logits)) {
         Some(found) => {
             tracing::info!(key = %short(&fp.key), "teacher logits: cache hit, skipped inference");
@@ -691,7 +751,11 @@ struct Checkpoints {
 
 impl Checkpoints {
     fn for_job(&self, name: &str, seed: u64) -> Checkpointing {
-        let job = KeyBuilder::new("checkpoint-job/v1").part("recipe", self.recipe.as_bytes()).part("name", name.as_bytes()).part("seed", &seed.to_le_bytes()).finish();
+        let job = KeyBuilder::new("checkpoint-job/v1")
+            .part("recipe", self.recipe.as_bytes())
+            .part("name", name.as_bytes())
+            .part("seed", &seed.to_le_bytes())
+            .finish();
         Checkpointing { path: self.dir.join(format!("{job}.ckpt")), job, resume: self.resume }
     }
 }
@@ -699,7 +763,11 @@ impl Checkpoints {
 impl Fit<'_> {
     fn run(&self, model: &mut Mlp, data: &Prepared) -> Result<Vec<EpochStats>, PipelineError> {
         let spec = self.spec;
-        let options = TrainOptions { checkpoint: Some(self.checkpoints.for_job(self.name, self.seed)), device: self.device, ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps) };
+        let options = TrainOptions {
+            checkpoint: Some(self.checkpoints.for_job(self.name, self.seed)),
+            device: self.device,
+            ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps)
+        };
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();
@@ -708,7 +776,14 @@ impl Fit<'_> {
         let rows = self.labels.len();
         let steps = self.max_steps.unwrap_or(usize::MAX).min(spec.epochs * options.steps_per_epoch(rows));
         let samples = (steps * spec.batch).min(rows * spec.epochs) as f64;
-        tracing::info!(model = self.name, rows, epochs = history.len(), seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
+        tracing::info!(
+            model = self.name,
+            rows,
+            epochs = history.len(),
+            seconds = format!("{seconds:.2}"),
+            samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)),
+            "trained"
+        );
         Ok(history)
     }
 }

@@ -48,7 +48,11 @@ impl RunDir {
 
 /// `base/relative` unless `relative` is absolute.
 pub fn resolve(base: &Path, relative: &Path) -> PathBuf {
-    if relative.is_absolute() { relative.to_path_buf() } else { base.join(relative) }
+    if relative.is_absolute() {
+        relative.to_path_buf()
+    } else {
+        base.join(relative)
+    }
 }
 
 #[cfg(test)]

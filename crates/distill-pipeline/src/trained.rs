@@ -37,8 +37,17 @@ fn history_of(bytes: &[u8]) -> Option<Vec<EpochStats>> {
 }
 
 /// Saves `model` with its history as the cache artifact of `kind`/`key`; returns its bytes.
-pub(crate) fn store(cache: &Cache, kind: &str, key: &str, spec: &ModelSpec, model: Mlp, history: Vec<EpochStats>, pipeline: &str) -> Result<Trained, PipelineError> {
-    let bytes = save_weights(&model, metadata(key, spec, Some(&history))).map_err(|source| PipelineError::Checkpoint { context: format!("saving the {kind}"), source })?;
+pub(crate) fn store(
+    cache: &Cache,
+    kind: &str,
+    key: &str,
+    spec: &ModelSpec,
+    model: Mlp,
+    history: Vec<EpochStats>,
+    pipeline: &str,
+) -> Result<Trained, PipelineError> {
+    let bytes = save_weights(&model, metadata(key, spec, Some(&history)))
+        .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {kind}"), source })?;
     cache.store(kind, key, &cache.artifact(kind, key), &bytes, pipeline)?;
     Ok(Trained { model, history, bytes })
 }

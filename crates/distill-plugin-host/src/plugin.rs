@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use distill_plugin::abi::{
-    ArchEntry, ArchFn, EntryFn, LossEntry, LossFn, PluginDescriptor, ABI_VERSION, ENTRY_SYMBOL, STATUS_BUFFER_TOO_SMALL,
-    STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    ArchEntry, ArchFn, EntryFn, LossEntry, LossFn, PluginDescriptor, ABI_VERSION, ENTRY_SYMBOL, STATUS_BUFFER_TOO_SMALL, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
 };
 use distill_plugin::{layers_from_json, validate_layers, Layer};
 use libloading::Library;
@@ -103,21 +102,14 @@ impl Plugin {
         }
         // SAFETY: loading runs the library's initialisers; the caller chose to trust this
         // library by naming it (documented above).
-        let library = unsafe { Library::new(&path) }
-            .map_err(|e| PluginError::Open { path: path.clone(), message: e.to_string() })?;
+        let library = unsafe { Library::new(&path) }.map_err(|e| PluginError::Open { path: path.clone(), message: e.to_string() })?;
         let symbol = format!("{ENTRY_SYMBOL}\0");
         // SAFETY: the symbol's type is fixed by the ABI; a library exporting that name with
         // another type is outside what we can check.
-        let entry: EntryFn = unsafe { library.get::<EntryFn>(symbol.as_bytes()) }
-            .map(|s| *s)
-            .map_err(|_| PluginError::NotAPlugin { path: path.clone() })?;
+        let entry: EntryFn = unsafe { library.get::<EntryFn>(symbol.as_bytes()) }.map(|s| *s).map_err(|_| PluginError::NotAPlugin { path: path.clone() })?;
 
         let mut id = PluginId { name: None, path: path.clone() };
-        let bad = |id: &PluginId, detail: String| PluginError::BadDescriptor {
-            plugin: id.clone(),
-            symbol: ENTRY_SYMBOL.to_string(),
-            detail,
-        };
+        let bad = |id: &PluginId, detail: String| PluginError::BadDescriptor { plugin: id.clone(), symbol: ENTRY_SYMBOL.to_string(), detail };
         // SAFETY: the entry symbol has the ABI's signature.
         let desc_ptr: *const PluginDescriptor = unsafe { entry() };
         if desc_ptr.is_null() {
@@ -137,11 +129,8 @@ impl Plugin {
         id.name = Some(name);
         let version = unsafe { read_name(desc.version, "plugin version") }.map_err(|e| bad(&id, e))?;
 
-        let loss_table: &[LossEntry] =
-            unsafe { read_table(desc.losses, desc.n_losses, "loss") }.map_err(|e| bad(&id, e))?;
-        let arch_table: &[ArchEntry] =
-            unsafe { read_table(desc.architectures, desc.n_architectures, "architecture") }
-                .map_err(|e| bad(&id, e))?;
+        let loss_table: &[LossEntry] = unsafe { read_table(desc.losses, desc.n_losses, "loss") }.map_err(|e| bad(&id, e))?;
+        let arch_table: &[ArchEntry] = unsafe { read_table(desc.architectures, desc.n_architectures, "architecture") }.map_err(|e| bad(&id, e))?;
         let mut losses = Vec::with_capacity(loss_table.len());
         for (i, entry) in loss_table.iter().enumerate() {
             let name = unsafe { read_name(entry.name, &format!("loss {i} name")) }.map_err(|e| bad(&id, e))?;
@@ -149,8 +138,7 @@ impl Plugin {
         }
         let mut architectures = Vec::with_capacity(arch_table.len());
         for (i, entry) in arch_table.iter().enumerate() {
-            let name =
-                unsafe { read_name(entry.name, &format!("architecture {i} name")) }.map_err(|e| bad(&id, e))?;
+            let name = unsafe { read_name(entry.name, &format!("architecture {i} name")) }.map_err(|e| bad(&id, e))?;
             architectures.push((name, entry.func));
         }
         check_unique(&id, "loss", losses.iter().map(|(n, _)| n))?;
@@ -260,13 +248,7 @@ impl fmt::Display for PluginInfo {
 }
 
 /// Decodes the status of a plugin call into an error, if it is one.
-fn check_status(
-    plugin: &PluginId,
-    symbol: &str,
-    status: i32,
-    err: &[u8],
-    err_len: usize,
-) -> Result<(), PluginError> {
+fn check_status(plugin: &PluginId, symbol: &str, status: i32, err: &[u8], err_len: usize) -> Result<(), PluginError> {
     let message = || String::from_utf8_lossy(&err[..err_len.min(err.len())]).into_owned();
     let (plugin, symbol) = (plugin.clone(), symbol.to_string());
     match status {
@@ -323,20 +305,9 @@ impl PluginLoss {
     /// plugin and the loss: buffer lengths or labels that do not fit `k` (checked before the
     /// call), an error or panic inside the plugin, and a loss value or gradient entry that is
     /// NaN or infinite.
-    pub fn value_and_grad(
-        &self,
-        student: &[f32],
-        teacher: Option<&[f32]>,
-        labels: &[u32],
-        k: usize,
-        params: &Value,
-    ) -> Result<(f64, Vec<f32>), PluginError> {
+    pub fn value_and_grad(&self, student: &[f32], teacher: Option<&[f32]>, labels: &[u32], k: usize, params: &Value) -> Result<(f64, Vec<f32>), PluginError> {
         let n = labels.len();
-        let bad_input = |message: String| PluginError::BadInput {
-            plugin: self.plugin.id.clone(),
-            symbol: self.symbol(),
-            message,
-        };
+        let bad_input = |message: String| PluginError::BadInput { plugin: self.plugin.id.clone(), symbol: self.symbol(), message };
         let len = n.checked_mul(k).ok_or_else(|| bad_input(format!("batch shape {n} × {k} overflows")))?;
         if k == 0 && n > 0 {
             return Err(bad_input("class count k is 0".to_string()));
@@ -377,12 +348,7 @@ impl PluginLoss {
             )
         };
         check_status(&self.plugin.id, &self.symbol(), status, &err, err_len)?;
-        let non_finite = |what: String, value: f64| PluginError::NonFinite {
-            plugin: self.plugin.id.clone(),
-            symbol: self.symbol(),
-            what,
-            value,
-        };
+        let non_finite = |what: String, value: f64| PluginError::NonFinite { plugin: self.plugin.id.clone(), symbol: self.symbol(), what, value };
         if !loss.is_finite() {
             return Err(non_finite("loss value".to_string(), loss));
         }
@@ -427,11 +393,7 @@ impl PluginArch {
     /// outputs). `params` is the architecture's parameter object (`Value::Null` for none).
     pub fn describe(&self, inputs: usize, classes: usize, params: &Value) -> Result<Vec<Layer>, PluginError> {
         let params = params_json(params);
-        let bad_output = |message: String| PluginError::BadOutput {
-            plugin: self.plugin.id.clone(),
-            symbol: self.symbol(),
-            message,
-        };
+        let bad_output = |message: String| PluginError::BadOutput { plugin: self.plugin.id.clone(), symbol: self.symbol(), message };
         let mut cap = ARCH_BUFFER;
         // Two tries: the plugin reports the size it needs after the first.
         for _ in 0..2 {
@@ -537,35 +499,25 @@ impl PluginRegistry {
 
     /// Like [`loss`](Self::loss), but an unknown name is an error listing the available losses.
     pub fn require_loss(&self, name: &str) -> Result<PluginLoss, PluginError> {
-        self.loss(name).ok_or_else(|| PluginError::Unknown {
-            kind: "loss",
-            name: name.to_string(),
-            available: self.loss_names(),
-        })
+        self.loss(name).ok_or_else(|| PluginError::Unknown { kind: "loss", name: name.to_string(), available: self.loss_names() })
     }
 
     /// Like [`architecture`](Self::architecture), but an unknown name is an error listing the
     /// available architectures.
     pub fn require_architecture(&self, name: &str) -> Result<PluginArch, PluginError> {
-        self.architecture(name).ok_or_else(|| PluginError::Unknown {
-            kind: "architecture",
-            name: name.to_string(),
-            available: self.architecture_names(),
-        })
+        self.architecture(name).ok_or_else(|| PluginError::Unknown { kind: "architecture", name: name.to_string(), available: self.architecture_names() })
     }
 
     /// All loss names, sorted.
     pub fn loss_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.plugins.iter().flat_map(|p| p.loss_names()).map(String::from).collect();
+        let mut names: Vec<String> = self.plugins.iter().flat_map(|p| p.loss_names()).map(String::from).collect();
         names.sort();
         names
     }
 
     /// All architecture names, sorted.
     pub fn architecture_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.plugins.iter().flat_map(|p| p.architecture_names()).map(String::from).collect();
+        let mut names: Vec<String> = self.plugins.iter().flat_map(|p| p.architecture_names()).map(String::from).collect();
         names.sort();
         names
     }

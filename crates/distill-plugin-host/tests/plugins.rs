@@ -39,11 +39,7 @@ fn built() -> &'static Path {
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !output.status.success() {
-                return Err(format!(
-                    "building {} failed:\n{}",
-                    manifest.display(),
-                    String::from_utf8_lossy(&output.stderr)
-                ));
+                return Err(format!("building {} failed:\n{}", manifest.display(), String::from_utf8_lossy(&output.stderr)));
             }
         }
         Ok(target.join("release"))
@@ -198,9 +194,7 @@ fn a_panic_in_a_plugin_is_an_error_and_the_process_survives() {
 fn non_finite_and_malformed_outputs_are_errors() {
     let plugin = Plugin::load(lib("fixture_non_finite")).unwrap();
     let (student, teacher, labels) = batch(3, 4, 0.0);
-    let call = |name: &str| {
-        plugin.loss(name).unwrap().value_and_grad(&student, Some(&teacher), &labels, 4, &json!({})).unwrap_err()
-    };
+    let call = |name: &str| plugin.loss(name).unwrap().value_and_grad(&student, Some(&teacher), &labels, 4, &json!({})).unwrap_err();
 
     let err = call("nan_loss");
     assert!(matches!(err, PluginError::NonFinite { .. }), "{err:?}");
@@ -277,11 +271,7 @@ fn registry_looks_up_names_and_refuses_clashes() {
     assert_eq!(err.to_string(), "no plugin provides architecture `mlp`; available: resmlp");
 
     // A copy of the same library under another path declares the same names: a clash.
-    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "{}cosine_kd_copy{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}cosine_kd_copy{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
     std::fs::copy(lib("cosine_kd"), &copy).unwrap();
     let err = registry.load(&copy).unwrap_err();
     assert!(matches!(&err, PluginError::DuplicateName { other: Some(_), .. }), "{err:?}");

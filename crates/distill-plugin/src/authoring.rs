@@ -102,10 +102,7 @@ pub fn param_f64(params: &Value, key: &str, default: f64) -> Result<f64, String>
 pub fn param_usize(params: &Value, key: &str, default: usize) -> Result<usize, String> {
     match as_object(params)?.and_then(|m| m.get(key)) {
         None => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .and_then(|u| usize::try_from(u).ok())
-            .ok_or_else(|| format!("parameter `{key}` must be a whole number ≥ 0, got {v}")),
+        Some(v) => v.as_u64().and_then(|u| usize::try_from(u).ok()).ok_or_else(|| format!("parameter `{key}` must be a whole number ≥ 0, got {v}")),
     }
 }
 

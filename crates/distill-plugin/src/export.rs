@@ -48,12 +48,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Turns the outcome of a guarded call into a status code, writing any message.
-unsafe fn finish(
-    outcome: std::thread::Result<Result<i32, String>>,
-    err: *mut u8,
-    err_cap: usize,
-    err_len: *mut usize,
-) -> i32 {
+unsafe fn finish(outcome: std::thread::Result<Result<i32, String>>, err: *mut u8, err_cap: usize, err_len: *mut usize) -> i32 {
     match outcome {
         Ok(Ok(status)) => status,
         Ok(Err(msg)) => {
@@ -129,10 +124,7 @@ pub unsafe fn call_loss(
         let input = LossInput { student, teacher, labels, n, k, params };
         let out = f(&input)?;
         if out.grad.len() != len {
-            return Err(format!(
-                "the loss returned {} gradient values for a {n} × {k} batch (expected {len})",
-                out.grad.len()
-            ));
+            return Err(format!("the loss returned {} gradient values for a {n} × {k} batch (expected {len})", out.grad.len()));
         }
         // SAFETY: `grad_out` holds `len` f32s and `loss_out` one f64 (LossFn contract).
         unsafe {

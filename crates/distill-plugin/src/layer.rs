@@ -70,19 +70,16 @@ impl Layer {
 
     /// Parses a one-key JSON object. Unknown keys, extra keys and wrong value types are errors.
     pub fn from_json(value: &Value) -> Result<Layer, String> {
-        let obj: &Map<String, Value> =
-            value.as_object().ok_or_else(|| format!("a layer must be a one-key object, got {value}"))?;
+        let obj: &Map<String, Value> = value.as_object().ok_or_else(|| format!("a layer must be a one-key object, got {value}"))?;
         let mut entries = obj.iter();
         let (key, v) = match (entries.next(), entries.next()) {
             (Some(kv), None) => kv,
             _ => return Err(format!("a layer must be an object with exactly one key, got {value}")),
         };
         match key.as_str() {
-            "dense" => v
-                .as_u64()
-                .and_then(|u| usize::try_from(u).ok())
-                .map(Layer::Dense)
-                .ok_or_else(|| format!("`dense` takes a whole number of units, got {v}")),
+            "dense" => {
+                v.as_u64().and_then(|u| usize::try_from(u).ok()).map(Layer::Dense).ok_or_else(|| format!("`dense` takes a whole number of units, got {v}"))
+            }
             "activation" => {
                 let name = v.as_str().ok_or_else(|| format!("`activation` takes a name, got {v}"))?;
                 Activation::parse(name).map(Layer::Activation)
@@ -112,11 +109,7 @@ pub fn layers_to_json(layers: &[Layer]) -> String {
 pub fn layers_from_json(text: &str) -> Result<Vec<Layer>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("layer list is not valid JSON: {e}"))?;
     let items = value.as_array().ok_or_else(|| "layer list must be a JSON array".to_string())?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| Layer::from_json(item).map_err(|e| format!("layer {i}: {e}")))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| Layer::from_json(item).map_err(|e| format!("layer {i}: {e}"))).collect()
 }
 
 /// Width after applying `layers` to `inputs` features, checking every layer on the way:
@@ -128,17 +121,13 @@ pub fn output_width(inputs: usize, layers: &[Layer]) -> Result<usize, String> {
             Layer::Dense(0) => return Err(format!("layer {i}: `dense` needs at least 1 unit")),
             Layer::Dense(units) => *units,
             Layer::Activation(_) => width,
-            Layer::Dropout(p) if !(0.0..1.0).contains(p) => {
-                return Err(format!("layer {i}: dropout probability {p} is outside [0, 1)"))
-            }
+            Layer::Dropout(p) if !(0.0..1.0).contains(p) => return Err(format!("layer {i}: dropout probability {p} is outside [0, 1)")),
             Layer::Dropout(_) => width,
             Layer::Residual(inner) if inner.is_empty() => return Err(format!("layer {i}: empty `residual` block")),
             Layer::Residual(inner) => {
                 let out = output_width(width, inner).map_err(|e| format!("layer {i} (residual): {e}"))?;
                 if out != width {
-                    return Err(format!(
-                        "layer {i}: a residual block must keep the width, but it maps {width} to {out}"
-                    ));
+                    return Err(format!("layer {i}: a residual block must keep the width, but it maps {width} to {out}"));
                 }
                 width
             }

@@ -55,9 +55,7 @@ mod export;
 pub mod layer;
 
 pub use abi::ABI_VERSION;
-pub use authoring::{
-    check_params, param_f64, param_usize, softmax_t, ArchInput, LossInput, LossOutput,
-};
+pub use authoring::{check_params, param_f64, param_usize, softmax_t, ArchInput, LossInput, LossOutput};
 pub use export::{ArchImpl, LossImpl};
 pub use layer::{layers_from_json, layers_to_json, output_width, validate_layers, Activation, Layer};
 

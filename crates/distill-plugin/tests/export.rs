@@ -8,8 +8,7 @@ use distill_plugin::{export_plugin, layers_from_json, ArchInput, Layer, LossInpu
 
 fn sum_loss(input: &LossInput) -> Result<LossOutput, String> {
     let scale = input.param_f64("scale", 1.0)?;
-    let value = input.student.iter().map(|&v| v as f64 * scale).sum::<f64>()
-        + input.teacher.map_or(0.0, |t| t.iter().map(|&v| v as f64).sum());
+    let value = input.student.iter().map(|&v| v as f64 * scale).sum::<f64>() + input.teacher.map_or(0.0, |t| t.iter().map(|&v| v as f64).sum());
     Ok(LossOutput { value, grad: vec![scale as f32; input.n * input.k] })
 }
 
@@ -110,9 +109,7 @@ fn arch_trampoline_asks_for_a_larger_buffer() {
     let call = |cap: usize| {
         let (mut out, mut out_len) = (vec![0u8; cap], 0usize);
         let (mut err, mut err_len) = (vec![0u8; 256], 0usize);
-        let status = unsafe {
-            (entry.func)(3, 2, params.as_ptr(), params.len(), out.as_mut_ptr(), cap, &mut out_len, err.as_mut_ptr(), 256, &mut err_len)
-        };
+        let status = unsafe { (entry.func)(3, 2, params.as_ptr(), params.len(), out.as_mut_ptr(), cap, &mut out_len, err.as_mut_ptr(), 256, &mut err_len) };
         (status, out, out_len)
     };
     let (status, _, needed) = call(16);

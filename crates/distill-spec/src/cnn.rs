@@ -246,7 +246,10 @@ fn walk(path: &str, layers: &[LayerSpec], mut map: Map, bad: &mut impl FnMut(&st
                 let out = walk(&format!("{at}.residual"), inner, map, bad);
                 if let (Map::Image(a), Map::Image(b)) = (map, out) {
                     if a != b {
-                        bad(&format!("{at}.residual"), format!("a residual block must keep the feature map: it takes {} and returns {}", describe(a), describe(b)));
+                        bad(
+                            &format!("{at}.residual"),
+                            format!("a residual block must keep the feature map: it takes {} and returns {}", describe(a), describe(b)),
+                        );
                     }
                 }
                 map
@@ -317,10 +320,16 @@ mod tests {
 
     #[test]
     fn the_shorthand_expands_to_blocks_then_dense_layers() {
-        let m: ModelSpec = serde_yaml::from_str("{arch: cnn, conv: [{filters: 4, kernel: 3}, {filters: 8, kernel: 3}], pool: 2, hidden: [16], activation: tanh, dropout: 0.1}").unwrap();
+        let m: ModelSpec = serde_yaml::from_str(
+            "{arch: cnn, conv: [{filters: 4, kernel: 3}, {filters: 8, kernel: 3}], pool: 2, hidden: [16], activation: tanh, dropout: 0.1}",
+        )
+        .unwrap();
         let conv = |f| LayerSpec::Conv(ConvSpec { filters: f, kernel: 3, stride: 1, padding: 0 });
         let (act, pool) = (LayerSpec::Activation(Activation::Tanh), LayerSpec::Pool(PoolSpec { size: 2, kind: PoolKind::Max }));
-        assert_eq!(m.cnn_layers().unwrap(), [conv(4), act.clone(), pool.clone(), conv(8), act.clone(), pool, LayerSpec::Dense(16), act, LayerSpec::Dropout(0.1)]);
+        assert_eq!(
+            m.cnn_layers().unwrap(),
+            [conv(4), act.clone(), pool.clone(), conv(8), act.clone(), pool, LayerSpec::Dense(16), act, LayerSpec::Dropout(0.1)]
+        );
         let mlp: ModelSpec = serde_yaml::from_str("{hidden: [4]}").unwrap();
         assert_eq!(mlp.cnn_layers(), None);
     }
@@ -358,7 +367,8 @@ mod tests {
         assert_eq!(problems("{conv: [{filters: 8, kernel: 3}]}", EIGHT)[0].0, "m.conv");
         assert_eq!(problems("{layers: [{pool: 2}]}", EIGHT)[0].0, "m.arch");
         assert_eq!(problems("{arch: cnn, layers: [{conv: {filters: 2, kernel: 3}}], pool: 2}", EIGHT)[0].0, "m.pool");
-        let p = problems("{arch: cnn, layers: [{conv: {filters: 2, kernel: 3, padding: 1}}, {residual: [{conv: {filters: 3, kernel: 3, padding: 1}}]}]}", EIGHT);
+        let p =
+            problems("{arch: cnn, layers: [{conv: {filters: 2, kernel: 3, padding: 1}}, {residual: [{conv: {filters: 3, kernel: 3, padding: 1}}]}]}", EIGHT);
         assert!(p[0].1.contains("takes 8×8×2 and returns 8×8×3"), "{p:?}");
         // IDX images are inferred when the data loads; sizes are checked then.
         let m: ModelSpec = serde_yaml::from_str("{arch: cnn, conv: [{filters: 8, kernel: 3}]}").unwrap();

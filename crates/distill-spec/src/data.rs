@@ -190,16 +190,7 @@ pub struct SourceSpec {
 impl SourceSpec {
     /// A source with only a path; every other key at its default.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            format: None,
-            labels: None,
-            header: None,
-            delimiter: None,
-            null_values: None,
-            comment: None,
-            column_names: None,
-        }
+        Self { path: path.into(), format: None, labels: None, header: None, delimiter: None, null_values: None, comment: None, column_names: None }
     }
 
     /// Whether any CSV-only key is set.
@@ -741,7 +732,8 @@ pub(crate) fn validate_check(path: &str, c: &CheckSpec, bad: &mut impl FnMut(&st
 /// Values of the `data:` section beyond the checks: CSV options, the image shape and the
 /// augmentations. `validate` should call it with path `data` (see the distill-data report).
 pub fn validate_data(path: &str, d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
-    let sources = [("source", Some(&d.source)), ("test_source", d.test_source.as_ref()), ("transfer.source", d.transfer.as_ref().and_then(|t| t.source.as_ref()))];
+    let sources =
+        [("source", Some(&d.source)), ("test_source", d.test_source.as_ref()), ("transfer.source", d.transfer.as_ref().and_then(|t| t.source.as_ref()))];
     for (key, source) in sources {
         let Some(s) = source else { continue };
         let key = format!("{path}.{key}");

@@ -23,18 +23,16 @@ mod validate;
 
 use std::path::Path;
 
-pub use error::{SpecError, SpecErrors};
-pub use locate::Locations;
 pub use cnn::{describe as describe_image, ConvSpec, PoolKind, PoolSpec};
 pub use data::*;
+pub use error::{SpecError, SpecErrors};
+pub use locate::Locations;
 pub use model::*;
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SpecErrors::single(SpecError::new(path, None, "", format!("cannot read the pipeline file: {e}")))
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| SpecErrors::single(SpecError::new(path, None, "", format!("cannot read the pipeline file: {e}"))))?;
     parse_str(&text, path, overrides)
 }
 
@@ -63,9 +61,7 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
             SpecErrors::single(SpecError::new(file, pos, "", strip_location(&e)))
         })?;
         for item in overrides {
-            overrides::apply(&mut value, item).map_err(|msg| {
-                SpecErrors::single(SpecError::new(file, None, "", format!("--set {item}: {msg}")))
-            })?;
+            overrides::apply(&mut value, item).map_err(|msg| SpecErrors::single(SpecError::new(file, None, "", format!("--set {item}: {msg}"))))?;
         }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = clean_path(&e.path().to_string());
@@ -77,18 +73,17 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
     if problems.is_empty() {
         Ok(pipeline)
     } else {
-        Err(SpecErrors(
-            problems
-                .into_iter()
-                .map(|(path, msg)| SpecError::new(file, locations.find(&path), &path, msg))
-                .collect(),
-        ))
+        Err(SpecErrors(problems.into_iter().map(|(path, msg)| SpecError::new(file, locations.find(&path), &path, msg)).collect()))
     }
 }
 
 /// serde_path_to_error writes `.` for the document root.
 fn clean_path(path: &str) -> String {
-    if path == "." { String::new() } else { path.to_string() }
+    if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    }
 }
 
 /// serde_yaml appends " at line L column C"; we print the location ourselves.

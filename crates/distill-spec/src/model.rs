@@ -698,11 +698,21 @@ pub(crate) fn validate_model(path: &str, m: &ModelSpec, plugins_listed: bool, ba
         if !plugins_listed {
             bad(
                 &format!("{path}.arch"),
-                format!("unknown architecture `{name}`: the built-in ones are {}; a plugin architecture needs its library under `plugins:`", Arch::BUILT_IN.join(", ")),
+                format!(
+                    "unknown architecture `{name}`: the built-in ones are {}; a plugin architecture needs its library under `plugins:`",
+                    Arch::BUILT_IN.join(", ")
+                ),
             );
         }
         // The plugin describes the whole network from `params`.
-        for (key, given) in [("hidden", !m.hidden.is_empty()), ("layers", m.layers.is_some()), ("dropout", m.dropout != 0.0), ("norm", m.norm.is_some()), ("conv", m.conv.is_some()), ("pool", m.pool.is_some())] {
+        for (key, given) in [
+            ("hidden", !m.hidden.is_empty()),
+            ("layers", m.layers.is_some()),
+            ("dropout", m.dropout != 0.0),
+            ("norm", m.norm.is_some()),
+            ("conv", m.conv.is_some()),
+            ("pool", m.pool.is_some()),
+        ] {
             if given {
                 bad(&format!("{path}.{key}"), format!("a plugin architecture takes its settings in `params`, not `{key}`"));
             }
@@ -752,7 +762,8 @@ fn validate_layers(path: &str, layers: &[LayerSpec], mut width: Option<usize>, b
                     }
                     (None, Some(_)) => bad(
                         &format!("{at}.residual"),
-                        "put a `dense` layer before a residual block that contains dense layers: the input width is not known when the recipe is checked".into(),
+                        "put a `dense` layer before a residual block that contains dense layers: the input width is not known when the recipe is checked"
+                            .into(),
                     ),
                     _ => {}
                 }
@@ -875,9 +886,8 @@ pub(crate) fn validate_train(path: &str, t: &TrainSpec, bad: &mut impl FnMut(&st
 /// `plugins_listed` says whether the recipe names any plugin library (unknown kinds need one).
 /// Replaces the loss checks that `validate.rs` made inline (same messages for those).
 pub fn validate_loss(path: &str, loss: &LossSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
-    let unknown = |name: &str| {
-        format!("unknown loss `{name}`: built-in losses are {}; a plugin loss needs its library under `plugins:`", LossKind::BUILT_IN.join(", "))
-    };
+    let unknown =
+        |name: &str| format!("unknown loss `{name}`: built-in losses are {}; a plugin loss needs its library under `plugins:`", LossKind::BUILT_IN.join(", "));
     if !(loss.temperature.is_finite() && loss.temperature > 0.0) {
         bad(&format!("{path}.temperature"), format!("must be > 0, got {}", loss.temperature));
     }
@@ -888,7 +898,12 @@ pub fn validate_loss(path: &str, loss: &LossSpec, plugins_listed: bool, bad: &mu
         if loss.kind != LossKind::Kd {
             bad(&format!("{path}.kind"), "give either `kind` or `terms`, not both".into());
         }
-        for (key, set) in [("label_smoothing", loss.label_smoothing.is_some()), ("dkd_alpha", loss.dkd_alpha.is_some()), ("dkd_beta", loss.dkd_beta.is_some()), ("params", loss.params.is_some())] {
+        for (key, set) in [
+            ("label_smoothing", loss.label_smoothing.is_some()),
+            ("dkd_alpha", loss.dkd_alpha.is_some()),
+            ("dkd_beta", loss.dkd_beta.is_some()),
+            ("params", loss.params.is_some()),
+        ] {
             if set {
                 bad(&format!("{path}.{key}"), format!("with `terms`, `{key}` belongs inside the term it applies to"));
             }
@@ -1042,7 +1057,10 @@ mod tests {
     fn layer_lists_parse_and_widths_are_checked() {
         let text = "{layers: [{dense: 8}, {norm: layer}, {activation: gelu}, {residual: [{dense: 8}, {activation: relu}, {dropout: 0.1}]}]}";
         let m: ModelSpec = serde_yaml::from_str(text).unwrap();
-        assert_eq!(m.layers.as_ref().unwrap()[3], LayerSpec::Residual(vec![LayerSpec::Dense(8), LayerSpec::Activation(Activation::Relu), LayerSpec::Dropout(0.1)]));
+        assert_eq!(
+            m.layers.as_ref().unwrap()[3],
+            LayerSpec::Residual(vec![LayerSpec::Dense(8), LayerSpec::Activation(Activation::Relu), LayerSpec::Dropout(0.1)])
+        );
         assert!(model(text).is_empty());
         let p = model("{layers: [{dense: 8}, {residual: [{dense: 4}]}]}");
         assert_eq!(p[0].0, "m.layers[1].residual");

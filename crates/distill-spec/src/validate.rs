@@ -83,7 +83,10 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         let teacher = p.teacher.model.as_ref().filter(|_| p.teacher.weights.is_none() && p.teacher.logits.is_none());
         for (path, m) in [("teacher.model", teacher), ("student.model", Some(&p.student.model))] {
             if m.is_some_and(|m| m.arch == Arch::Cnn) {
-                bad(&format!("{path}.arch"), format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)));
+                bad(
+                    &format!("{path}.arch"),
+                    format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)),
+                );
             }
         }
     }
@@ -115,7 +118,6 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -50,10 +50,7 @@ fn cross_entropy(s: &[f32], y: usize, weight: f64, row_grad: &mut [f64]) -> f64 
 }
 
 /// Runs `row` over every row and averages loss and gradient over the batch.
-fn mean_over_rows(
-    input: &LossInput,
-    mut row: impl FnMut(usize, &mut [f64]) -> Result<f64, String>,
-) -> Result<LossOutput, String> {
+fn mean_over_rows(input: &LossInput, mut row: impl FnMut(usize, &mut [f64]) -> Result<f64, String>) -> Result<LossOutput, String> {
     let (n, k) = (input.n, input.k);
     let mut grad = vec![0f32; n * k];
     let mut total = 0.0;
@@ -85,8 +82,7 @@ pub fn cosine_kd(input: &LossInput) -> Result<LossOutput, String> {
             let cos = p.iter().zip(&q).map(|(a, b)| a * b).sum::<f64>() / (norm_p * norm_q);
             loss += alpha * (1.0 - cos);
             // g = d(1 - cos)/dp, then through softmax(s/T): dL/ds_j = p_j (g_j - p·g) / T.
-            let g: Vec<f64> =
-                p.iter().zip(&q).map(|(pj, qj)| -(qj / (norm_p * norm_q) - cos * pj / (norm_p * norm_p))).collect();
+            let g: Vec<f64> = p.iter().zip(&q).map(|(pj, qj)| -(qj / (norm_p * norm_q) - cos * pj / (norm_p * norm_p))).collect();
             let pg: f64 = p.iter().zip(&g).map(|(a, b)| a * b).sum();
             for j in 0..k {
                 row_grad[j] += alpha * p[j] * (g[j] - pg) / t;
@@ -108,8 +104,7 @@ pub fn plugin_hinton_kd(input: &LossInput) -> Result<LossOutput, String> {
         if let Some(teacher) = teacher {
             let ps = softmax_t(s, t);
             let pt = softmax_t(&teacher[i * k..(i + 1) * k], t);
-            let kl: f64 =
-                pt.iter().zip(&ps).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p.ln() - q.max(1e-300).ln())).sum();
+            let kl: f64 = pt.iter().zip(&ps).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p.ln() - q.max(1e-300).ln())).sum();
             loss += alpha * t * t * kl;
             for j in 0..k {
                 row_grad[j] += alpha * t * (ps[j] - pt[j]);
@@ -173,14 +168,7 @@ mod tests {
 
     #[test]
     fn cosine_kd_is_zero_when_student_equals_teacher() {
-        let input = LossInput {
-            student: &TEACHER,
-            teacher: Some(&TEACHER),
-            labels: &LABELS,
-            n: 2,
-            k: 4,
-            params: json!({"alpha": 1.0}),
-        };
+        let input = LossInput { student: &TEACHER, teacher: Some(&TEACHER), labels: &LABELS, n: 2, k: 4, params: json!({"alpha": 1.0}) };
         let out = cosine_kd(&input).unwrap();
         assert!(out.value.abs() < 1e-12);
         assert!(out.grad.iter().all(|g| g.abs() < 1e-6));

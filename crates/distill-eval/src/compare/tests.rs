@@ -27,11 +27,7 @@ fn metrics_rows_and_deltas() {
     let paths: Vec<&str> = c.metrics.iter().map(|m| m.path.as_str()).collect();
     assert!(paths.contains(&"student.accuracy") && paths.contains(&"teacher.accuracy"));
     assert!(!paths.iter().any(|p| p.contains("confusion")), "{paths:?}");
-    let acc = c
-        .metrics
-        .iter()
-        .find(|m| m.path == "student.accuracy")
-        .unwrap();
+    let acc = c.metrics.iter().find(|m| m.path == "student.accuracy").unwrap();
     assert_eq!(acc.values, vec![Some(0.90), Some(0.92)]);
     assert_eq!(acc.deltas[0], Some(0.0));
     assert!((acc.deltas[1].unwrap() - 0.02).abs() < 1e-12);
@@ -49,16 +45,8 @@ fn only_the_changed_key_differs() {
 #[test]
 fn missing_keys_and_number_forms() {
     let runs = vec![
-        (
-            "a".into(),
-            json!({"x": 1}),
-            json!({"lr": 2, "l": [{"w": 1}]}),
-        ),
-        (
-            "b".into(),
-            json!({"y": 2}),
-            json!({"lr": 2.0, "l": [{"w": 1}, {"w": 2}], "new": true}),
-        ),
+        ("a".into(), json!({"x": 1}), json!({"lr": 2, "l": [{"w": 1}]})),
+        ("b".into(), json!({"y": 2}), json!({"lr": 2.0, "l": [{"w": 1}, {"w": 2}], "new": true})),
     ];
     let c = compare_runs(&runs);
     let keys: Vec<&str> = c.differing_keys.iter().map(|k| k.path.as_str()).collect();
@@ -72,22 +60,12 @@ fn missing_keys_and_number_forms() {
 fn renderers_show_both_runs() {
     let c = compare_runs(&two_runs());
     let t = to_table(&c);
-    let line = t
-        .lines()
-        .find(|l| l.starts_with("student.accuracy"))
-        .unwrap();
+    let line = t.lines().find(|l| l.starts_with("student.accuracy")).unwrap();
     assert!(line.contains("0.9000") && line.contains("0.9200") && line.contains("+0.0200"));
-    let temp = t
-        .lines()
-        .find(|l| l.starts_with("student.loss.temperature"))
-        .unwrap();
+    let temp = t.lines().find(|l| l.starts_with("student.loss.temperature")).unwrap();
     assert!(temp.ends_with('4') && temp.contains('2'));
     // columns are aligned: every metrics line has its first value at the same offset
-    let offsets: Vec<usize> = t
-        .lines()
-        .filter(|l| l.contains("accuracy"))
-        .map(|l| l.find("0.9").unwrap())
-        .collect();
+    let offsets: Vec<usize> = t.lines().filter(|l| l.contains("accuracy")).map(|l| l.find("0.9").unwrap()).collect();
     assert!(offsets.windows(2).all(|w| w[0] == w[1]), "{t}");
 
     let md = to_markdown(&c);
@@ -95,10 +73,7 @@ fn renderers_show_both_runs() {
     assert!(md.contains("| student.loss.temperature | 2 | 4 |"), "{md}");
 
     let json = serde_json::to_value(&c).unwrap();
-    assert_eq!(
-        json["differing_keys"][0]["path"],
-        "student.loss.temperature"
-    );
+    assert_eq!(json["differing_keys"][0]["path"], "student.loss.temperature");
 }
 
 #[test]

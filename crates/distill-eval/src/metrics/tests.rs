@@ -31,10 +31,7 @@ fn accuracy_confusion_and_class_never_predicted() {
     let labels = [0, 0, 1, 1, 2];
     let ev = evaluate_model(&logits, &labels, &names(3), 10, 2).unwrap();
     assert!(close(ev.accuracy, 3.0 / 5.0));
-    assert_eq!(
-        ev.confusion.counts,
-        vec![vec![2, 0, 0], vec![1, 1, 0], vec![0, 1, 0]]
-    );
+    assert_eq!(ev.confusion.counts, vec![vec![2, 0, 0], vec![1, 1, 0], vec![0, 1, 0]]);
     let p = &ev.per_class;
     // class 0: tp 2, predicted 3, support 2
     assert!(close(p[0].precision, 2.0 / 3.0) && close(p[0].recall, 1.0));
@@ -78,10 +75,7 @@ fn single_class_split_has_no_nan() {
     assert_eq!(ev.top_k, 2);
     assert_eq!(ev.top_k_accuracy, 1.0);
     let json = serde_json::to_string(&ev).unwrap();
-    assert!(
-        !json.contains("null"),
-        "NaN would serialize as null: {json}"
-    );
+    assert!(!json.contains("null"), "NaN would serialize as null: {json}");
     for c in &ev.per_class {
         assert!(c.precision.is_finite() && c.recall.is_finite() && c.f1.is_finite());
     }
@@ -104,12 +98,7 @@ fn ece_on_hand_made_example() {
     // Four bins: (0,.25] (.25,.5] (.5,.75] (.75,1].
     // conf .7 correct, .7 wrong, .6 wrong -> bin 2: conf 2/3, acc 1/3
     // conf .9 correct                      -> bin 3: conf .9, acc 1
-    let rows = [
-        binary(0.7, 0),
-        binary(0.7, 0),
-        binary(0.6, 1),
-        binary(0.9, 1),
-    ];
+    let rows = [binary(0.7, 0), binary(0.7, 0), binary(0.6, 1), binary(0.9, 1)];
     let logits: Vec<f32> = rows.iter().flatten().copied().collect();
     let labels = [0, 1, 0, 1];
     let cal = calibration(&logits, &labels, 2, 4).unwrap();
@@ -119,10 +108,7 @@ fn ece_on_hand_made_example() {
     assert!((b2.mean_confidence - 2.0 / 3.0).abs() < 1e-6);
     assert!(close(b2.accuracy, 1.0 / 3.0));
     assert!((cal.bins[3].mean_confidence - 0.9).abs() < 1e-6);
-    assert_eq!(
-        (cal.bins[0].mean_confidence, cal.bins[0].accuracy),
-        (0.0, 0.0)
-    );
+    assert_eq!((cal.bins[0].mean_confidence, cal.bins[0].accuracy), (0.0, 0.0));
     assert!(close(cal.bins[3].upper, 1.0) && close(cal.bins[2].lower, 0.5));
     // 3/4 · |1/3 − 2/3| + 1/4 · |1 − 0.9| = 0.25 + 0.025
     assert!((cal.ece - 0.275).abs() < 1e-6, "ece = {}", cal.ece);
@@ -152,46 +138,18 @@ fn kl_is_zero_for_identical_logits_and_matches_hand_value() {
 fn bad_inputs_are_errors() {
     let c = names(2);
     assert_eq!(evaluate_model(&[], &[], &c, 10, 1), Err(EvalError::Empty));
-    assert!(matches!(
-        evaluate_model(&[1.0, 2.0, 3.0], &[0, 1], &c, 10, 1),
-        Err(EvalError::LogitsShape { .. })
-    ));
-    assert!(matches!(
-        evaluate_model(&[1.0, 2.0], &[2], &c, 10, 1),
-        Err(EvalError::LabelOutOfRange { label: 2, .. })
-    ));
-    assert!(matches!(
-        evaluate_model(&[1.0, f32::NAN], &[0], &c, 10, 1),
-        Err(EvalError::NonFiniteLogit {
-            row: 0,
-            class: 1,
-            ..
-        })
-    ));
-    assert!(matches!(
-        evaluate_model(&[1.0, 2.0], &[0], &c, 0, 1),
-        Err(EvalError::ZeroParameter { .. })
-    ));
-    assert!(matches!(
-        evaluate_model(&[1.0, 2.0], &[0], &c, 10, 0),
-        Err(EvalError::ZeroParameter { .. })
-    ));
-    assert_eq!(
-        evaluate_model(&[], &[], &[], 10, 1),
-        Err(EvalError::NoClasses)
-    );
-    assert!(matches!(
-        agreement(&[1.0, 2.0], &[1.0], 2),
-        Err(EvalError::AgreementShape { .. })
-    ));
+    assert!(matches!(evaluate_model(&[1.0, 2.0, 3.0], &[0, 1], &c, 10, 1), Err(EvalError::LogitsShape { .. })));
+    assert!(matches!(evaluate_model(&[1.0, 2.0], &[2], &c, 10, 1), Err(EvalError::LabelOutOfRange { label: 2, .. })));
+    assert!(matches!(evaluate_model(&[1.0, f32::NAN], &[0], &c, 10, 1), Err(EvalError::NonFiniteLogit { row: 0, class: 1, .. })));
+    assert!(matches!(evaluate_model(&[1.0, 2.0], &[0], &c, 0, 1), Err(EvalError::ZeroParameter { .. })));
+    assert!(matches!(evaluate_model(&[1.0, 2.0], &[0], &c, 10, 0), Err(EvalError::ZeroParameter { .. })));
+    assert_eq!(evaluate_model(&[], &[], &[], 10, 1), Err(EvalError::NoClasses));
+    assert!(matches!(agreement(&[1.0, 2.0], &[1.0], 2), Err(EvalError::AgreementShape { .. })));
 }
 
 #[test]
 fn predictions_break_ties_low() {
-    assert_eq!(
-        predictions(&[1.0, 1.0, 0.0, 0.0, 2.0, 2.0], 3).unwrap(),
-        vec![0, 1]
-    );
+    assert_eq!(predictions(&[1.0, 1.0, 0.0, 0.0, 2.0, 2.0], 3).unwrap(), vec![0, 1]);
 }
 
 #[test]

@@ -36,10 +36,7 @@ fn esc(s: &str) -> String {
 
 /// A CSS class from free text (`"Fail!"` → `fail`), for status colouring.
 fn slug(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// `class_of(column, cell)` may add a CSS class to a cell.
@@ -89,13 +86,7 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         let mut out = String::new();
         for (spec, (_, svg)) in plots.iter().zip(&svgs) {
             if keep(spec.kind) {
-                let _ = write!(
-                    out,
-                    "<figure id=\"plot-{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
-                    esc(&spec.name),
-                    svg.trim(),
-                    esc(&spec.title)
-                );
+                let _ = write!(out, "<figure id=\"plot-{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n", esc(&spec.name), svg.trim(), esc(&spec.title));
             }
         }
         out
@@ -115,41 +106,27 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     }
 
     let section = |h: &mut String, id: &str, heading: &str, body: String| {
-        let _ = write!(
-            h,
-            "<section id=\"{id}\">\n<h2>{heading}</h2>\n{body}</section>\n"
-        );
+        let _ = write!(h, "<section id=\"{id}\">\n<h2>{heading}</h2>\n{body}</section>\n");
     };
 
-    section(
-        &mut h,
-        "recipe",
-        "Recipe",
-        table_or(&tables::recipe(input), "No recipe summary."),
-    );
+    section(&mut h, "recipe", "Recipe", table_or(&tables::recipe(input), "No recipe summary."));
 
     let checks = tables::checks(input);
     let checks_html = if checks.rows.is_empty() {
         "<p class=\"muted\">No data checks were configured.</p>\n".to_string()
     } else {
-        table(&checks, &|col, c| {
-            (col == 2).then(|| format!("status-{}", slug(c)))
-        })
+        table(&checks, &|col, c| (col == 2).then(|| format!("status-{}", slug(c))))
     };
     section(&mut h, "checks", "Data checks", checks_html);
 
-    let metrics = plain(&tables::metrics(input))
-        + "<h3>Per-class metrics (student)</h3>\n"
-        + &table_or(&tables::per_class(input), "No classes.");
+    let metrics = plain(&tables::metrics(input)) + "<h3>Per-class metrics (student)</h3>\n" + &table_or(&tables::per_class(input), "No classes.");
     section(&mut h, "metrics", "Metrics", metrics);
 
     let targets = tables::targets(input);
     let targets_html = if targets.rows.is_empty() {
         "<p class=\"muted\">No targets were set.</p>\n".to_string()
     } else {
-        table(&targets, &|col, c| {
-            (col == 3).then(|| if c == "yes" { "met" } else { "unmet" }.to_string())
-        })
+        table(&targets, &|col, c| (col == 3).then(|| if c == "yes" { "met" } else { "unmet" }.to_string()))
     };
     section(&mut h, "targets", "Targets", targets_html);
 
@@ -161,12 +138,10 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
     };
     section(&mut h, "curves", "Training curves", curves);
 
-    let calibration = format!("<p>{}</p>\n", esc(&tables::calibration_summary(input)))
-        + &figures(&|k| k == PlotKind::Reliability);
+    let calibration = format!("<p>{}</p>\n", esc(&tables::calibration_summary(input))) + &figures(&|k| k == PlotKind::Reliability);
     section(&mut h, "calibration", "Calibration", calibration);
 
-    let mut confusion =
-        String::from("<p>Rows are true classes, columns predicted classes (student).</p>\n");
+    let mut confusion = String::from("<p>Rows are true classes, columns predicted classes (student).</p>\n");
     confusion += &figures(&|k| k == PlotKind::Confusion);
     if let Some(g) = tables::confusion(input) {
         confusion += &plain(&g);

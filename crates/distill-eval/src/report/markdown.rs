@@ -6,25 +6,14 @@ use std::fmt::Write;
 
 /// Escapes what would break a table cell or be read as inline HTML.
 fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace(['\r', '\n'], " ")
+    s.replace('\\', "\\\\").replace('|', "\\|").replace('<', "&lt;").replace(['\r', '\n'], " ")
 }
 
 fn table(g: &Grid) -> String {
     let mut out = String::new();
     let head: Vec<String> = g.header.iter().map(|h| cell(h)).collect();
     let _ = writeln!(out, "| {} |", head.join(" | "));
-    let align: Vec<&str> = (0..g.header.len())
-        .map(|i| {
-            if g.numeric.get(i).copied().unwrap_or(false) {
-                "---:"
-            } else {
-                "---"
-            }
-        })
-        .collect();
+    let align: Vec<&str> = (0..g.header.len()).map(|i| if g.numeric.get(i).copied().unwrap_or(false) { "---:" } else { "---" }).collect();
     let _ = writeln!(out, "|{}|", align.join("|"));
     for row in &g.rows {
         let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
@@ -46,12 +35,7 @@ fn table_or(g: &Grid, empty: &str) -> String {
 pub fn render_markdown(input: &ReportInput) -> String {
     let plots = plan(input);
     let image = |kinds: &dyn Fn(PlotKind) -> bool| {
-        plots
-            .iter()
-            .filter(|p| kinds(p.kind))
-            .map(|p| format!("![{}]({})\n", p.title, p.file()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        plots.iter().filter(|p| kinds(p.kind)).map(|p| format!("![{}]({})\n", p.title, p.file())).collect::<Vec<_>>().join("\n")
     };
 
     let mut md = String::new();

@@ -172,33 +172,15 @@ fn plan(input: &ReportInput) -> Vec<PlotSpec> {
     let mut out = Vec::new();
     for (i, (role, m)) in models.iter().enumerate() {
         if !m.history.is_empty() {
-            out.push(PlotSpec {
-                kind: PlotKind::Loss(i),
-                name: format!("loss-{role}"),
-                title: format!("{} loss per epoch", capitalize(role)),
-            });
+            out.push(PlotSpec { kind: PlotKind::Loss(i), name: format!("loss-{role}"), title: format!("{} loss per epoch", capitalize(role)) });
         }
     }
-    let any_val_acc = models
-        .iter()
-        .any(|(_, m)| m.history.iter().any(|e| e.val_accuracy.is_some()));
+    let any_val_acc = models.iter().any(|(_, m)| m.history.iter().any(|e| e.val_accuracy.is_some()));
     if any_val_acc {
-        out.push(PlotSpec {
-            kind: PlotKind::ValAccuracy,
-            name: "val-accuracy".into(),
-            title: "Validation accuracy per epoch".into(),
-        });
+        out.push(PlotSpec { kind: PlotKind::ValAccuracy, name: "val-accuracy".into(), title: "Validation accuracy per epoch".into() });
     }
-    out.push(PlotSpec {
-        kind: PlotKind::Reliability,
-        name: "reliability".into(),
-        title: "Reliability diagram".into(),
-    });
-    out.push(PlotSpec {
-        kind: PlotKind::Confusion,
-        name: "confusion-student".into(),
-        title: "Student confusion matrix".into(),
-    });
+    out.push(PlotSpec { kind: PlotKind::Reliability, name: "reliability".into(), title: "Reliability diagram".into() });
+    out.push(PlotSpec { kind: PlotKind::Confusion, name: "confusion-student".into(), title: "Student confusion matrix".into() });
     out
 }
 

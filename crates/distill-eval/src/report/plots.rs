@@ -45,10 +45,7 @@ pub fn render_plots(input: &ReportInput) -> Result<Vec<(String, String)>, Report
                 PlotKind::Reliability => reliability(&spec, &models),
                 PlotKind::Confusion => confusion(&spec, &input.student.evaluation),
             }
-            .map_err(|e| ReportError::Plot {
-                plot: spec.file(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ReportError::Plot { plot: spec.file(), message: e.to_string() })?;
             Ok((spec.file(), svg))
         })
         .collect()
@@ -68,17 +65,9 @@ fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> DrawResult<S
 
 /// Axis range covering `values` with a little padding; never empty.
 fn padded(values: impl Iterator<Item = f64>, clamp: Option<(f64, f64)>) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
-    let pad = if hi > lo {
-        (hi - lo) * 0.08
-    } else {
-        lo.abs().max(1.0) * 0.1
-    };
+    let pad = if hi > lo { (hi - lo) * 0.08 } else { lo.abs().max(1.0) * 0.1 };
     let (mut lo, mut hi) = (lo - pad, hi + pad);
     if let Some((min, max)) = clamp {
         lo = lo.max(min);
@@ -97,9 +86,7 @@ fn decimals(span: f64) -> usize {
 
 /// Epoch axis as integers, widened so a single epoch still has a range.
 fn epoch_range(models: &[(&str, &ModelReport)]) -> (i64, i64) {
-    let epochs = models
-        .iter()
-        .flat_map(|(_, m)| m.history.iter().map(|e| e.epoch as i64));
+    let epochs = models.iter().flat_map(|(_, m)| m.history.iter().map(|e| e.epoch as i64));
     let (lo, hi) = epochs.fold((i64::MAX, i64::MIN), |(a, b), e| (a.min(e), b.max(e)));
     if lo > hi {
         (0, 1)
@@ -119,14 +106,7 @@ struct Series {
 }
 
 /// Line chart over epochs, with markers so one-epoch series stay visible.
-fn epoch_chart(
-    spec: &PlotSpec,
-    y_desc: &str,
-    x: (i64, i64),
-    y: (f64, f64),
-    series: &[Series],
-    legend_at: SeriesLabelPosition,
-) -> DrawResult<String> {
+fn epoch_chart(spec: &PlotSpec, y_desc: &str, x: (i64, i64), y: (f64, f64), series: &[Series], legend_at: SeriesLabelPosition) -> DrawResult<String> {
     svg(LINE_SIZE, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(&spec.title, (FONT, 22))
@@ -155,28 +135,16 @@ fn epoch_chart(
                 chart.draw_series(LineSeries::new(s.points.clone(), style))?
             };
             let (color, dashed) = (s.color, s.dashed);
-            anno.label(s.label.clone())
-                .legend(move |(x, y)| legend_line(x, y, color, dashed));
+            anno.label(s.label.clone()).legend(move |(x, y)| legend_line(x, y, color, dashed));
             let marker = s.color.filled();
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, marker)))?;
         }
-        chart
-            .configure_series_labels()
-            .position(legend_at)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .draw()?;
+        chart.configure_series_labels().position(legend_at).label_font((FONT, 15)).background_style(WHITE.mix(0.9)).border_style(GREY).draw()?;
         Ok(())
     })
 }
 
-fn legend_line<DB: DrawingBackend>(
-    x: i32,
-    y: i32,
-    color: RGBColor,
-    dashed: bool,
-) -> DynElement<'static, DB, (i32, i32)> {
+fn legend_line<DB: DrawingBackend>(x: i32, y: i32, color: RGBColor, dashed: bool) -> DynElement<'static, DB, (i32, i32)> {
     let style = color.stroke_width(2);
     if dashed {
         DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 4, style).into_dyn()
@@ -188,31 +156,12 @@ fn legend_line<DB: DrawingBackend>(
 /// Training loss (solid) and validation loss (dashed) of one model.
 fn loss(spec: &PlotSpec, role: &str, m: &ModelReport) -> DrawResult<String> {
     let color = role_color(role);
-    let train: Vec<(i64, f64)> = m
-        .history
-        .iter()
-        .filter(|e| e.train_loss.is_finite())
-        .map(|e| (e.epoch as i64, e.train_loss))
-        .collect();
-    let val: Vec<(i64, f64)> = m
-        .history
-        .iter()
-        .filter_map(|e| Some((e.epoch as i64, e.val_loss.filter(|v| v.is_finite())?)))
-        .collect();
+    let train: Vec<(i64, f64)> = m.history.iter().filter(|e| e.train_loss.is_finite()).map(|e| (e.epoch as i64, e.train_loss)).collect();
+    let val: Vec<(i64, f64)> = m.history.iter().filter_map(|e| Some((e.epoch as i64, e.val_loss.filter(|v| v.is_finite())?))).collect();
     let y = padded(train.iter().chain(&val).map(|p| p.1), None);
-    let mut series = vec![Series {
-        label: "train".into(),
-        color,
-        dashed: false,
-        points: train,
-    }];
+    let mut series = vec![Series { label: "train".into(), color, dashed: false, points: train }];
     if !val.is_empty() {
-        series.push(Series {
-            label: "validation".into(),
-            color: darker(color),
-            dashed: true,
-            points: val,
-        });
+        series.push(Series { label: "validation".into(), color: darker(color), dashed: true, points: val });
     }
     let x = epoch_range(&[(role, m)]);
     epoch_chart(spec, "loss", x, y, &series, SeriesLabelPosition::UpperRight)
@@ -230,27 +179,13 @@ fn val_accuracy(spec: &PlotSpec, models: &[(&str, &ModelReport)]) -> DrawResult<
             label: role.to_string(),
             color: role_color(role),
             dashed: false,
-            points: m
-                .history
-                .iter()
-                .filter_map(|e| Some((e.epoch as i64, e.val_accuracy.filter(|v| v.is_finite())?)))
-                .collect(),
+            points: m.history.iter().filter_map(|e| Some((e.epoch as i64, e.val_accuracy.filter(|v| v.is_finite())?))).collect(),
         })
         .filter(|s| !s.points.is_empty())
         .collect();
-    let y = padded(
-        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
-        Some((0.0, 1.0)),
-    );
+    let y = padded(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), Some((0.0, 1.0)));
     let x = epoch_range(models);
-    epoch_chart(
-        spec,
-        "validation accuracy",
-        x,
-        y,
-        &series,
-        SeriesLabelPosition::LowerRight,
-    )
+    epoch_chart(spec, "validation accuracy", x, y, &series, SeriesLabelPosition::LowerRight)
 }
 
 /// Accuracy against confidence per non-empty bin, every model overlaid, with the
@@ -275,23 +210,12 @@ fn reliability(spec: &PlotSpec, models: &[(&str, &ModelReport)]) -> DrawResult<S
             .y_label_formatter(&|v| format!("{v:.1}"))
             .draw()?;
         chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                6,
-                4,
-                GREY.stroke_width(1),
-            ))?
+            .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 4, GREY.stroke_width(1)))?
             .label("perfect calibration")
             .legend(|(x, y)| legend_line(x, y, GREY, true));
         for &(role, m) in models {
             let color = role_color(role);
-            let points: Vec<(f64, f64)> = m
-                .evaluation
-                .reliability
-                .iter()
-                .filter(|b| b.count > 0)
-                .map(|b| (b.mean_confidence, b.accuracy))
-                .collect();
+            let points: Vec<(f64, f64)> = m.evaluation.reliability.iter().filter(|b| b.count > 0).map(|b| (b.mean_confidence, b.accuracy)).collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
                 .label(format!("{role} (ECE {:.3})", m.evaluation.ece))
@@ -330,13 +254,7 @@ fn short(name: &str) -> String {
 /// Heat map of counts, drawn cell by cell (rows = true class, columns = predicted).
 fn confusion(spec: &PlotSpec, ev: &ModelEvaluation) -> DrawResult<String> {
     let k = ev.confusion.num_classes().max(1);
-    let labels: Vec<String> = (0..k)
-        .map(|i| {
-            ev.classes
-                .get(i)
-                .map_or_else(|| i.to_string(), |s| short(s))
-        })
-        .collect();
+    let labels: Vec<String> = (0..k).map(|i| ev.classes.get(i).map_or_else(|| i.to_string(), |s| short(s))).collect();
     // Cells shrink as classes grow, but counts are only printed where they fit.
     let cell = (560 / k as i32).clamp(6, 72);
     let label_font = (cell as f64 * 0.4).clamp(10.0, 15.0);
@@ -349,25 +267,13 @@ fn confusion(spec: &PlotSpec, ev: &ModelEvaluation) -> DrawResult<String> {
     let grid = cell * k as i32;
     let left = 40 + label_w.ceil() as i32 + 10;
     let top = 56;
-    let col_label_h = if rotate_cols {
-        label_w.ceil() as i32 + 12
-    } else {
-        24
-    };
+    let col_label_h = if rotate_cols { label_w.ceil() as i32 + 12 } else { 24 };
     let width = (left + grid + 30).max(360);
     let height = top + grid + col_label_h + 40;
 
     svg((width as u32, height as u32), |root| {
-        fn text(
-            s: &str,
-            size: f64,
-            pos: (i32, i32),
-            anchor: Pos,
-            color: &'static RGBColor,
-        ) -> Text<'static, (i32, i32), String> {
-            let style = TextStyle::from((FONT, size).into_font())
-                .color(color)
-                .pos(anchor);
+        fn text(s: &str, size: f64, pos: (i32, i32), anchor: Pos, color: &'static RGBColor) -> Text<'static, (i32, i32), String> {
+            let style = TextStyle::from((FONT, size).into_font()).color(color).pos(anchor);
             Text::new(s.to_string(), pos, style)
         }
         let center = Pos::new(HPos::Center, VPos::Center);
@@ -380,21 +286,11 @@ fn confusion(spec: &PlotSpec, ev: &ModelEvaluation) -> DrawResult<String> {
                 let y0 = top + i as i32 * cell;
                 let t = c as f64 / max;
                 // White to deep blue; text flips to white on dark cells.
-                let fill = RGBColor(
-                    (247.0 - t * 239.0) as u8,
-                    (251.0 - t * 203.0) as u8,
-                    (255.0 - t * 148.0) as u8,
-                );
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + cell, y0 + cell)],
-                    fill.filled(),
-                ))?;
+                let fill = RGBColor((247.0 - t * 239.0) as u8, (251.0 - t * 203.0) as u8, (255.0 - t * 148.0) as u8);
+                root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], fill.filled()))?;
                 // Grid lines would swamp tiny cells, so only larger cells get them.
                 if cell >= 12 {
-                    root.draw(&Rectangle::new(
-                        [(x0, y0), (x0 + cell, y0 + cell)],
-                        RGBColor(210, 210, 210).stroke_width(1),
-                    ))?;
+                    root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], RGBColor(210, 210, 210).stroke_width(1)))?;
                 }
                 if show_counts {
                     let ink: &'static RGBColor = if t > 0.55 { &WHITE } else { &BLACK };
@@ -413,10 +309,7 @@ fn confusion(spec: &PlotSpec, ev: &ModelEvaluation) -> DrawResult<String> {
             let x = left + i as i32 * cell + cell / 2;
             if rotate_cols {
                 // Rotated 270°: "right" anchoring makes the text hang below the grid.
-                let style = TextStyle::from((FONT, label_font).into_font())
-                    .color(&BLACK)
-                    .pos(right_mid)
-                    .transform(FontTransform::Rotate270);
+                let style = TextStyle::from((FONT, label_font).into_font()).color(&BLACK).pos(right_mid).transform(FontTransform::Rotate270);
                 root.draw(&Text::new(l.clone(), (x, top + grid + 6), style))?;
             } else {
                 let top_mid = Pos::new(HPos::Center, VPos::Top);
@@ -426,17 +319,8 @@ fn confusion(spec: &PlotSpec, ev: &ModelEvaluation) -> DrawResult<String> {
 
         let axis = 16.0;
         let pred_y = top + grid + col_label_h + 14;
-        root.draw(&text(
-            "predicted class",
-            axis,
-            (left + grid / 2, pred_y),
-            center,
-            &BLACK,
-        ))?;
-        let style = TextStyle::from((FONT, axis).into_font())
-            .color(&BLACK)
-            .pos(center)
-            .transform(FontTransform::Rotate270);
+        root.draw(&text("predicted class", axis, (left + grid / 2, pred_y), center, &BLACK))?;
+        let style = TextStyle::from((FONT, axis).into_font()).color(&BLACK).pos(center).transform(FontTransform::Rotate270);
         root.draw(&Text::new("true class", (16, top + grid / 2), style))?;
         Ok(())
     })
@@ -451,10 +335,7 @@ mod tests {
         assert_eq!(short("setosa"), "setosa");
         let s = short("very long class name number 11");
         assert_eq!(s.chars().count(), MAX_LABEL_CHARS);
-        assert!(
-            s.starts_with("very long") && s.ends_with("number 11"),
-            "{s}"
-        );
+        assert!(s.starts_with("very long") && s.ends_with("number 11"), "{s}");
     }
 
     #[test]

@@ -12,11 +12,7 @@ pub(super) struct Grid {
 
 impl Grid {
     fn new(header: &[&str], numeric: &[bool]) -> Self {
-        Self {
-            header: header.iter().map(|s| s.to_string()).collect(),
-            rows: Vec::new(),
-            numeric: numeric.to_vec(),
-        }
+        Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new(), numeric: numeric.to_vec() }
     }
 }
 
@@ -73,11 +69,7 @@ fn count(n: u64) -> String {
 
 pub(super) fn recipe(input: &ReportInput) -> Grid {
     let mut g = Grid::new(&["key", "value"], &[false, false]);
-    g.rows = input
-        .recipe
-        .iter()
-        .map(|(k, v)| vec![k.clone(), v.clone()])
-        .collect();
+    g.rows = input.recipe.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
     g
 }
 
@@ -85,12 +77,7 @@ pub(super) fn recipe(input: &ReportInput) -> Grid {
 const MAX_SAMPLES: usize = 5;
 
 pub(super) fn checks(input: &ReportInput) -> Grid {
-    let mut g = Grid::new(
-        &[
-            "id", "kind", "status", "failing", "fraction", "message", "samples",
-        ],
-        &[false, false, false, true, true, false, false],
-    );
+    let mut g = Grid::new(&["id", "kind", "status", "failing", "fraction", "message", "samples"], &[false, false, false, true, true, false, false]);
     g.rows = input
         .data_checks
         .iter()
@@ -99,15 +86,7 @@ pub(super) fn checks(input: &ReportInput) -> Grid {
             if c.samples.len() > MAX_SAMPLES {
                 samples.push(format!("… {} more", c.samples.len() - MAX_SAMPLES));
             }
-            vec![
-                c.id.clone(),
-                c.kind.clone(),
-                c.status.clone(),
-                count(c.failing),
-                pct(c.fraction),
-                c.message.clone(),
-                samples.join(", "),
-            ]
+            vec![c.id.clone(), c.kind.clone(), c.status.clone(), count(c.failing), pct(c.fraction), c.message.clone(), samples.join(", ")]
         })
         .collect();
     g
@@ -119,9 +98,7 @@ pub(super) fn metrics(input: &ReportInput) -> Grid {
     let mut header = vec!["metric"];
     header.extend(models.iter().map(|(role, _)| *role));
     let mut g = Grid::new(&header, &[]);
-    g.numeric = std::iter::once(false)
-        .chain(models.iter().map(|_| true))
-        .collect();
+    g.numeric = std::iter::once(false).chain(models.iter().map(|_| true)).collect();
 
     let ks: Vec<usize> = models.iter().map(|(_, m)| m.evaluation.top_k).collect();
     let same_k = ks.windows(2).all(|w| w[0] == w[1]);
@@ -136,46 +113,22 @@ pub(super) fn metrics(input: &ReportInput) -> Grid {
         r.extend(models.iter().map(|(_, m)| cell(m)));
         g.rows.push(r);
     };
-    let latency = |f: fn(&crate::bench::LatencyStats) -> f64| {
-        move |m: &ModelReport| {
-            m.latency
-                .as_ref()
-                .map_or(NONE.to_string(), |l| format!("{:.3}", f(l)))
-        }
-    };
+    let latency = |f: fn(&crate::bench::LatencyStats) -> f64| move |m: &ModelReport| m.latency.as_ref().map_or(NONE.to_string(), |l| format!("{:.3}", f(l)));
     row("samples".into(), &|m| count(m.evaluation.n_samples as u64));
     row("accuracy".into(), &|m| f4(m.evaluation.accuracy));
     row(top_k_label, &move |m| {
         if same_k {
             f4(m.evaluation.top_k_accuracy)
         } else {
-            format!(
-                "{} (k={})",
-                f4(m.evaluation.top_k_accuracy),
-                m.evaluation.top_k
-            )
+            format!("{} (k={})", f4(m.evaluation.top_k_accuracy), m.evaluation.top_k)
         }
     });
-    let simple: [(&str, Cell); 3] = [
-        ("macro-F1", |m| f4(m.evaluation.macro_f1)),
-        ("NLL", |m| f4(m.evaluation.nll)),
-        ("ECE", |m| f4(m.evaluation.ece)),
-    ];
+    let simple: [(&str, Cell); 3] = [("macro-F1", |m| f4(m.evaluation.macro_f1)), ("NLL", |m| f4(m.evaluation.nll)), ("ECE", |m| f4(m.evaluation.ece))];
     for (label, cell) in simple {
         row(label.into(), &cell);
     }
-    row("agreement with teacher".into(), &|m| {
-        m.evaluation
-            .teacher_agreement
-            .as_ref()
-            .map_or(NONE.to_string(), |a| f4(a.agreement))
-    });
-    row("KL(teacher ‖ model)".into(), &|m| {
-        m.evaluation
-            .teacher_agreement
-            .as_ref()
-            .map_or(NONE.to_string(), |a| f4(a.mean_kl))
-    });
+    row("agreement with teacher".into(), &|m| m.evaluation.teacher_agreement.as_ref().map_or(NONE.to_string(), |a| f4(a.agreement)));
+    row("KL(teacher ‖ model)".into(), &|m| m.evaluation.teacher_agreement.as_ref().map_or(NONE.to_string(), |a| f4(a.mean_kl)));
     row("parameters".into(), &|m| count(m.params));
     row("size".into(), &|m| bytes(m.size_bytes));
     row("latency p50 (ms)".into(), &latency(|l| l.p50_ms));
@@ -186,70 +139,31 @@ pub(super) fn metrics(input: &ReportInput) -> Grid {
 
 /// Per-class precision/recall/F1 of the student.
 pub(super) fn per_class(input: &ReportInput) -> Grid {
-    let mut g = Grid::new(
-        &["class", "precision", "recall", "F1", "support", "predicted"],
-        &[false, true, true, true, true, true],
-    );
+    let mut g = Grid::new(&["class", "precision", "recall", "F1", "support", "predicted"], &[false, true, true, true, true, true]);
     g.rows = input
         .student
         .evaluation
         .per_class
         .iter()
-        .map(|c| {
-            vec![
-                c.class.clone(),
-                f4(c.precision),
-                f4(c.recall),
-                f4(c.f1),
-                count(c.support),
-                count(c.predicted),
-            ]
-        })
+        .map(|c| vec![c.class.clone(), f4(c.precision), f4(c.recall), f4(c.f1), count(c.support), count(c.predicted)])
         .collect();
     g
 }
 
 pub(super) fn targets(input: &ReportInput) -> Grid {
-    let mut g = Grid::new(
-        &["target", "limit", "value", "met"],
-        &[false, true, true, false],
-    );
-    g.rows = input
-        .targets
-        .iter()
-        .map(|t| {
-            vec![
-                t.name.clone(),
-                num(t.limit),
-                num(t.value),
-                if t.met { "yes" } else { "NO" }.to_string(),
-            ]
-        })
-        .collect();
+    let mut g = Grid::new(&["target", "limit", "value", "met"], &[false, true, true, false]);
+    g.rows = input.targets.iter().map(|t| vec![t.name.clone(), num(t.limit), num(t.value), if t.met { "yes" } else { "NO" }.to_string()]).collect();
     g
 }
 
 /// Last epoch and best validation accuracy per trained model.
 pub(super) fn history(input: &ReportInput) -> Grid {
-    let mut g = Grid::new(
-        &[
-            "model",
-            "epochs",
-            "final train loss",
-            "final val loss",
-            "best val accuracy",
-        ],
-        &[false, true, true, true, true],
-    );
+    let mut g = Grid::new(&["model", "epochs", "final train loss", "final val loss", "best val accuracy"], &[false, true, true, true, true]);
     for (role, m) in input.models() {
         let Some(last) = m.history.last() else {
             continue;
         };
-        let best = m
-            .history
-            .iter()
-            .filter_map(|e| e.val_accuracy)
-            .fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v))));
+        let best = m.history.iter().filter_map(|e| e.val_accuracy).fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v))));
         g.rows.push(vec![
             role.to_string(),
             m.history.len().to_string(),
@@ -281,25 +195,14 @@ pub(super) fn confusion(input: &ReportInput) -> Option<Grid> {
             r
         })
         .collect();
-    Some(Grid {
-        numeric: std::iter::once(false).chain((0..k).map(|_| true)).collect(),
-        header,
-        rows,
-    })
+    Some(Grid { numeric: std::iter::once(false).chain((0..k).map(|_| true)).collect(), header, rows })
 }
 
 /// One sentence summarising each model's ECE.
 pub(super) fn calibration_summary(input: &ReportInput) -> String {
-    let parts: Vec<String> = input
-        .models()
-        .iter()
-        .map(|(role, m)| format!("{role} {}", f4(m.evaluation.ece)))
-        .collect();
+    let parts: Vec<String> = input.models().iter().map(|(role, m)| format!("{role} {}", f4(m.evaluation.ece))).collect();
     let bins = input.student.evaluation.reliability.len();
-    format!(
-        "Expected calibration error over {bins} equal-width confidence bins: {}.",
-        parts.join(", ")
-    )
+    format!("Expected calibration error over {bins} equal-width confidence bins: {}.", parts.join(", "))
 }
 
 #[cfg(test)]

@@ -5,10 +5,7 @@ use crate::metrics::{agreement, evaluate_model};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 40) as f32 / (1u64 << 24) as f32
     }
 }
@@ -40,14 +37,7 @@ fn history(epochs: usize, start: f64, with_val: bool) -> Vec<EpochRecord> {
         .collect()
 }
 
-fn model(
-    labels: &[u32],
-    classes: &[String],
-    strength: f32,
-    seed: u64,
-    teacher: Option<&[f32]>,
-    hist: Vec<EpochRecord>,
-) -> (ModelReport, Vec<f32>) {
+fn model(labels: &[u32], classes: &[String], strength: f32, seed: u64, teacher: Option<&[f32]>, hist: Vec<EpochRecord>) -> (ModelReport, Vec<f32>) {
     let l = logits(labels, classes.len(), strength, seed);
     let mut evaluation = evaluate_model(&l, labels, classes, 10, 2).unwrap();
     if let Some(t) = teacher {
@@ -57,12 +47,7 @@ fn model(
         evaluation,
         params: 1000 * seed,
         size_bytes: 4000 * seed,
-        latency: Some(crate::bench::LatencyStats {
-            p50_ms: 0.1,
-            p95_ms: 0.2,
-            mean_ms: 0.12,
-            runs: 100,
-        }),
+        latency: Some(crate::bench::LatencyStats { p50_ms: 0.1, p95_ms: 0.2, mean_ms: 0.12, runs: 100 }),
         history: hist,
     };
     (report, l)
@@ -76,10 +61,7 @@ fn input_with(classes: Vec<String>, n: usize) -> ReportInput {
     ReportInput {
         pipeline_name: "iris <distill> & co".into(),
         description: "Distil an MLP teacher into a tiny student.".into(),
-        recipe: vec![
-            ("teacher.hidden".into(), "[64, 64]".into()),
-            ("student.loss.temperature".into(), "4".into()),
-        ],
+        recipe: vec![("teacher.hidden".into(), "[64, 64]".into()), ("student.loss.temperature".into(), "4".into())],
         data_checks: vec![
             DataCheckRow {
                 id: "no-nulls".into(),
@@ -104,26 +86,14 @@ fn input_with(classes: Vec<String>, n: usize) -> ReportInput {
         student,
         baseline: Some(baseline),
         targets: vec![
-            TargetRow {
-                name: "student.accuracy >=".into(),
-                limit: 0.9,
-                value: 0.93,
-                met: true,
-            },
-            TargetRow {
-                name: "student.size_bytes <=".into(),
-                limit: 1000.0,
-                value: 20000.0,
-                met: false,
-            },
+            TargetRow { name: "student.accuracy >=".into(), limit: 0.9, value: 0.93, met: true },
+            TargetRow { name: "student.size_bytes <=".into(), limit: 1000.0, value: 20000.0, met: false },
         ],
     }
 }
 
 fn iris() -> ReportInput {
-    let classes = ["setosa", "versicolor", "virginica"]
-        .map(String::from)
-        .to_vec();
+    let classes = ["setosa", "versicolor", "virginica"].map(String::from).to_vec();
     input_with(classes, 150)
 }
 
@@ -146,41 +116,17 @@ fn html_has_every_section_and_figure() {
     let input = iris();
     dump("iris", &input);
     let html = render_html(&input).unwrap();
-    for id in [
-        "recipe",
-        "checks",
-        "metrics",
-        "targets",
-        "curves",
-        "calibration",
-        "confusion",
-    ] {
-        assert_eq!(
-            html.matches(&format!("<section id=\"{id}\">")).count(),
-            1,
-            "section {id}"
-        );
+    for id in ["recipe", "checks", "metrics", "targets", "curves", "calibration", "confusion"] {
+        assert_eq!(html.matches(&format!("<section id=\"{id}\">")).count(), 1, "section {id}");
     }
     for (file, _) in render_plots(&input).unwrap() {
         let id = file.trim_end_matches(".svg");
         let open = format!("<figure id=\"plot-{id}\">");
-        let at = html
-            .find(&open)
-            .unwrap_or_else(|| panic!("figure {id} missing"));
+        let at = html.find(&open).unwrap_or_else(|| panic!("figure {id} missing"));
         // the SVG itself is inlined in the figure
-        assert!(html[at..]
-            .trim_start_matches(&open)
-            .trim_start()
-            .starts_with("<svg"));
+        assert!(html[at..].trim_start_matches(&open).trim_start().starts_with("<svg"));
     }
-    for id in [
-        "plot-loss-teacher",
-        "plot-loss-student",
-        "plot-loss-baseline",
-        "plot-val-accuracy",
-        "plot-reliability",
-        "plot-confusion-student",
-    ] {
+    for id in ["plot-loss-teacher", "plot-loss-student", "plot-loss-baseline", "plot-val-accuracy", "plot-reliability", "plot-confusion-student"] {
         assert!(html.contains(&format!("<figure id=\"{id}\">")), "{id}");
     }
     // self-contained: nothing is fetched from elsewhere
@@ -191,14 +137,8 @@ fn html_has_every_section_and_figure() {
     assert!(html.contains("iris &lt;distill&gt; &amp; co"));
     assert!(!html.contains("<distill>"));
     assert!(html.contains("class=\"status-warn\"") && html.contains("class=\"unmet\""));
-    assert_eq!(
-        html.matches("<figure").count(),
-        html.matches("</figure>").count()
-    );
-    assert_eq!(
-        html.matches("<section").count(),
-        html.matches("</section>").count()
-    );
+    assert_eq!(html.matches("<figure").count(), html.matches("</figure>").count());
+    assert_eq!(html.matches("<section").count(), html.matches("</section>").count());
     assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
 }
 
@@ -206,21 +146,10 @@ fn html_has_every_section_and_figure() {
 fn markdown_has_sections_and_side_by_side_metrics() {
     let input = iris();
     let md = render_markdown(&input);
-    for h in [
-        "## Recipe",
-        "## Data checks",
-        "## Metrics",
-        "## Targets",
-        "## Training curves",
-        "## Calibration",
-        "## Confusion matrix",
-    ] {
+    for h in ["## Recipe", "## Data checks", "## Metrics", "## Targets", "## Training curves", "## Calibration", "## Confusion matrix"] {
         assert!(md.contains(&format!("\n{h}\n")), "{h}");
     }
-    assert!(
-        md.contains("| metric | teacher | student | baseline |"),
-        "{md}"
-    );
+    assert!(md.contains("| metric | teacher | student | baseline |"), "{md}");
     let acc = md.lines().find(|l| l.starts_with("| accuracy |")).unwrap();
     assert_eq!(acc.matches('|').count(), 5, "{acc}");
     let student_acc = format!("{:.4}", input.student.evaluation.accuracy);
@@ -230,10 +159,7 @@ fn markdown_has_sections_and_side_by_side_metrics() {
     for (file, _) in render_plots(&input).unwrap() {
         assert!(md.contains(&format!("]({file})")), "{file}");
     }
-    assert!(
-        md.contains("values \\| outside"),
-        "pipes in cells are escaped"
-    );
+    assert!(md.contains("values \\| outside"), "pipes in cells are escaped");
     assert!(md.contains("… 3 more"));
 }
 
@@ -242,17 +168,7 @@ fn plots_are_svg_with_text_and_series() {
     let input = iris();
     let plots = render_plots(&input).unwrap();
     let names: Vec<&str> = plots.iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "loss-teacher.svg",
-            "loss-student.svg",
-            "loss-baseline.svg",
-            "val-accuracy.svg",
-            "reliability.svg",
-            "confusion-student.svg"
-        ]
-    );
+    assert_eq!(names, ["loss-teacher.svg", "loss-student.svg", "loss-baseline.svg", "val-accuracy.svg", "reliability.svg", "confusion-student.svg"]);
     for (file, svg) in &plots {
         assert!(svg.trim_start().starts_with("<svg"), "{file}");
         assert!(svg.trim_end().ends_with("</svg>"), "{file}");
@@ -260,13 +176,7 @@ fn plots_are_svg_with_text_and_series() {
         assert!(svg.contains("<polyline") || svg.contains("<rect"), "{file}");
     }
     let conf = &plots[5].1;
-    for class in [
-        "setosa",
-        "versicolor",
-        "virginica",
-        "predicted class",
-        "true class",
-    ] {
+    for class in ["setosa", "versicolor", "virginica", "predicted class", "true class"] {
         assert!(conf.contains(class), "{class}");
     }
     let reliability = &plots[4].1;
@@ -275,9 +185,7 @@ fn plots_are_svg_with_text_and_series() {
 
 #[test]
 fn many_long_class_names_and_no_history() {
-    let classes: Vec<String> = (0..12)
-        .map(|i| format!("very long class name number {i}"))
-        .collect();
+    let classes: Vec<String> = (0..12).map(|i| format!("very long class name number {i}")).collect();
     let mut input = input_with(classes, 240);
     for m in [input.teacher.as_mut().unwrap(), &mut input.student] {
         m.history.clear();
@@ -308,10 +216,7 @@ fn report_input_round_trips_through_json() {
     assert_eq!(back.recipe, input.recipe);
     assert_eq!(back.data_checks, input.data_checks);
     assert_eq!(back.targets, input.targets);
-    assert_eq!(
-        back.student.evaluation.confusion,
-        input.student.evaluation.confusion
-    );
+    assert_eq!(back.student.evaluation.confusion, input.student.evaluation.confusion);
     assert_eq!(back.teacher.as_ref().unwrap().history.len(), input.teacher.as_ref().unwrap().history.len());
     assert!((back.student.evaluation.ece - input.student.evaluation.ece).abs() < 1e-12);
     assert!(back.baseline.is_some());
@@ -337,12 +242,6 @@ fn hundred_classes_still_render() {
     dump("hundred", &input);
     let plots = render_plots(&input).unwrap();
     let conf = &plots.last().unwrap().1;
-    assert!(
-        conf.contains("class-0") && !conf.contains(">\nclass-1\n<"),
-        "labels are thinned"
-    );
-    assert!(
-        !render_markdown(&input).contains("| true \\\\ predicted |"),
-        "table skipped"
-    );
+    assert!(conf.contains("class-0") && !conf.contains(">\nclass-1\n<"), "labels are thinned");
+    assert!(!render_markdown(&input).contains("| true \\\\ predicted |"), "table skipped");
 }
