@@ -45,9 +45,9 @@ enum Command {
         /// Cache directory (default: cache_dir from the pipeline, $DISTILL_CACHE_DIR, or .distill-cache).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
-        /// Recompute cached stages: `all` (the default), or some of `teacher` (and so its logits),
-        /// `logits`, `student`, `baseline` (comma-separated or repeated).
-        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        /// Recompute cached stages: `all` (the default) or stage names, comma-separated or repeated
+        /// (forcing the teacher recomputes its logits too).
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
         force: Vec<String>,
         /// Continue the training jobs of an interrupted run of this same recipe (same file, `--set`
         /// values and data) from their last per-epoch checkpoint; the result is the same as an
@@ -66,7 +66,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
         /// The stages a `run --force` would recompute (as for `run`).
-        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
         force: Vec<String>,
     },
     /// Look after the cache of teacher weights, teacher logits, students and baselines.
@@ -175,7 +175,7 @@ struct PipelineArgs {
 /// `distill cache ls|verify|gc`.
 fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, String> {
     let root = dir.or_else(|| std::env::var_os("DISTILL_CACHE_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".distill-cache"));
-    let cache = distill_pipeline::Cache::new(&root);
+    let cache = distill_pipeline::Cache::new(&root, &distill_pipeline::artifact_kinds());
     match command {
         CacheCommand::Ls => {
             println!("{:<8} {:<14} {:>10}  {:<20} status", "kind", "key", "bytes", "pipeline");

@@ -8,21 +8,29 @@
 mod evaluate;
 mod external;
 mod keys;
+mod load;
 mod lock;
 mod models;
 mod plan;
 mod report;
+mod results;
 mod run;
 mod rundir;
+mod stages;
 mod trained;
+mod walk;
 
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;
 pub use evaluate::{ModelMetrics, TargetResult};
 pub use lock::{keys_in_use, Lock, StageRecord};
-pub use plan::{plan, plan_table, PlannedStage};
+pub use load::load_plugins;
+pub use plan::{plan, plan_table};
+pub use results::{ModelResult, ModelResults};
+pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
+pub use walk::PlannedStage;
 pub use report::{compare, write_report};
-pub use run::{check, load_plugins, run, CheckOutcome, Force, RunOptions, RunOutcome, Stage, Summary};
+pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 
 use distill_cache::CacheError;
 use distill_data::DataError;

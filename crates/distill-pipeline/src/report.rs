@@ -125,12 +125,12 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
                 samples: c.samples.iter().map(|r| format!("row {} column {}: {}", r.row, r.column, r.value)).collect(),
             })
             .collect(),
-        teacher: match &s.teacher {
+        teacher: match s.teacher() {
             Some(t) => Some(model_report(t, first("teacher"))?),
             None => None,
         },
-        student: model_report(&s.student, first("student"))?,
-        baseline: s.baseline.as_ref().and_then(|b| model_report(b, first("baseline"))),
+        student: model_report(s.student()?, first("student"))?,
+        baseline: s.baseline().and_then(|b| model_report(b, first("baseline"))),
         targets: s.targets.iter().map(|t| TargetRow { name: t.name.clone(), limit: t.limit, value: t.value, met: t.met }).collect(),
     })
 }
