@@ -172,6 +172,21 @@ struct PipelineArgs {
     overrides: Vec<String>,
 }
 
+/// An error and its causes on one line (`what: why: underlying`), each cause once: messages that
+/// already quote their source are not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = e.source();
+    }
+    out
+}
+
 /// `distill cache ls|verify|gc`.
 fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, String> {
     let root = dir.or_else(|| std::env::var_os("DISTILL_CACHE_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".distill-cache"));
@@ -202,7 +217,7 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
         }
         CacheCommand::Gc { runs, dry_run } => {
             let keep = distill_pipeline::keys_in_use(&runs);
-            let removed = cache.gc(&keep, dry_run).map_err(|e| e.to_string())?;
+            let removed = cache.gc(&keep, dry_run).map_err(|e| error_chain(&e))?;
             for path in &removed {
                 println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
             }
@@ -214,13 +229,13 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
 fn validate(args: &PipelineArgs) -> Result<u8, String> {
-    let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+    let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
     let problems = distill_data::predicate_problems(&p.data.checks);
     if !problems.is_empty() {
         return Err(problems.iter().map(|(key, message)| format!("{}: {key}: {message}", args.file.display())).collect::<Vec<_>>().join("\n"));
     }
     let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
-    let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| e.to_string())?;
+    let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| error_chain(&e))?;
     if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
         plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
     }
@@ -245,21 +260,21 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline } => validate(&pipeline),
-        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| e.to_string()).map(|df| {
+        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| error_chain(&e)).map(|df| {
             print!("{}", distill_data::profile(&df, label.as_deref()));
             0
         }),
-        Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {
+        Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| error_chain(&e)).map(|()| {
             println!("{}", run.join("report.html").display());
             0
         }),
         Command::Compare { runs, format } => {
             let dirs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
-            distill_pipeline::compare(&dirs).map_err(|e| e.to_string()).and_then(|c| {
+            distill_pipeline::compare(&dirs).map_err(|e| error_chain(&e)).and_then(|c| {
                 match format {
                     CompareFormat::Table => print!("{}", distill_eval::compare::to_table(&c)),
                     CompareFormat::Markdown => print!("{}", distill_eval::compare::to_markdown(&c)),
-                    CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?),
+                    CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(|e| error_chain(&e))?),
                 }
                 Ok(0)
             })
@@ -269,19 +284,19 @@ fn main() -> ExitCode {
                 print!("{info}");
                 0
             })
-            .map_err(|e| e.to_string()),
-        Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| e.to_string()).and_then(|outcome| {
+            .map_err(|e| error_chain(&e)),
+        Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| error_chain(&e)).and_then(|outcome| {
             print!("{}", outcome.report.table());
             if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&outcome.report).map_err(|e| e.to_string())?;
-                distill_cache::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+                let text = serde_json::to_string_pretty(&outcome.report).map_err(|e| error_chain(&e))?;
+                distill_cache::write_atomic(&path, text.as_bytes()).map_err(|e| error_chain(&e))?;
             }
             Ok(if outcome.report.has_errors() { exit::CHECKS_FAILED } else { 0 })
         }),
         Command::Plan { pipeline, cache_dir, force } => {
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { cache_dir, force, ..pipeline.options() };
-            distill_pipeline::plan(&options).map_err(|e| e.to_string()).map(|stages| {
+            distill_pipeline::plan(&options).map_err(|e| error_chain(&e)).map(|stages| {
                 print!("{}", distill_pipeline::plan_table(&stages, &pipeline.file));
                 0
             })
@@ -293,7 +308,7 @@ fn main() -> ExitCode {
             // clap has checked the names already.
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
-            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
+            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(|outcome| match outcome {
                 RunOutcome::ChecksFailed { run_dir, report } => {
                     eprint!("{}", report.table());
                     eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());

@@ -10,8 +10,8 @@ use distill_plugin_host::{PluginLoss, PluginRegistry};
 use distill_spec::{Pipeline, SourceSpec};
 use polars::prelude::DataFrame;
 
-use crate::rundir::resolve;
 use crate::run::RunOptions;
+use crate::rundir::resolve;
 use crate::PipelineError;
 
 pub(crate) fn data_err(context: String) -> impl FnOnce(distill_data::DataError) -> PipelineError {
@@ -34,7 +34,7 @@ pub fn load_plugins(pipeline: &Pipeline, base_dir: &Path) -> Result<PluginRegist
     let mut registry = PluginRegistry::new();
     for (i, plugin) in pipeline.plugins.iter().enumerate() {
         let path = resolve_path(base_dir, &plugin.path).map_err(data_err(format!("plugins[{i}].path")))?;
-        registry.load(&path).map_err(|e| PipelineError::Other(format!("plugins[{i}].path: {e}")))?;
+        registry.load(&path).map_err(|source| PipelineError::Plugin { key: format!("plugins[{i}].path"), source })?;
         tracing::info!(path = %path.display(), "plugin loaded");
     }
     Ok(registry)
@@ -69,7 +69,7 @@ pub(crate) fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usiz
         adapter.value_and_grad(&probe, Some(&teacher), &[0, (classes as u32).saturating_sub(1)], classes).map_err(|e| format!("kind `{name}`: {e}"))?;
         Ok(Box::new(adapter) as Box<dyn Loss>)
     })
-    .map_err(|e| PipelineError::Other(format!("student.loss.{e}")))
+    .map_err(|e| PipelineError::key("student.loss", e.trim_start_matches('.').to_string()))
 }
 
 /// Loads the source (and the test and transfer files, if any) and runs the checks on each; label

@@ -52,7 +52,13 @@ pub(crate) struct Evaluated {
 
 /// Measures every model the walk produced on the test split; writes the teacher's and the
 /// first seed's student and baseline weights to the run directory.
-pub(crate) fn evaluate(walked: &Walked, data: &Prepared, detail_spec: &distill_spec::EvaluateSpec, run_dir: &RunDir, student: &distill_spec::ModelSpec) -> Result<Evaluated, PipelineError> {
+pub(crate) fn evaluate(
+    walked: &Walked,
+    data: &Prepared,
+    detail_spec: &distill_spec::EvaluateSpec,
+    run_dir: &RunDir,
+    student: &distill_spec::ModelSpec,
+) -> Result<Evaluated, PipelineError> {
     let teacher = walked.outputs.iter().map(|o| &o.output).find(|o| matches!(o, Output::External(_) | Output::Model { role: Role::Teacher, .. }));
     let teacher_test: Option<Vec<f32>> = match teacher {
         Some(Output::Model { trained, .. }) => Some(predict_logits(&trained.model, &data.test.x)),
@@ -100,7 +106,12 @@ fn measure(model: &Mlp, seconds: f64, data: &Prepared, teacher_test: Option<&[f3
 }
 
 /// The teacher's metrics: of its model, or of an external file's test rows (none without them).
-fn teacher_metrics(teacher: &Output, detail: &Detail, run_dir: &RunDir, history: &mut BTreeMap<String, Vec<EpochStats>>) -> Result<Option<ModelMetrics>, PipelineError> {
+fn teacher_metrics(
+    teacher: &Output,
+    detail: &Detail,
+    run_dir: &RunDir,
+    history: &mut BTreeMap<String, Vec<EpochStats>>,
+) -> Result<Option<ModelMetrics>, PipelineError> {
     let data = detail.data;
     match teacher {
         Output::Model { trained, seconds, .. } => {
@@ -128,6 +139,6 @@ fn teacher_metrics(teacher: &Output, detail: &Detail, run_dir: &RunDir, history:
 
 /// The targets' results, from the recipe and the run's models.
 pub(crate) fn targets(spec: &distill_spec::Targets, models: &ModelResults) -> Result<Vec<TargetResult>, PipelineError> {
-    let student = models.get(Role::Student).ok_or_else(|| PipelineError::Other("evaluate: the run trained no student".into()))?;
+    let student = models.get(Role::Student).ok_or_else(|| PipelineError::Graph("the run trained no student"))?;
     Ok(crate::evaluate::evaluate_targets(spec, models.get(Role::Teacher), student))
 }

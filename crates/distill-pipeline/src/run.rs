@@ -120,7 +120,7 @@ fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugin_host::Plu
     let started = Instant::now();
     let p = &loaded.pipeline;
     tracing::info!(pipeline = %p.name, run_dir = %run_dir.path.display(), "run started");
-    let resolved = serde_yaml::to_string(p).map_err(|e| PipelineError::Other(format!("cannot write the resolved pipeline: {e}")))?;
+    let resolved = serde_yaml::to_string(p).map_err(PipelineError::Resolved)?;
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
     let (prepared, report) = data_stage(loaded)?;
@@ -197,7 +197,7 @@ fn row_counts(cx: &Context) -> BTreeMap<String, usize> {
 fn lock(opts: &RunOptions, cx: &Context, resolved: &str, walked: Walked) -> Result<Lock, PipelineError> {
     let teacher = walked.records.iter().find(|r| r.stage == TEACHER.name);
     let logits = walked.output(LOGITS.name);
-    let Some(Output::Logits(logits)) = logits else { return Err(PipelineError::Other("the run has no teacher logits".into())) };
+    let Some(Output::Logits(logits)) = logits else { return Err(PipelineError::Graph("the run has no teacher logits")) };
     let pipeline_text = std::fs::read(&opts.pipeline).unwrap_or_default();
     Ok(Lock {
         distill_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -220,4 +220,3 @@ pub(crate) fn derive_seed(seed: u64, role: &str) -> u64 {
     let key = KeyBuilder::new("seed").part("seed", &seed.to_le_bytes()).part("role", role.as_bytes()).finish();
     u64::from_str_radix(&key[..16], 16).unwrap_or(seed)
 }
-

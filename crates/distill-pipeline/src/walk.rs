@@ -54,7 +54,7 @@ impl Walked {
 }
 
 /// Walks `stages` in order. `last` is the last recorded run, for "what changed since".
-pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage + '_>], force: &Force, mode: Mode, last: Option<&(PathBuf, Lock)>) -> Result<Walked, PipelineError> {
+pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage>], force: &Force, mode: Mode, last: Option<&(PathBuf, Lock)>) -> Result<Walked, PipelineError> {
     let mut walked = Walked::default();
     for stage in stages {
         let (name, wanted) = (stage.name(), stage.inputs());

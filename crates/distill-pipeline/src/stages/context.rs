@@ -9,15 +9,14 @@ use distill_spec::Pipeline;
 
 use super::fit::Checkpoints;
 use crate::keys;
+use crate::load::{student_loss, Loaded};
 use crate::models::model_shape;
-use crate::run::{student_loss, Loaded};
 use crate::PipelineError;
 
 pub(crate) struct Context<'a> {
     pub loaded: &'a Loaded,
     pub data: &'a Prepared,
     pub cache: &'a Cache,
-    pub plugins: &'a PluginRegistry,
     /// blake3 over the plugin libraries (part of the trained models' keys).
     pub plugins_hash: String,
     /// Absent when the teacher is external logits.
@@ -35,14 +34,14 @@ impl<'a> Context<'a> {
         let student_loss = student_loss(p, plugins, data.classes())?;
         let teacher_shape = p.teacher.model.as_ref().map(|m| model_shape(m, "teacher.model", plugins, data)).transpose()?;
         let student_shape = model_shape(&p.student.model, "student.model", plugins, data)?;
-        let resolved = serde_yaml::to_string(p).map_err(|e| PipelineError::Other(format!("cannot write the resolved pipeline: {e}")))?;
+        let resolved = serde_yaml::to_string(p).map_err(PipelineError::Resolved)?;
         let checkpoints = Checkpoints {
             dir: cache.root.join("checkpoints"),
             recipe: KeyBuilder::new("checkpoint/v1").part("recipe", resolved.as_bytes()).part("data", data.fingerprint.as_bytes()).finish(),
             resume,
         };
         let plugins_hash = keys::plugins_hash(p, &loaded.base_dir);
-        Ok(Self { loaded, data, cache, plugins, plugins_hash, teacher_shape, student_shape, student_loss, checkpoints })
+        Ok(Self { loaded, data, cache, plugins_hash, teacher_shape, student_shape, student_loss, checkpoints })
     }
 
     pub(crate) fn pipeline(&self) -> &'a Pipeline {

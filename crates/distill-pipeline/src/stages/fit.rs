@@ -55,12 +55,20 @@ impl Fit<'_> {
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };
         let validation = (!data.val.is_empty()).then_some((data.val.x.as_slice(), data.val.y.as_slice()));
         let t0 = Instant::now();
-        let history = train(model, &targets, self.loss, &options, validation).map_err(|e| PipelineError::Other(format!("training the {}: {e}", self.name)))?;
+        let history =
+            train(model, &targets, self.loss, &options, validation).map_err(|message| PipelineError::Training { model: self.name.to_string(), message })?;
         let seconds = t0.elapsed().as_secs_f64();
         let rows = self.labels.len();
         let steps = self.max_steps.unwrap_or(usize::MAX).min(spec.epochs * options.steps_per_epoch(rows));
         let samples = (steps * spec.batch).min(rows * spec.epochs) as f64;
-        tracing::info!(model = self.name, rows, epochs = history.len(), seconds = format!("{seconds:.2}"), samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)), "trained");
+        tracing::info!(
+            model = self.name,
+            rows,
+            epochs = history.len(),
+            seconds = format!("{seconds:.2}"),
+            samples_per_s = format!("{:.0}", samples / seconds.max(1e-9)),
+            "trained"
+        );
         Ok(history)
     }
 }

@@ -51,7 +51,7 @@ impl Stage for LogitsStage {
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
         let classes = cx.data.classes();
         if let Some(k) = cx.pipeline().teacher.cache.as_ref().and_then(|c| c.top_k).filter(|&k| k > classes) {
-            return Err(PipelineError::Other(format!("teacher.cache.top_k: {k} is more than the {classes} classes")));
+            return Err(PipelineError::key("teacher.cache.top_k", format!("{k} is more than the {classes} classes")));
         }
         Ok(keys::logits(&inputs[0].identity(), cx.data, &keys::storage(cx.pipeline())))
     }
@@ -73,7 +73,7 @@ impl Stage for LogitsStage {
         let logits = match inputs[0] {
             Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
             Output::External(e) => e.train.clone(),
-            Output::Logits(_) => return Err(PipelineError::Other("teacher logits: the input is not a teacher".into())),
+            Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
         };
         let bytes = encode_logits(&path, &meta, &data.train.row_ids, &logits)?;
         cx.cache.store(LOGITS.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;

@@ -17,7 +17,6 @@ mod teacher;
 use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
-pub(crate) use fit::Checkpoints;
 pub(crate) use logits::Logits;
 
 use crate::external::ExternalTeacher;
@@ -75,11 +74,6 @@ pub fn artifact_kinds() -> Vec<ArtifactKind> {
 /// The stage kinds `--force` accepts (the cached ones).
 pub fn cached_kinds() -> impl Iterator<Item = &'static StageKind> {
     REGISTRY.iter().copied().filter(|k| k.artifact.is_some())
-}
-
-/// A stage kind by name.
-pub fn kind(name: &str) -> Option<&'static StageKind> {
-    REGISTRY.iter().copied().find(|k| k.name == name)
 }
 
 /// What a model stage is for; the run's results list models by role.
@@ -164,7 +158,7 @@ pub(crate) trait Stage {
 
 /// The recipe's stage graph in order: teacher, its logits, then per seed the student and
 /// (when asked) the baseline.
-pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage + '_>> {
+pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let p = cx.pipeline();
     let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(teacher::TeacherStage), Box::new(logits::LogitsStage)];
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
@@ -246,6 +240,6 @@ mod tests {
         dirs.sort();
         dirs.dedup();
         assert_eq!(dirs.len(), kinds.len());
-        assert!(kinds.iter().all(|k| kind(k.kind).is_some()));
+        assert!(kinds.iter().all(|k| REGISTRY.iter().any(|s| s.name == k.kind)));
     }
 }

@@ -50,7 +50,7 @@ impl Stage for StudentStage {
     }
 
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
-        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Other("student: its input is not the teacher's logits".into())) };
+        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teacher's logits")) };
         let (data, name) = (cx.data, self.name());
         let job = self.job(cx, &name);
         let labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();

@@ -28,14 +28,14 @@ fn source<'a>(cx: &'a Context) -> Result<Source<'a>, PipelineError> {
         (Some(ext), _, _) => Ok(Source::Logits(&ext.path)),
         (None, Some(path), Some(shape)) => Ok(Source::Weights(path, shape)),
         (None, None, Some(shape)) => Ok(Source::Trained(shape)),
-        _ => Err(PipelineError::Other("teacher.model: the teacher needs a `model` or `logits`".into())),
+        _ => Err(PipelineError::key("teacher.model", "the teacher needs a `model` or `logits`")),
     }
 }
 
 /// Reads a file the recipe names; errors name the key and the file.
 fn read_given(cx: &Context, key: &str, path: &Path) -> Result<Vec<u8>, PipelineError> {
     let path = resolve_path(&cx.loaded.base_dir, path).map_err(|source| PipelineError::Data { context: key.into(), source })?;
-    std::fs::read(&path).map_err(|e| PipelineError::Other(format!("{key}: {}: {e}", path.display())))
+    std::fs::read(&path).map_err(|source| PipelineError::File { key: key.into(), path, source })
 }
 
 fn given(key: &str, id: &str) -> Fingerprint {
@@ -44,7 +44,7 @@ fn given(key: &str, id: &str) -> Fingerprint {
 
 impl TeacherStage {
     fn job<'a>(cx: &'a Context, shape: &'a MlpShape) -> Result<ModelJob<'a>, PipelineError> {
-        let spec = cx.pipeline().teacher.model.as_ref().ok_or_else(|| PipelineError::Other("teacher.model: missing".into()))?;
+        let spec = cx.pipeline().teacher.model.as_ref().ok_or_else(|| PipelineError::key("teacher.model", "missing"))?;
         Ok(ModelJob { kind: &TEACHER, role: Role::Teacher, name: "teacher", shape, init_seed: derive_seed(cx.pipeline().seed, "teacher"), spec })
     }
 }
@@ -87,11 +87,20 @@ impl Stage for TeacherStage {
     }
 
     fn compute(&self, cx: &Context, fp: &Fingerprint, _: &[&Output]) -> Result<Output, PipelineError> {
-        let Source::Trained(shape) = source(cx)? else { return Err(PipelineError::Other("teacher: a given teacher is never computed".into())) };
+        let Source::Trained(shape) = source(cx)? else { return Err(PipelineError::Graph("a given teacher is never computed")) };
         let job = Self::job(cx, shape)?;
         let rows = cx.data.train.subset(|s| cx.teacher_sees(s));
         let p = cx.pipeline();
-        let fit = Fit { x: &rows.x, labels: &rows.y, teacher: None, loss: &CrossEntropy, spec: &p.teacher.train, seed: job.init_seed, name: "teacher", max_steps: None };
+        let fit = Fit {
+            x: &rows.x,
+            labels: &rows.y,
+            teacher: None,
+            loss: &CrossEntropy,
+            spec: &p.teacher.train,
+            seed: job.init_seed,
+            name: "teacher",
+            max_steps: None,
+        };
         job.train(cx, fp, rows.len(), &fit)
     }
 }
