@@ -62,7 +62,7 @@ pub enum PipelineError {
     File { key: String, path: PathBuf, source: std::io::Error },
     /// A plugin library or what it provides, under the recipe key that names it.
     #[error("{key}")]
-    Plugin { key: String, source: PluginError },
+    Plugin { key: String, source: Box<PluginError> },
     /// Training a model failed (a non-finite loss, a device error, a plugin loss).
     #[error("training the {model}: {message}")]
     Training { model: String, message: String },

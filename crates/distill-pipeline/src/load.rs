@@ -34,7 +34,7 @@ pub fn load_plugins(pipeline: &Pipeline, base_dir: &Path) -> Result<PluginRegist
     let mut registry = PluginRegistry::new();
     for (i, plugin) in pipeline.plugins.iter().enumerate() {
         let path = resolve_path(base_dir, &plugin.path).map_err(data_err(format!("plugins[{i}].path")))?;
-        registry.load(&path).map_err(|source| PipelineError::Plugin { key: format!("plugins[{i}].path"), source })?;
+        registry.load(&path).map_err(|source| PipelineError::Plugin { key: format!("plugins[{i}].path"), source: Box::new(source) })?;
         tracing::info!(path = %path.display(), "plugin loaded");
     }
     Ok(registry)
