@@ -230,6 +230,10 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
 fn validate(args: &PipelineArgs) -> Result<u8, String> {
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
+    let points = distill_spec::sweep::points(&args.file, &p, &args.overrides).map_err(|e| error_chain(&e))?;
+    if !points.is_empty() {
+        println!("{}: {} sweep points", args.file.display(), points.len());
+    }
     let problems = distill_data::predicate_problems(&p.data.checks);
     if !problems.is_empty() {
         return Err(problems.iter().map(|(key, message)| format!("{}: {key}: {message}", args.file.display())).collect::<Vec<_>>().join("\n"));
@@ -318,6 +322,15 @@ fn main() -> ExitCode {
                     print!("{}", output::summary_table(&summary));
                     println!("run directory: {}", run_dir.display());
                     if summary.targets_met {
+                        0
+                    } else {
+                        exit::TARGET_MISSED
+                    }
+                }
+                RunOutcome::Swept { run_dir, summary } => {
+                    print!("{}", output::sweep_table(&summary));
+                    println!("run directory: {} (sweep.md, sweep-params.svg)", run_dir.display());
+                    if summary.recommendation.is_some() {
                         0
                     } else {
                         exit::TARGET_MISSED

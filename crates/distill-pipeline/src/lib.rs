@@ -17,6 +17,7 @@ mod results;
 mod run;
 mod rundir;
 mod stages;
+mod sweep;
 mod trained;
 mod walk;
 
@@ -30,6 +31,7 @@ pub use report::{compare, write_report};
 pub use results::{ModelResult, ModelResults};
 pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
+pub use sweep::{PointResult, Recommendation, SweepSummary};
 pub use walk::PlannedStage;
 
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ mod error;
 mod locate;
 mod model;
 mod overrides;
+pub mod sweep;
 mod types;
 mod validate;
 
@@ -28,6 +29,7 @@ pub use data::*;
 pub use error::{SpecError, SpecErrors};
 pub use locate::Locations;
 pub use model::*;
+pub use sweep::{Objective, SweepPoint, SweepSpec};
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.
