@@ -9,6 +9,7 @@
 
 mod augment;
 mod checks;
+mod file;
 mod idx;
 mod load;
 mod predicate;
@@ -19,6 +20,7 @@ mod split_checks;
 
 pub use augment::{augment_row_id, is_augmented, AUGMENT_ROW_ID_BASE};
 pub use checks::{run_checks, run_checks_with_label, CheckReport, CheckResult, CheckStatus, CheckUnit, FailingRow, SAMPLE_ROWS};
+pub use file::{closest, suggest_column, Compression};
 pub use idx::{load_idx, read_idx, IdxArray};
 pub use load::{expand_env, load_source, load_table, load_table_with, resolve_path};
 pub use predicate::{check_predicate_size, predicate_size, PredicateSize, MAX_PREDICATE_BYTES, MAX_PREDICATE_NESTING, MAX_PREDICATE_OPERATORS};
