@@ -28,17 +28,17 @@ pub struct GcOutcome {
 impl Cache {
     /// Removes entries whose key neither `keep` (the keys finished runs record) nor a live lease
     /// holds, and leftover temporary files of ended writers; with `dry_run`, removes nothing and
-    /// reports the same lists. Entries and temporary files newer than the oldest live lease (or
-    /// than this gc) are kept: a run in progress may be writing them.
+    /// reports the same lists. Entries newer than the oldest live lease are kept too: a run in
+    /// progress may have written them.
     ///
     /// `keep` is called after the leases are read: a run that ends in between has written its
     /// `lock.json` before dropping its lease, so its keys are found in one or the other.
     pub fn gc(&self, keep: impl FnOnce() -> HashSet<String>, dry_run: bool) -> Result<GcOutcome, CacheError> {
-        let started = SystemTime::now();
         let _lock = LeaseLock::exclusive(&self.root)?;
         let live = live_leases(&self.root);
         let keep = keep();
-        let cutoff = live.oldest.map_or(started, |o| o.min(started)).checked_sub(CLOCK_SLACK).unwrap_or(SystemTime::UNIX_EPOCH);
+        // Files written since the oldest live run began may be that run's: kept.
+        let cutoff = live.oldest.map(|o| o.checked_sub(CLOCK_SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
         let mut out = GcOutcome { live_runs: live.count, keys_in_use: keep.len(), ..Default::default() };
         for entry in self.entries() {
             if keep.contains(&entry.key) {
@@ -55,7 +55,7 @@ impl Cache {
             }
         }
         for path in self.temporaries() {
-            if writer_alive(&path) || newer(&path, cutoff) {
+            if writer_alive(&path) {
                 out.kept_for_live_runs.push(path);
             } else {
                 remove(&path, dry_run)?;
@@ -81,11 +81,12 @@ impl Cache {
     }
 }
 
-fn newer(path: &Path, cutoff: SystemTime) -> bool {
-    std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= cutoff)
+fn newer(path: &Path, cutoff: Option<SystemTime>) -> bool {
+    cutoff.is_some_and(|c| std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= c))
 }
 
-/// Whether the process whose pid `write_atomic` put in a temporary file's name still runs.
+/// Whether the process whose pid `write_atomic` put in a temporary file's name still runs
+/// (where that cannot be told, see [`alive`], it is taken as running).
 fn writer_alive(tmp: &Path) -> bool {
     let name = tmp.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let pid = name.strip_suffix(".tmp").and_then(|s| s.rsplit('.').next()).and_then(|p| p.parse::<u32>().ok());

@@ -162,14 +162,26 @@ pub(crate) fn live_leases(root: &Path) -> LiveLeases {
 /// Whether process `pid` is running and, when `start` is known, is the process that took the
 /// lease (not a later one given the same pid).
 pub(crate) fn alive(pid: u32, start: Option<u64>) -> bool {
-    if cfg!(target_os = "linux") {
+    #[cfg(target_os = "linux")]
+    {
         match proc_stat(pid) {
             None => false,
             Some((state, found)) => state != 'Z' && start.is_none_or(|s| Some(s) == found),
         }
-    } else {
-        // No portable way to ask without a new dependency: a lease is taken as live, so gc
-        // keeps too much rather than too little.
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let _ = start;
+        // Signal 0 only asks whether the process exists; EPERM means it does (another user's).
+        // SAFETY: kill with signal 0 sends nothing.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        // No way to ask here without a new dependency: taken as live, so gc keeps too much
+        // rather than too little.
+        let _ = (pid, start);
         true
     }
 }

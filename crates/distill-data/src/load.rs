@@ -110,7 +110,9 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
         df.set_column_names(names.as_slice()).map_err(|e| err(format!("column_names: {e}")))?;
     }
     if let Some((name, dtype)) = df.schema().iter().find(|(_, t)| t.is_nested()) {
-        return Err(err(format!("column `{name}` is nested ({dtype}); distill reads flat columns only (numbers, strings, booleans): flatten it or drop it from the file")));
+        return Err(err(format!(
+            "column `{name}` is nested ({dtype}); distill reads flat columns only (numbers, strings, booleans): flatten it or drop it from the file"
+        )));
     }
     if df.height() == 0 {
         return Err(err(format!("the file has no rows (columns: {})", df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))));
