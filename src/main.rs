@@ -132,9 +132,10 @@ enum Command {
 enum CacheCommand {
     /// List cached artifacts: kind, key, size, creating pipeline.
     Ls,
-    /// Re-hash every artifact against its record; exit 1 if any is corrupt or incomplete.
+    /// Re-hash every artifact against its record and check that it loads; exit 1 if any is
+    /// corrupt, incomplete or unloadable.
     Verify,
-    /// Remove artifacts that no run's lock.json uses.
+    /// Remove artifacts that no run's lock.json uses and no run in progress holds.
     Gc {
         /// Where the runs live.
         #[arg(long, value_name = "DIR", default_value = "runs")]
@@ -216,12 +217,23 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
             Ok(if bad > 0 { exit::CHECKS_FAILED } else { 0 })
         }
         CacheCommand::Gc { runs, dry_run } => {
-            let keep = distill_pipeline::keys_in_use(&runs);
-            let removed = cache.gc(&keep, dry_run).map_err(|e| error_chain(&e))?;
-            for path in &removed {
-                println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
+            // With no runs to read, every entry would look unused.
+            if !runs.is_dir() {
+                return Err(format!("--runs {}: not a directory; gc keeps what the runs there use, so it needs them (pass --runs DIR)", runs.display()));
             }
-            println!("{} files {}; {} keys in use by runs under {}", removed.len(), if dry_run { "to remove" } else { "removed" }, keep.len(), runs.display());
+            let gc = cache.gc(|| distill_pipeline::keys_in_use(&runs), dry_run).map_err(|e| error_chain(&e))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            gc.removed.iter().for_each(|path| println!("{verb} {}", path.display()));
+            gc.kept_for_live_runs.iter().for_each(|path| println!("kept (a run in progress may use it) {}", path.display()));
+            gc.stale_leases.iter().for_each(|path| println!("{} stale lease {}", if dry_run { "would remove" } else { "removed" }, path.display()));
+            println!(
+                "{} files {}; {} keys in use by runs under {}; {} runs in progress",
+                gc.removed.len(),
+                if dry_run { "to remove" } else { "removed" },
+                gc.keys_in_use,
+                runs.display(),
+                gc.live_runs
+            );
             Ok(0)
         }
     }

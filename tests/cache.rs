@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 fn distill(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_distill"))
         .args(args)
@@ -168,8 +170,9 @@ fn distill_cache_keys(cache: &Path) -> Vec<String> {
     keys
 }
 
-/// Python's pyarrow and safetensors read what distill writes. `.ci/run` installs them; set
-/// DISTILL_SKIP_PYTHON=1 to skip where Python packages cannot be installed.
+/// Python's pyarrow and safetensors read what distill writes. The tests install them into their
+/// own virtual environment (`common::python`); set DISTILL_SKIP_PYTHON=1 to skip where Python
+/// packages cannot be installed.
 #[test]
 fn python_tools_read_the_logit_cache_and_the_weights() {
     if std::env::var_os("DISTILL_SKIP_PYTHON").is_some() {
@@ -200,8 +203,8 @@ print(json.dumps({
     "weights": {k: list(v.shape) for k, v in w.items()},
 }))
 "#;
-    let o = Command::new("python3").args(["-c", script, &logits, run.join("teacher.safetensors").to_str().unwrap()]).output().expect("python3 runs");
-    assert!(o.status.success(), "python failed (install pyarrow and safetensors, or set DISTILL_SKIP_PYTHON=1): {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(common::python()).args(["-c", script, &logits, run.join("teacher.safetensors").to_str().unwrap()]).output().expect("python3 runs");
+    assert!(o.status.success(), "python failed: {}", String::from_utf8_lossy(&o.stderr));
     let py: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(py["rows"].as_u64().unwrap() as usize, ours.row_ids.len());
     assert_eq!(py["types"][0], "uint64");
@@ -338,7 +341,8 @@ fn external_logits_drive_a_run_and_bad_ones_are_rejected() {
         let ours = distill_cache::read_logits(&file).unwrap();
         let py_file = b.dir.path().join("from-python.parquet");
         let script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nd = json.load(sys.stdin)\nk = 3\nrows = [d['logits'][i * k:(i + 1) * k] for i in range(len(d['ids']))]\npq.write_table(pa.table({'row_id': pa.array(d['ids'], pa.int64()), 'logits': pa.array(rows, pa.list_(pa.float64()))}), sys.argv[1])";
-        let mut py = Command::new("python3").args(["-c", script, py_file.to_str().unwrap()]).stdin(std::process::Stdio::piped()).spawn().expect("python3 runs");
+        let mut py =
+            Command::new(common::python()).args(["-c", script, py_file.to_str().unwrap()]).stdin(std::process::Stdio::piped()).spawn().expect("python3 runs");
         let payload = serde_json::json!({"ids": ours.row_ids, "logits": ours.logits});
         std::io::Write::write_all(&mut py.stdin.take().unwrap(), payload.to_string().as_bytes()).unwrap();
         assert!(py.wait().unwrap().success(), "pyarrow writes the file");
@@ -449,7 +453,7 @@ fn top_k_logits_train_like_full_ones_when_k_is_every_class_and_still_train_when_
     assert!(o.status.code() == Some(2) && String::from_utf8_lossy(&o.stderr).contains("teacher.cache.top_k: 4 is more than the 3 classes"));
     if std::env::var_os("DISTILL_SKIP_PYTHON").is_none() {
         let script = "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.schema.names, t.schema.field('topk_indices').type, t.schema.field('topk_values').type, pq.ParquetFile(sys.argv[1]).metadata.metadata[b'distill.top_k'].decode())";
-        let o = Command::new("python3").args(["-c", script, path.to_str().unwrap()]).output().expect("python3 runs");
+        let o = Command::new(common::python()).args(["-c", script, path.to_str().unwrap()]).output().expect("python3 runs");
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = out.replace("element: ", "item: "); // pyarrow names the list's field either way

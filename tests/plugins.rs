@@ -228,3 +228,78 @@ fn every_plugin_fault_through_the_binary_is_its_own_error_with_no_outputs() {
         assert!(!out.exists(), "case {i}: a failed run leaves no outputs");
     }
 }
+
+/// Exit code 2 with an error, never a signal (a SIGBUS from mapping a short file has no code).
+fn refused(o: &Output, what: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let e = err(o);
+    assert_eq!(o.status.code(), Some(2), "{what}: status {:?} signal {:?}: {e}", o.status, o.status.signal());
+    assert!(!e.contains("panicked"), "{what}: {e}");
+    e
+}
+
+#[test]
+fn truncated_or_not_a_file_plugin_libraries_are_errors_naming_the_key_never_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = std::fs::read(lib("cosine_kd")).unwrap();
+    let fifo = tmp.path().join("fifo.so");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut cases: Vec<(PathBuf, &str)> = Vec::new();
+    for (name, len) in [("cut-tail.so", real.len() - 1), ("cut-half.so", real.len() / 2), ("cut-header.so", 40), ("empty.so", 0)] {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &real[..len]).unwrap();
+        cases.push((path, if len == 0 { "empty" } else { "truncated or corrupt" }));
+    }
+    cases.push((tmp.path().join("dir.so"), "is a directory"));
+    std::fs::create_dir(&cases.last().unwrap().0).unwrap();
+    cases.push((fifo, "is a FIFO"));
+    for (path, expected) in &cases {
+        let set = format!("plugins=[{{path: {}}}]", path.display());
+        let loss = "student.loss.kind=plugin_hinton_kd";
+        let e = refused(&distill(&["validate", "pipelines/iris-kd.yaml", "--set", &set, "--set", loss]), "validate");
+        assert!(e.contains("plugins[0].path") && e.contains(&path.display().to_string()) && e.contains(expected), "validate {}: {e}", path.display());
+        let out = tmp.path().join("run");
+        let e = refused(&iris(&out, &tmp.path().join("cache"), &["--set", &set, "--set", loss]), "run");
+        assert!(e.contains("plugins[0].path") && e.contains(expected), "run {}: {e}", path.display());
+        assert!(!out.exists());
+        let e = refused(&distill(&["plugins", "inspect", path.to_str().unwrap()]), "inspect");
+        assert!(e.contains(&path.display().to_string()) && e.contains(expected), "inspect {}: {e}", path.display());
+    }
+}
+
+#[test]
+fn a_plugin_library_rewritten_while_distill_loads_it_never_crashes_distill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = std::fs::read(lib("cosine_kd")).unwrap();
+    let path = tmp.path().join("libchanging.so");
+    std::fs::write(&path, &real).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A build rewriting the library in place: truncate, then write it again in pieces.
+    let writer = {
+        let (path, stop, real) = (path.clone(), stop.clone(), real.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut f = std::fs::File::create(&path).unwrap();
+                for chunk in real.chunks(real.len() / 8 + 1) {
+                    f.write_all(chunk).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    let (mut loaded, mut refused_count) = (0, 0);
+    for _ in 0..20 {
+        let o = distill(&["plugins", "inspect", path.to_str().unwrap()]);
+        match o.status.code() {
+            Some(0) => loaded += 1,
+            _ => {
+                refused(&o, "inspect while rewritten");
+                refused_count += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(loaded + refused_count, 20, "every attempt loaded the library or refused it with an error");
+}

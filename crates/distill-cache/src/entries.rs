@@ -1,15 +1,16 @@
 //! Cache entries: every artifact has a record beside it (`<artifact>.entry.json`) holding its
 //! checksum. The record is written after the artifact, so an artifact without a record is an
-//! interrupted write; an artifact whose bytes do not match the record is corrupt. Neither is ever
-//! used: the caller recomputes and overwrites it.
+//! interrupted write; an artifact whose bytes do not match the record is corrupt; one whose bytes
+//! match but do not parse as their format is unloadable. None is ever used: the caller recomputes
+//! and `store` overwrites it (atomically, artifact first, record last).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic_then;
+use crate::formats::check_loads;
 use crate::{hash_bytes, write_atomic, Cache, CacheError};
 
 /// What the record beside an artifact says about it.
@@ -37,6 +38,9 @@ pub enum EntryProblem {
     BadRecord(String),
     /// The bytes do not match the recorded checksum or size.
     Corrupt { expected: String, found: String },
+    /// The bytes match the record but do not load as the artifact's format (written by another
+    /// tool, or a bug).
+    Unloadable(String),
 }
 
 impl std::fmt::Display for EntryProblem {
@@ -45,6 +49,7 @@ impl std::fmt::Display for EntryProblem {
             EntryProblem::Unrecorded => write!(f, "no entry record (an interrupted write)"),
             EntryProblem::BadRecord(e) => write!(f, "unreadable entry record: {e}"),
             EntryProblem::Corrupt { expected, found } => write!(f, "checksum mismatch: recorded {}, file has {}", short(expected), short(found)),
+            EntryProblem::Unloadable(why) => write!(f, "the checksum matches but the file does not load: {why}"),
         }
     }
 }
@@ -63,7 +68,7 @@ pub struct Entry {
     pub record: Result<EntryRecord, EntryProblem>,
 }
 
-fn record_path(artifact: &Path) -> PathBuf {
+pub(crate) fn record_path(artifact: &Path) -> PathBuf {
     let mut name = artifact.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".entry.json");
     artifact.with_file_name(name)
@@ -111,13 +116,32 @@ fn pause_hook(kind: &str) {
 }
 
 impl Cache {
-    /// Writes an artifact and then its record, both atomically. Write-once: when an intact entry
-    /// for the key is already there (another run sharing the cache stored it), it is kept as it is.
+    /// Writes an artifact and then its record, both atomically. Write-once for good entries: when
+    /// an intact entry that loads is already there (another run sharing the cache stored it), it
+    /// is kept as it is; one that is corrupt or does not load is replaced.
     pub fn store(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
-        if matches!(self.load_verified(artifact), Ok(Some(_))) {
-            tracing::debug!(path = %artifact.display(), "already in the cache; kept");
-            return Ok(());
+        match self.load_verified(artifact) {
+            Ok(Some(existing)) => match check_loads(artifact, &existing) {
+                Ok(()) => {
+                    tracing::debug!(path = %artifact.display(), "already in the cache; kept");
+                    return Ok(());
+                }
+                Err(why) => tracing::warn!(path = %artifact.display(), problem = %why, "replacing a cached artifact that does not load"),
+            },
+            Ok(None) => {}
+            Err(problem) => tracing::debug!(path = %artifact.display(), %problem, "replacing an unusable cached artifact"),
         }
+        self.write_entry(kind, key, artifact, bytes, pipeline)
+    }
+
+    /// Writes an artifact and its record even when an intact entry is there: for a caller whose
+    /// own load of the existing artifact failed (e.g. weights that do not fit the model), so a
+    /// bad artifact is never kept because its bytes happen to match their record.
+    pub fn replace(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
+        self.write_entry(kind, key, artifact, bytes, pipeline)
+    }
+
+    fn write_entry(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
         write_atomic_then(artifact, bytes, || pause_hook(kind))?;
         let record = EntryRecord {
             kind: kind.to_string(),
@@ -159,7 +183,9 @@ impl Cache {
         out
     }
 
-    /// Re-hashes every artifact; returns each entry with its problem, if any.
+    /// Re-hashes every artifact and checks that it loads (a logit file's Parquet footer, schema
+    /// and metadata; a safetensors header and its tensors' extents); returns each entry with its
+    /// problem, if any.
     pub fn verify(&self) -> Vec<(Entry, Option<EntryProblem>)> {
         self.entries()
             .into_iter()
@@ -167,75 +193,66 @@ impl Cache {
                 let problem = match (&entry.record, std::fs::read(&entry.path)) {
                     (Err(p), _) => Some(p.clone()),
                     (Ok(_), Err(e)) => Some(EntryProblem::BadRecord(format!("cannot read the artifact: {e}"))),
-                    (Ok(record), Ok(bytes)) => check(&bytes, record).err(),
+                    (Ok(record), Ok(bytes)) => check(&bytes, record).and_then(|()| check_loads(&entry.path, &bytes).map_err(EntryProblem::Unloadable)).err(),
                 };
                 (entry, problem)
             })
             .collect()
-    }
-
-    /// Removes entries whose key is not in `keep` (and leftover temporary files); returns what
-    /// was (or, with `dry_run`, would be) removed.
-    pub fn gc(&self, keep: &HashSet<String>, dry_run: bool) -> Result<Vec<PathBuf>, CacheError> {
-        let mut removed = Vec::new();
-        for entry in self.entries() {
-            if keep.contains(&entry.key) {
-                continue;
-            }
-            for path in [record_path(&entry.path), entry.path.clone()] {
-                if path.exists() {
-                    if !dry_run {
-                        std::fs::remove_file(&path).map_err(|e| CacheError::file(&path, format!("cannot remove: {e}")))?;
-                    }
-                    removed.push(path);
-                }
-            }
-        }
-        for ArtifactKind { dir, .. } in &self.kinds {
-            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
-            for path in list.filter_map(|e| e.ok().map(|e| e.path())) {
-                if path.to_string_lossy().ends_with(".tmp") {
-                    if !dry_run {
-                        std::fs::remove_file(&path).map_err(|e| CacheError::file(&path, format!("cannot remove: {e}")))?;
-                    }
-                    removed.push(path);
-                }
-            }
-        }
-        Ok(removed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::tests::safetensors_bytes;
+    use crate::lease::tests::tempdir;
 
     #[test]
-    fn store_verify_detect_corruption_and_gc() {
-        let root = std::env::temp_dir().join(format!("distill-entries-{}", std::process::id()));
-        let kinds = [ArtifactKind { kind: "teacher", dir: "teachers", ext: ".safetensors" }, ArtifactKind { kind: "logits", dir: "logits", ext: ".parquet" }];
-        let cache = Cache::new(&root, &kinds);
+    fn store_verify_and_detect_corruption() {
+        let root = tempdir("entries");
+        let cache = Cache::new(&root, &crate::test_kinds());
         let a = cache.teacher_weights("aaa");
-        let b = cache.logits("bbb");
-        cache.store("teacher", "aaa", &a, b"weights", "p").unwrap();
-        cache.store("logits", "bbb", &b, b"logits", "p").unwrap();
-        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), b"weights");
+        let b = cache.artifact("student", "bbb");
+        let weights = safetensors_bytes();
+        cache.store("teacher", "aaa", &a, &weights, "p").unwrap();
+        cache.store("student", "bbb", &b, &weights, "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), weights);
         assert_eq!(cache.load_verified(&cache.logits("none")).unwrap(), None);
         assert_eq!(cache.entries().len(), 2);
         assert!(cache.verify().iter().all(|(_, p)| p.is_none()));
 
         // Truncation and bit flips are caught; so is an artifact without a record.
-        std::fs::write(&b, b"logit").unwrap();
+        std::fs::write(&b, &weights[1..]).unwrap();
         assert!(matches!(cache.load_verified(&b), Err(EntryProblem::Corrupt { .. })));
         std::fs::remove_file(record_path(&a)).unwrap();
         assert_eq!(cache.load_verified(&a), Err(EntryProblem::Unrecorded));
         assert_eq!(cache.verify().iter().filter(|(_, p)| p.is_some()).count(), 2);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 
-        let keep: HashSet<String> = ["bbb".to_string()].into();
-        assert_eq!(cache.gc(&keep, true).unwrap(), vec![a.clone()]);
-        assert!(a.exists(), "a dry run removes nothing");
-        cache.gc(&keep, false).unwrap();
-        assert!(!a.exists() && b.exists());
+    #[test]
+    fn an_entry_whose_record_matches_but_that_does_not_load_is_reported_and_replaced() {
+        let root = tempdir("unloadable");
+        let cache = Cache::new(&root, &crate::test_kinds());
+        let a = cache.teacher_weights("aaa");
+        // Bad bytes with a matching record, as another tool (or a bug) could leave them.
+        cache.replace("teacher", "aaa", &a, b"not weights", "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), b"not weights", "the checksum alone cannot tell");
+        let verified = cache.verify();
+        assert!(matches!(&verified[0].1, Some(EntryProblem::Unloadable(why)) if why.contains("safetensors")), "{verified:?}");
+
+        let good = safetensors_bytes();
+        cache.store("teacher", "aaa", &a, &good, "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), good, "store replaced it");
+        assert!(cache.verify()[0].1.is_none());
+
+        // A good entry is kept by store (write-once) and overwritten only by replace.
+        let mut other = good.clone();
+        other[good.len() - 1] = 1;
+        cache.store("teacher", "aaa", &a, &other, "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), good);
+        cache.replace("teacher", "aaa", &a, &other, "p").unwrap();
+        assert_eq!(cache.load_verified(&a).unwrap().unwrap(), other);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -9,22 +9,30 @@
 //! students/<key>.safetensors   a trained student (one per seed), key = hash(student config, logits, data, seed)
 //! baselines/<key>.safetensors  a trained baseline (one per seed), key = hash(student model and budget, data, seed)
 //! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
+//! leases/<pid>-<ms>-<n>.json   a run in progress and the keys it holds (gc keeps them)
 //! ```
 //!
-//! Writes are atomic (temporary file + rename) and write-once per key, so runs sharing a cache
-//! directory never see a half-written artifact; the record is written last and checked on every
-//! read, so an interrupted or corrupted artifact is recomputed, never used.
+//! Writes are atomic (temporary file + rename) and write-once per key for entries that are
+//! intact and load, so runs sharing a cache directory never see a half-written artifact; the
+//! record is written last and checked on every read, so an interrupted or corrupted artifact is
+//! recomputed, never used, and replaced by the next store. `gc` removes only what neither a
+//! finished run (its `lock.json`) nor a run in progress (its [`Lease`]) can use.
 //!
 //! Not here: what a stage computes (distill-pipeline) or how (distill-nn, distill-data).
 
 mod atomic;
 mod entries;
 mod fingerprint;
+mod formats;
+mod gc;
+mod lease;
 mod logits;
 
 pub use atomic::write_atomic;
 pub use entries::{ArtifactKind, Entry, EntryProblem, EntryRecord};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
+pub use gc::GcOutcome;
+pub use lease::{Lease, LeaseRecord};
 pub use logits::{
     decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION,
 };
@@ -98,4 +106,18 @@ impl Cache {
     pub fn logits(&self, key: &str) -> PathBuf {
         self.artifact("logits", key)
     }
+}
+
+/// The artifact kinds distill's stage registry declares, for this crate's own tests.
+#[cfg(test)]
+pub(crate) fn test_kinds() -> Vec<ArtifactKind> {
+    [
+        ("teacher", "teachers", ".safetensors"),
+        ("logits", "logits", ".parquet"),
+        ("student", "students", ".safetensors"),
+        ("baseline", "baselines", ".safetensors"),
+    ]
+    .into_iter()
+    .map(|(kind, dir, ext)| ArtifactKind { kind, dir, ext })
+    .collect()
 }

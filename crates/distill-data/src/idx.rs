@@ -1,12 +1,12 @@
 //! MNIST-style IDX files: big-endian header (magic `0x0000_08TT_DD`: type TT = 0x08 for u8,
-//! DD dimensions), then the dimension sizes as u32, then the values. Gzipped files are detected by
-//! their magic bytes, not their name.
+//! DD dimensions), then the dimension sizes as u32, then the values. Gzipped (or zstd) files are
+//! detected by their magic bytes, not their name.
 
-use std::io::Read;
 use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::file::read_decompressed;
 use crate::DataError;
 
 /// A decoded IDX array of u8 values.
@@ -16,15 +16,7 @@ pub struct IdxArray {
 }
 
 fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
-    let err = |message: String| DataError::Load { path: path.display().to_string(), message };
-    let raw = std::fs::read(path).map_err(|e| err(if e.kind() == std::io::ErrorKind::NotFound { "file not found".into() } else { e.to_string() }))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| err(format!("bad gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    read_decompressed(path).map(|(bytes, _)| bytes).map_err(|message| DataError::Load { path: path.display().to_string(), message })
 }
 
 /// Reads and validates one IDX file of u8 values.

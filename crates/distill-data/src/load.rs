@@ -1,10 +1,12 @@
 //! Reading a recipe's data files (CSV, Parquet, IDX) into a polars DataFrame.
 
 use std::fs::File;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use crate::file::{compression_of, read_decompressed, regular_file};
 use crate::idx::load_idx;
 use crate::DataError;
 use distill_spec::{DataFormat, SourceSpec};
@@ -90,48 +92,27 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
         Some(f) => f,
         None => infer_format(path)?,
     };
-    if !path.is_file() {
-        return Err(err("file not found".into()));
-    }
+    regular_file(path).map_err(err)?;
     if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
         return Err(err("the file is empty".into()));
     }
     if format != DataFormat::Csv && options.has_csv_options() {
         return Err(err("CSV options (header, delimiter, null_values, comment, column_names) apply only to CSV files".into()));
     }
-    let separator = match options.delimiter.as_deref() {
-        None => b',',
-        Some(d) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => d.as_bytes()[0],
-        Some(d) => return Err(err(format!("delimiter must be one ASCII character other than a quote or newline, got {d:?}"))),
-    };
-    if options.comment.as_deref() == Some("") {
-        return Err(err("comment must not be empty".into()));
+    if format == DataFormat::Idx {
+        return load_idx(path, None);
     }
-    let nulls = options.null_values.clone().map(|v| NullValues::AllColumns(v.into_iter().map(PlSmallStr::from).collect()));
-    let comment = options.comment.as_deref().map(CommentPrefix::new_from_str);
-    let mut df = match format {
-        DataFormat::Csv => CsvReadOptions::default()
-            .with_has_header(options.header.unwrap_or(true))
-            .with_infer_schema_length(Some(10_000))
-            .map_parse_options(|o| o.with_separator(separator).with_null_values(nulls.clone()).with_comment_prefix(comment.clone()))
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish()),
-        DataFormat::Parquet => File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| ParquetReader::new(f).finish()),
-        DataFormat::Idx => return load_idx(path, None),
-    }
-    .map_err(|e| {
-        let ragged = if format == DataFormat::Csv { ragged_line(path, separator, options.comment.as_deref()) } else { None };
-        err(match ragged {
-            // polars' own text ends with advice for its Python API; its first line is enough.
-            Some(line) => format!("{line} ({})", e.to_string().lines().next().unwrap_or_default()),
-            None => e.to_string(),
-        })
-    })?;
+    let mut df = read_frame(path, format, options).map_err(err)?;
     if let Some(names) = &options.column_names {
         if names.len() != df.width() {
             return Err(err(format!("column_names lists {} names but the file has {} columns", names.len(), df.width())));
         }
         df.set_column_names(names.as_slice()).map_err(|e| err(format!("column_names: {e}")))?;
+    }
+    if let Some((name, dtype)) = df.schema().iter().find(|(_, t)| t.is_nested()) {
+        return Err(err(format!(
+            "column `{name}` is nested ({dtype}); distill reads flat columns only (numbers, strings, booleans): flatten it or drop it from the file"
+        )));
     }
     if df.height() == 0 {
         return Err(err(format!("the file has no rows (columns: {})", df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))));
@@ -140,10 +121,53 @@ pub fn load_table_with(path: &Path, format: Option<DataFormat>, options: &Source
     Ok(df)
 }
 
+/// The CSV or Parquet table in `path`, decompressed first when its bytes are gzip or zstd
+/// (whatever its name), so polars never sees compressed bytes it cannot read.
+fn read_frame(path: &Path, format: DataFormat, options: &SourceSpec) -> Result<DataFrame, String> {
+    let separator = match options.delimiter.as_deref() {
+        None => b',',
+        Some(d) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" && d != "\r" => d.as_bytes()[0],
+        Some(d) => return Err(format!("delimiter must be one ASCII character other than a quote or newline, got {d:?}")),
+    };
+    if options.comment.as_deref() == Some("") {
+        return Err("comment must not be empty".into());
+    }
+    let nulls = options.null_values.clone().map(|v| NullValues::AllColumns(v.into_iter().map(PlSmallStr::from).collect()));
+    let comment = options.comment.as_deref().map(CommentPrefix::new_from_str);
+    let csv = CsvReadOptions::default()
+        .with_has_header(options.header.unwrap_or(true))
+        .with_infer_schema_length(Some(10_000))
+        .map_parse_options(|o| o.with_separator(separator).with_null_values(nulls.clone()).with_comment_prefix(comment.clone()));
+    let compressed = compression_of(path).is_some();
+    let (result, text) = if compressed {
+        let (bytes, _) = read_decompressed(path)?;
+        let result = match format {
+            DataFormat::Csv => csv.into_reader_with_file_handle(Cursor::new(bytes.as_slice())).finish(),
+            _ => ParquetReader::new(Cursor::new(bytes.as_slice())).finish(),
+        };
+        (result, Some(bytes))
+    } else {
+        let result = match format {
+            DataFormat::Csv => csv.try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()),
+            _ => File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| ParquetReader::new(f).finish()),
+        };
+        (result, None)
+    };
+    result.map_err(|e| {
+        let text = text.or_else(|| (format == DataFormat::Csv).then(|| std::fs::read(path).ok()).flatten());
+        let ragged = if format == DataFormat::Csv { text.and_then(|t| ragged_line(&t, separator, options.comment.as_deref())) } else { None };
+        match ragged {
+            // polars' own text ends with advice for its Python API; its first line is enough.
+            Some(line) => format!("{line} ({})", e.to_string().lines().next().unwrap_or_default()),
+            None => e.to_string(),
+        }
+    })
+}
+
 /// For a CSV file polars rejected: the first line whose number of fields differs from the first
 /// line's (quoted separators respected), so the error can point at it. `None` if all agree.
-fn ragged_line(path: &Path, separator: u8, comment: Option<&str>) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+fn ragged_line(bytes: &[u8], separator: u8, comment: Option<&str>) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
     let fields = |line: &str| {
         let mut quoted = false;
         1 + line

@@ -153,7 +153,11 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
     let file = spec.source.path.display();
     if !columns.contains(&spec.label) {
-        return Err(DataError::Invalid(format!("data.label: there is no column `{}` in {file} (columns: {})", spec.label, columns.join(", "))));
+        return Err(DataError::Invalid(format!(
+            "data.label: there is no column `{}` in {file} ({})",
+            spec.label,
+            crate::suggest_column(&columns, &spec.label)
+        )));
     }
     let include = spec.features.include.clone().unwrap_or_else(|| vec!["*".into()]);
     let mut feature_names = select_columns(&columns, &include, &format!("data.features.include ({file})"))?;

@@ -122,6 +122,7 @@ pub(crate) fn compile(df: &DataFrame, columns: &[String], check: &CheckSpec, whe
 
 /// Parses a `sql` check's predicate without any data (so `distill validate` can report it).
 pub fn parse_predicate(text: &str) -> Result<Expr, String> {
+    crate::predicate::check_predicate_size(text)?;
     polars::sql::sql_expr(text).map_err(|e| format!("cannot parse `{text}` as a SQL condition: {e}"))
 }
 

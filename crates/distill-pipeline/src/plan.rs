@@ -66,7 +66,7 @@ fn plan_one(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry) -> Res
     let mut out = vec![line("data", "run", format!("fingerprint {}; {data_change}", &data.fingerprint[..12]))];
     let cache = cache_for(opts, loaded);
     let cx = Context::new(loaded, &data, &cache, plugins, false)?;
-    out.extend(walk(&cx, &stages::graph(&cx), &opts.force, Mode::Plan, last.as_ref())?.planned);
+    out.extend(walk(&cx, &stages::graph(&cx), &opts.force, Mode::Plan, last.as_ref(), None)?.planned);
     out.push(line(EVALUATE.name, "run", "test metrics, latency, report (always)"));
     Ok(out)
 }

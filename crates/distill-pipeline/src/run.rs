@@ -140,7 +140,9 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
 
     let cache = cache_for(opts, loaded);
     let cx = Context::new(loaded, &data, &cache, plugins, opts.resume)?;
-    let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None)?;
+    // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
+    let mut lease = cache.lease()?;
+    let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None, Some(&mut lease))?;
     let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
     walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
 
@@ -152,6 +154,7 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     run_dir.write_json("report-input.json", &input)?;
     write_report(&run_dir.path)?;
     run_dir.write_json("lock.json", &lock(opts, &cx, &resolved, walked)?)?;
+    drop(lease);
     tracing::info!(seconds = summary.seconds, "run finished");
     Ok(RunOutcome::Completed { run_dir: run_dir.path.clone(), summary: Box::new(summary) })
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use distill_cache::Fingerprint;
+use distill_cache::{Fingerprint, Lease};
 
 use crate::lock::{Lock, StageRecord};
 use crate::stages::{Context, Force, Found, Output, Stage};
@@ -56,8 +56,17 @@ impl Walked {
     }
 }
 
-/// Walks `stages` in order. `last` is the last recorded run, for "what changed since".
-pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage>], force: &Force, mode: Mode, last: Option<&(PathBuf, Lock)>) -> Result<Walked, PipelineError> {
+/// Walks `stages` in order. `last` is the last recorded run, for "what changed since". A run
+/// holds every stage's key in its cache `lease` before looking it up, so `cache gc` leaves what
+/// the run is using or about to store.
+pub(crate) fn walk(
+    cx: &Context,
+    stages: &[Box<dyn Stage>],
+    force: &Force,
+    mode: Mode,
+    last: Option<&(PathBuf, Lock)>,
+    mut lease: Option<&mut Lease>,
+) -> Result<Walked, PipelineError> {
     let mut walked = Walked::default();
     for stage in stages {
         let (name, wanted) = (stage.name(), stage.inputs());
@@ -70,6 +79,9 @@ pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage>], force: &Force, mode:
             continue;
         }
         let fp = stage.fingerprint(cx, &inputs)?;
+        if let Some(lease) = lease.as_deref_mut() {
+            lease.hold(&fp.key)?;
+        }
         let forced = force.includes(stage.kind());
         let why = since(last, stage.kind().name, stage.seed(), &fp);
         let (output, action, reason) = match stage.find(cx, &fp, &inputs, forced)? {

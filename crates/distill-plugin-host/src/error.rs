@@ -32,6 +32,16 @@ pub enum PluginError {
         path: PathBuf,
     },
 
+    /// The file cannot be a loadable library (checked before the dynamic loader sees it).
+    #[error("plugin library {}: {source}", .path.display())]
+    BadFile {
+        /// The library path.
+        path: PathBuf,
+        /// What is wrong with the file.
+        #[source]
+        source: FileProblem,
+    },
+
     /// The dynamic loader refused the file (not a shared library, wrong architecture, missing
     /// dependency).
     #[error("cannot load plugin library {}: {message}", .path.display())]
@@ -158,4 +168,52 @@ pub enum PluginError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// What is wrong with a plugin library file, found before it is loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FileProblem {
+    /// The path exists but is a directory, FIFO, socket or device.
+    #[error("is {0}, not a library file")]
+    NotRegular(&'static str),
+    /// It cannot be read (including a symbolic link loop).
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    /// It is empty.
+    #[error("the file is empty")]
+    Empty,
+    /// It does not start with the ELF magic bytes.
+    #[error("not an ELF shared library (no ELF header)")]
+    NotElf,
+    /// An ELF file of the other word size.
+    #[error("a {bits}-bit ELF file; this distill is {}-bit", usize::BITS)]
+    WrongClass {
+        /// 32 or 64.
+        bits: u32,
+    },
+    /// An ELF file of the other byte order.
+    #[error("an ELF file of the other byte order than this machine's")]
+    WrongByteOrder,
+    /// An ELF file that is not a shared object (an executable, an object file).
+    #[error("an ELF file of type {e_type}, not a shared library (type 3); build the plugin with crate-type = [\"cdylib\"]")]
+    NotShared {
+        /// `e_type` from the header.
+        e_type: u16,
+    },
+    /// A part the loader maps ends past the end of the file: a truncated or corrupt copy.
+    #[error("truncated or corrupt: {what} ends at byte {end} but the file has {len} bytes")]
+    Truncated {
+        /// Which part, e.g. `segment 2`.
+        what: String,
+        /// Where it ends.
+        end: u64,
+        /// The file's size.
+        len: u64,
+    },
+    /// A header field that no loader accepts.
+    #[error("malformed ELF header: {0}")]
+    Malformed(String),
+    /// The private copy that is loaded cannot be written.
+    #[error("cannot make a private copy to load: {0}")]
+    Copy(#[source] std::io::Error),
 }

@@ -19,7 +19,10 @@
 //!
 //! What it guarantees:
 //!
-//! - **Checked loading.** [`Plugin::load`] refuses a missing file, a library without the
+//! - **Checked loading.** [`Plugin::load`] refuses a missing file, a path that is not a regular
+//!   file, and a truncated or corrupt library (its ELF headers and segments are checked to lie
+//!   within the file; the loader maps a private copy, so a library rewritten meanwhile cannot
+//!   fault the process), a library without the
 //!   `distill_plugin_entry` symbol, another ABI version, malformed names and names declared
 //!   twice. [`PluginRegistry`] also refuses a name declared by two plugins.
 //! - **Checked calls.** Inputs are checked against the batch shape before the call; a plugin
@@ -34,9 +37,11 @@
 //! gradient into its autograd surrogate and the layer list into a model), and it does not
 //! sandbox plugins. Loading a library runs its code: load only libraries you trust.
 
+mod elf;
 mod error;
+mod file;
 mod plugin;
 
 pub use distill_plugin::{validate_layers, Activation, Layer, ABI_VERSION};
-pub use error::{PluginError, PluginId};
+pub use error::{FileProblem, PluginError, PluginId};
 pub use plugin::{inspect, Plugin, PluginArch, PluginInfo, PluginLoss, PluginRegistry};

@@ -15,6 +15,7 @@ use libloading::Library;
 use serde_json::Value;
 
 use crate::error::{PluginError, PluginId};
+use crate::file::checked_copy;
 
 /// Bytes offered for a plugin's error message; longer messages are truncated by the plugin.
 const ERROR_BUFFER: usize = 4096;
@@ -97,12 +98,19 @@ impl Plugin {
     /// only programs you trust. A recipe loads only the libraries it names by path.
     pub fn load(path: impl AsRef<Path>) -> Result<Plugin, PluginError> {
         let path = path.as_ref().to_path_buf();
-        if !path.exists() {
+        if std::fs::metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
             return Err(PluginError::NotFound { path });
         }
+        // The loader maps a checked private copy, never the file itself (see `file.rs`).
+        let copy = checked_copy(&path).map_err(|source| PluginError::BadFile { path: path.clone(), source })?;
         // SAFETY: loading runs the library's initialisers; the caller chose to trust this
         // library by naming it (documented above).
-        let library = unsafe { Library::new(&path) }.map_err(|e| PluginError::Open { path: path.clone(), message: e.to_string() })?;
+        let library = unsafe { Library::new(copy.path()) }.map_err(|e| {
+            // The loader names the copy; the user knows the library by its own path.
+            let message = e.to_string().replace(&copy.path().display().to_string(), &path.display().to_string());
+            PluginError::Open { path: path.clone(), message }
+        })?;
+        drop(copy);
         let symbol = format!("{ENTRY_SYMBOL}\0");
         // SAFETY: the symbol's type is fixed by the ABI; a library exporting that name with
         // another type is outside what we can check.

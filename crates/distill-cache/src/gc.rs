@@ -1,0 +1,171 @@
+//! Garbage collection: remove only what no run, finished or in progress, can still use.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::entries::record_path;
+use crate::lease::{alive, live_leases, LeaseLock};
+use crate::{ArtifactKind, Cache, CacheError};
+
+/// Files written this close to the cut-off count as newer: file times can be coarse.
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// What a `gc` removed (or, on a dry run, would remove) and what it kept for runs in progress.
+#[derive(Debug, Default)]
+pub struct GcOutcome {
+    pub removed: Vec<PathBuf>,
+    /// Unused by finished runs, but held by a live run or newer than the oldest live run.
+    pub kept_for_live_runs: Vec<PathBuf>,
+    /// Runs in progress (live leases).
+    pub live_runs: usize,
+    /// Lease files of processes that have ended (removed unless a dry run).
+    pub stale_leases: Vec<PathBuf>,
+    /// How many keys the finished runs use.
+    pub keys_in_use: usize,
+}
+
+impl Cache {
+    /// Removes entries whose key neither `keep` (the keys finished runs record) nor a live lease
+    /// holds, and leftover temporary files of ended writers; with `dry_run`, removes nothing and
+    /// reports the same lists. Entries newer than the oldest live lease are kept too: a run in
+    /// progress may have written them.
+    ///
+    /// `keep` is called after the leases are read: a run that ends in between has written its
+    /// `lock.json` before dropping its lease, so its keys are found in one or the other.
+    pub fn gc(&self, keep: impl FnOnce() -> HashSet<String>, dry_run: bool) -> Result<GcOutcome, CacheError> {
+        let _lock = LeaseLock::exclusive(&self.root)?;
+        let live = live_leases(&self.root);
+        let keep = keep();
+        // Files written since the oldest live run began may be that run's: kept.
+        let cutoff = live.oldest.map(|o| o.checked_sub(CLOCK_SLACK).unwrap_or(SystemTime::UNIX_EPOCH));
+        let mut out = GcOutcome { live_runs: live.count, keys_in_use: keep.len(), ..Default::default() };
+        for entry in self.entries() {
+            if keep.contains(&entry.key) {
+                continue;
+            }
+            let files: Vec<PathBuf> = [record_path(&entry.path), entry.path.clone()].into_iter().filter(|p| p.exists()).collect();
+            if live.keys.contains(&entry.key) || files.iter().any(|p| newer(p, cutoff)) {
+                out.kept_for_live_runs.push(entry.path);
+                continue;
+            }
+            for path in files {
+                remove(&path, dry_run)?;
+                out.removed.push(path);
+            }
+        }
+        for path in self.temporaries() {
+            if writer_alive(&path) {
+                out.kept_for_live_runs.push(path);
+            } else {
+                remove(&path, dry_run)?;
+                out.removed.push(path);
+            }
+        }
+        for path in live.stale {
+            remove(&path, dry_run)?;
+            out.stale_leases.push(path);
+        }
+        Ok(out)
+    }
+
+    /// Temporary files (`.<name>.<pid>.tmp`) in the artifact folders.
+    fn temporaries(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for ArtifactKind { dir, .. } in &self.kinds {
+            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            out.extend(list.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(".tmp")));
+        }
+        out.sort();
+        out
+    }
+}
+
+fn newer(path: &Path, cutoff: Option<SystemTime>) -> bool {
+    cutoff.is_some_and(|c| std::fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= c))
+}
+
+/// Whether the process whose pid `write_atomic` put in a temporary file's name still runs
+/// (where that cannot be told, see [`alive`], it is taken as running).
+fn writer_alive(tmp: &Path) -> bool {
+    let name = tmp.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let pid = name.strip_suffix(".tmp").and_then(|s| s.rsplit('.').next()).and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|pid| alive(pid, None))
+}
+
+fn remove(path: &Path, dry_run: bool) -> Result<(), CacheError> {
+    if dry_run {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        // Another gc got there first.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(|e| CacheError::file(path, format!("cannot remove: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::tests::tempdir;
+
+    /// Backdates a file so it is older than any lease this test takes.
+    fn age(path: &Path) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    }
+
+    fn stored(cache: &Cache, key: &str) -> PathBuf {
+        let path = cache.artifact("teacher", key);
+        cache.store("teacher", key, &path, &crate::formats::tests::safetensors_bytes(), "p").unwrap();
+        age(&path);
+        age(&record_path(&path));
+        path
+    }
+
+    #[test]
+    fn gc_keeps_what_finished_and_live_runs_use_and_lists_the_rest_on_a_dry_run() {
+        let dir = tempdir("gc");
+        let cache = Cache::new(&dir, &crate::test_kinds());
+        let (used, held, unused) = (stored(&cache, "used"), stored(&cache, "held"), stored(&cache, "unused"));
+        let keep = || HashSet::from(["used".to_string()]);
+        let mut lease = cache.lease().unwrap();
+        lease.hold("held").unwrap();
+        let fresh = cache.artifact("teacher", "fresh");
+        cache.store("teacher", "fresh", &fresh, &crate::formats::tests::safetensors_bytes(), "p").unwrap();
+
+        let dry = cache.gc(keep, true).unwrap();
+        assert_eq!(dry.removed, vec![record_path(&unused), unused.clone()]);
+        assert_eq!(dry.kept_for_live_runs, vec![fresh.clone(), held.clone()], "held by the lease, and newer than it");
+        assert_eq!((dry.live_runs, dry.keys_in_use), (1, 1));
+        assert!(unused.exists(), "a dry run removes nothing");
+
+        cache.gc(keep, false).unwrap();
+        assert!(used.exists() && held.exists() && fresh.exists() && !unused.exists());
+        drop(lease);
+        age(&fresh);
+        age(&record_path(&fresh));
+        let after = cache.gc(keep, false).unwrap();
+        assert_eq!(after.live_runs, 0);
+        assert!(used.exists() && !held.exists() && !fresh.exists(), "once the run has ended");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn temporaries_of_live_writers_are_kept_and_of_ended_ones_removed() {
+        let dir = tempdir("gc-tmp");
+        let cache = Cache::new(&dir, &crate::test_kinds());
+        let folder = dir.join("teachers");
+        std::fs::create_dir_all(&folder).unwrap();
+        let mine = folder.join(format!(".k.safetensors.{}.tmp", std::process::id()));
+        let ended = folder.join(".k.safetensors.4294967294.tmp");
+        for p in [&mine, &ended] {
+            std::fs::write(p, b"partial").unwrap();
+            age(p);
+        }
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert_eq!(out.removed, vec![ended.clone()]);
+        assert!(mine.exists() && !ended.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
