@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::FileProblem;
 
-/// A checked copy of a library, private to this process; loadable by path while alive. The
-/// loader keeps its own mapping, so dropping it after loading is fine.
+/// A checked copy of a library, private to this process; loadable by path while alive. Keep it
+/// as long as the library is loaded (see `Loaded::_copy`).
 pub(crate) struct PrivateCopy {
     path: PathBuf,
     _holder: Holder,

@@ -15,7 +15,7 @@ use libloading::Library;
 use serde_json::Value;
 
 use crate::error::{PluginError, PluginId};
-use crate::file::checked_copy;
+use crate::file::{checked_copy, PrivateCopy};
 
 /// Bytes offered for a plugin's error message; longer messages are truncated by the plugin.
 const ERROR_BUFFER: usize = 4096;
@@ -37,6 +37,10 @@ struct Loaded {
     /// plugin function holds an `Arc<Loaded>`, so the library is unloaded only after the last
     /// such handle is gone.
     _library: Library,
+    /// The private copy the loader mapped, alive as long as the library: the loader knows a
+    /// loaded library by its path and inode, so a copy freed early would let the next library's
+    /// copy reuse them (`/proc/self/fd/N`) and be mistaken for this one. Dropped after `_library`.
+    _copy: PrivateCopy,
 }
 
 /// A loaded, checked plugin library. Cheap to clone (shared); the library stays loaded while
@@ -110,7 +114,6 @@ impl Plugin {
             let message = e.to_string().replace(&copy.path().display().to_string(), &path.display().to_string());
             PluginError::Open { path: path.clone(), message }
         })?;
-        drop(copy);
         let symbol = format!("{ENTRY_SYMBOL}\0");
         // SAFETY: the symbol's type is fixed by the ABI; a library exporting that name with
         // another type is outside what we can check.
@@ -153,7 +156,7 @@ impl Plugin {
         check_unique(&id, "architecture", architectures.iter().map(|(n, _)| n))?;
 
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        Ok(Plugin { inner: Arc::new(Loaded { id, canonical, version, losses, architectures, _library: library }) })
+        Ok(Plugin { inner: Arc::new(Loaded { id, canonical, version, losses, architectures, _library: library, _copy: copy }) })
     }
 
     /// The plugin's declared name.

@@ -248,7 +248,7 @@ fn a_missing_file_is_an_error_naming_the_path() {
     let not_lib = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-library.so");
     std::fs::write(&not_lib, b"hello").unwrap();
     let err = Plugin::load(&not_lib).unwrap_err();
-    assert!(matches!(err, PluginError::Open { .. }), "{err:?}");
+    assert!(matches!(err, PluginError::BadFile { .. }), "checked before the loader sees it: {err:?}");
     assert!(err.to_string().contains("not-a-library.so"), "{err}");
 }
 
