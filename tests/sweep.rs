@@ -83,6 +83,15 @@ fn one_teacher_for_every_point_and_only_new_points_are_computed() {
     }
     assert_eq!(again["recommendation"], first["recommendation"]);
 
+    // Two points at a time on a fresh cache: the same numbers.
+    let o = distill(dir, &["run", recipe(dir, "[[2], [8]]").to_str().unwrap(), "--out", "par", "--cache-dir", "cache2", "--set", "sweep.parallel=2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let parallel = json(&dir.join("par/metrics.json"));
+    for i in 0..4 {
+        assert_eq!(parallel["points"][i]["accuracy"], first["points"][i]["accuracy"], "point {i}");
+        assert_eq!(parallel["points"][i]["val_accuracy"], first["points"][i]["val_accuracy"], "point {i}");
+    }
+
     // One more width: only its two points train a student.
     let more = run(dir, &recipe(dir, "[[2], [8], [16]]"), "c");
     assert_eq!(more["points"].as_array().unwrap().len(), 6);

@@ -40,6 +40,16 @@ pub struct SweepSpec {
     /// `evaluate.latency`).
     #[serde(default)]
     pub objective: Objective,
+    /// Points trained at once (default 1). The machine's threads are shared out among them
+    /// (`threads / parallel` each); the first point runs alone, so the shared teacher is trained
+    /// once. Results do not depend on it: the products split their outputs among threads, never
+    /// their sums.
+    #[serde(default = "one")]
+    pub parallel: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +116,9 @@ pub(crate) fn validate(sweep: &SweepSpec) -> Vec<(String, String)> {
     let lengths: Vec<usize> = sweep.zip.values().map(Vec::len).collect();
     if lengths.windows(2).any(|w| w[0] != w[1]) {
         out.push(("sweep.zip".into(), format!("zip lists must have one length, got {lengths:?}")));
+    }
+    if sweep.parallel == 0 {
+        out.push(("sweep.parallel".into(), "must be at least 1".into()));
     }
     if sweep.sample.as_ref().is_some_and(|s| s.n == 0) {
         out.push(("sweep.sample.n".into(), "must be at least 1".into()));
