@@ -81,6 +81,10 @@ enum Command {
     Validate {
         #[command(flatten)]
         pipeline: PipelineArgs,
+        /// First print the merged recipe (its `extends:` chain and `--set` values) with each key's
+        /// origin (`file:line` or `--set`).
+        #[arg(long)]
+        explain: bool,
     },
     /// Redraw a run's report (report.md, report.html, SVG plots) from its saved results.
     Report {
@@ -213,7 +217,11 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 }
 
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
-fn validate(args: &PipelineArgs) -> Result<u8, String> {
+fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
+    if explain {
+        let composed = distill_spec::compose_file(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+        print!("{}", distill_spec::explain(&composed));
+    }
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
     let problems = distill_data::predicate_problems(&p.data.checks);
     if !problems.is_empty() {
@@ -244,7 +252,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = runlog::init();
     let result = match cli.command {
-        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Validate { pipeline, explain } => validate(&pipeline, explain),
         Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| e.to_string()).map(|df| {
             print!("{}", distill_data::profile(&df, label.as_deref()));
             0
