@@ -4,6 +4,7 @@
 //! the `distill-*` crates.
 
 mod bench;
+mod init;
 mod output;
 mod runlog;
 
@@ -109,6 +110,23 @@ enum Command {
         /// The label column, if any (gets an `in_set` / `class_balance` check).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Write a complete, commented starting recipe for a data file: its format, label, features,
+    /// the checks it passes, and a teacher and student sized from it.
+    Init {
+        /// A CSV (any common delimiter, with or without a header) or Parquet file.
+        #[arg(value_name = "DATAFILE")]
+        file: PathBuf,
+        /// The label column (default: a column named label/target/class/y, else the last integer
+        /// or text column with few distinct values).
+        #[arg(long, value_name = "COL")]
+        label: Option<String>,
+        /// The recipe to write; its data path is relative to it.
+        #[arg(long, value_name = "FILE", default_value = "recipe.yaml")]
+        out: PathBuf,
+        /// Overwrite the recipe file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
     /// the GEMM ceiling, on random Fashion-MNIST-shaped data, and a recipe's warm-cache run against
@@ -257,6 +275,7 @@ fn main() -> ExitCode {
             print!("{}", distill_data::profile(&df, label.as_deref()));
             0
         }),
+        Command::Init { file, label, out, force } => init::command(&file, label.as_deref(), &out, force),
         Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {
             println!("{}", run.join("report.html").display());
             0

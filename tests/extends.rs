@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn distill(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill")).args(args).current_dir(dir).env_remove("RUST_LOG").env_remove("DISTILL_CACHE_DIR").output().expect("the distill binary runs")
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("DISTILL_CACHE_DIR")
+        .output()
+        .expect("the distill binary runs")
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -69,7 +75,17 @@ fn a_child_merges_over_its_base_and_runs_with_the_merged_recipe() {
     let o = distill(&["run", child.to_str().unwrap(), "--out", run.to_str().unwrap(), "--cache-dir", tmp.path().join("c").to_str().unwrap()], tmp.path());
     assert!(matches!(o.status.code(), Some(0 | 3)), "{}", text(&o).1);
     let resolved = std::fs::read_to_string(run.join("pipeline.resolved.yaml")).unwrap();
-    for want in ["name: iris-child", "path: ../data/iris.csv", "temperature: 4.0", "alpha: 0.5", "- 8\n", "dropout: 0.1", "id: only", "max_params: null", "description: null"] {
+    for want in [
+        "name: iris-child",
+        "path: ../data/iris.csv",
+        "temperature: 4.0",
+        "alpha: 0.5",
+        "- 8\n",
+        "dropout: 0.1",
+        "id: only",
+        "max_params: null",
+        "description: null",
+    ] {
         assert!(resolved.contains(want), "`{want}` missing from\n{resolved}");
     }
     assert!(!resolved.contains("no-nulls") && !resolved.contains("extends"), "{resolved}");

@@ -107,7 +107,10 @@ fn check_version(layers: &[Layer], base: &Layer) -> Result<(), SpecErrors> {
         return Ok(());
     }
     let show = |v: &Value| serde_yaml::to_string(v).unwrap_or_default().trim().to_string();
-    Err(base.error("version", format!("the base has version {} but {} has version {}: a base must have the same version", show(theirs), ours.1.display(), show(ours.0))))
+    Err(base.error(
+        "version",
+        format!("the base has version {} but {} has version {}: a base must have the same version", show(theirs), ours.1.display(), show(ours.0)),
+    ))
 }
 
 /// Merges `overlay` onto `base`: maps key by key, anything else replaced, `null` removes the key.
@@ -288,8 +291,12 @@ mod tests {
         assert_eq!(join_normalized(Path::new("base"), "../../d/x.csv"), "../d/x.csv");
         assert_eq!(join_normalized(Path::new("../s"), "./x/../y.csv"), "../s/x/../y.csv");
         assert_eq!(join_normalized(Path::new("base"), ".."), ".");
-        let mut doc = map("plugins: [{path: lib.so}, {path: /abs.so}]\ndata: {source: {path: '${D}/x.csv', labels: l.idx}}\nteacher: {logits: {path: t.parquet}}");
+        let mut doc =
+            map("plugins: [{path: lib.so}, {path: /abs.so}]\ndata: {source: {path: '${D}/x.csv', labels: l.idx}}\nteacher: {logits: {path: t.parquet}}");
         rebase_paths(&mut doc, Path::new("b"));
-        assert_eq!(doc, map("plugins: [{path: b/lib.so}, {path: /abs.so}]\ndata: {source: {path: '${D}/x.csv', labels: b/l.idx}}\nteacher: {logits: {path: b/t.parquet}}"));
+        assert_eq!(
+            doc,
+            map("plugins: [{path: b/lib.so}, {path: /abs.so}]\ndata: {source: {path: '${D}/x.csv', labels: b/l.idx}}\nteacher: {logits: {path: b/t.parquet}}")
+        );
     }
 }
