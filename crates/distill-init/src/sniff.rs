@@ -89,21 +89,21 @@ fn delimiter(lines: &[&str]) -> u8 {
 }
 
 /// A header when some column is numeric below the first line but not on it; none when the first
-/// line is all numbers; otherwise (all text) a header when the first line's values never recur.
+/// line has a number (names are not numbers); otherwise (all text) a header when none of the
+/// first line's values recurs in its column.
 fn has_header(lines: &[&str], delimiter: u8) -> bool {
     let rows: Vec<Vec<String>> = lines.iter().map(|l| fields(l, delimiter)).collect();
     let numeric = |s: &str| s.trim().parse::<f64>().is_ok();
-    let first = &rows[0];
-    if first.iter().all(|f| numeric(f)) {
-        return false;
-    }
-    let rest = &rows[1..];
-    if rest.is_empty() {
-        return true;
-    }
-    let column_numeric = |j: usize| rest.iter().filter_map(|r| r.get(j)).filter(|v| !v.trim().is_empty()).all(|v| numeric(v));
+    let (first, rest) = (&rows[0], &rows[1..]);
+    let column_numeric = |j: usize| {
+        let mut values = rest.iter().filter_map(|r| r.get(j)).filter(|v| !v.trim().is_empty()).peekable();
+        values.peek().is_some() && values.all(|v| numeric(v))
+    };
     if (0..first.len()).any(|j| !numeric(&first[j]) && column_numeric(j)) {
         return true;
+    }
+    if first.iter().any(|f| numeric(f)) {
+        return false;
     }
     (0..first.len()).all(|j| !rest.iter().any(|r| r.get(j) == Some(&first[j])))
 }
