@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use distill_nn::bench::{compute_threads, gemm_ceiling_gflops, infer_throughput, random_dataset, train_throughput, widths};
+use distill_nn::bench::{compute_threads, gemm_ceiling_gflops, infer_throughput, random_dataset, train_throughput, widths, BenchSchedule};
 use distill_nn::{Mlp, MlpShape};
 use distill_spec::Activation;
 
@@ -166,7 +166,7 @@ fn bench_train(args: &TrainArgs) -> Result<u8, String> {
     let mut models = Vec::new();
     for (shape, steps) in [(teacher(), args.steps), (student(), args.student_steps)] {
         tracing::info!(model = %widths(&shape), steps, "timing training");
-        models.push(train_throughput(&shape, &x, &y, args.batch, args.lr, args.warmup, steps, args.seed)?);
+        models.push(train_throughput(&shape, &x, &y, BenchSchedule { batch: args.batch, lr: args.lr, warmup: args.warmup, steps, seed: args.seed })?);
     }
     let threads = compute_threads();
     if args.json {

@@ -46,9 +46,9 @@ enum Command {
         /// Cache directory (default: cache_dir from the pipeline, $DISTILL_CACHE_DIR, or .distill-cache).
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
-        /// Recompute cached stages: `all` (the default), or some of `teacher` (and so its logits),
-        /// `logits`, `student`, `baseline` (comma-separated or repeated).
-        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        /// Recompute cached stages: `all` (the default) or stage names, comma-separated or repeated
+        /// (forcing the teacher recomputes its logits too).
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
         force: Vec<String>,
         /// Continue the training jobs of an interrupted run of this same recipe (same file, `--set`
         /// values and data) from their last per-epoch checkpoint; the result is the same as an
@@ -67,7 +67,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
         /// The stages a `run --force` would recompute (as for `run`).
-        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = ["all", "teacher", "logits", "student", "baseline"])]
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
         force: Vec<String>,
     },
     /// Look after the cache of teacher weights, teacher logits, students and baselines.
@@ -194,10 +194,25 @@ struct PipelineArgs {
     overrides: Vec<String>,
 }
 
+/// An error and its causes on one line (`what: why: underlying`), each cause once: messages that
+/// already quote their source are not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = e.source();
+    }
+    out
+}
+
 /// `distill cache ls|verify|gc`.
 fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, String> {
     let root = dir.or_else(|| std::env::var_os("DISTILL_CACHE_DIR").map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".distill-cache"));
-    let cache = distill_pipeline::Cache::new(&root);
+    let cache = distill_pipeline::Cache::new(&root, &distill_pipeline::artifact_kinds());
     match command {
         CacheCommand::Ls => {
             println!("{:<8} {:<14} {:>10}  {:<20} status", "kind", "key", "bytes", "pipeline");
@@ -224,7 +239,7 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
         }
         CacheCommand::Gc { runs, dry_run } => {
             let keep = distill_pipeline::keys_in_use(&runs);
-            let removed = cache.gc(&keep, dry_run).map_err(|e| e.to_string())?;
+            let removed = cache.gc(&keep, dry_run).map_err(|e| error_chain(&e))?;
             for path in &removed {
                 println!("{} {}", if dry_run { "would remove" } else { "removed" }, path.display());
             }
@@ -237,16 +252,16 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
 fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
     if explain {
-        let composed = distill_spec::compose_file(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+        let composed = distill_spec::compose_file(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
         print!("{}", distill_spec::explain(&composed));
     }
-    let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| e.to_string())?;
+    let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
     let problems = distill_data::predicate_problems(&p.data.checks);
     if !problems.is_empty() {
         return Err(problems.iter().map(|(key, message)| format!("{}: {key}: {message}", args.file.display())).collect::<Vec<_>>().join("\n"));
     }
     let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
-    let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| e.to_string())?;
+    let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| error_chain(&e))?;
     if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
         plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
     }
@@ -271,22 +286,22 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline, explain } => validate(&pipeline, explain),
-        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| e.to_string()).map(|df| {
+        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| error_chain(&e)).map(|df| {
             print!("{}", distill_data::profile(&df, label.as_deref()));
             0
         }),
         Command::Init { file, label, out, force } => init::command(&file, label.as_deref(), &out, force),
-        Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {
+        Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| error_chain(&e)).map(|()| {
             println!("{}", run.join("report.html").display());
             0
         }),
         Command::Compare { runs, format } => {
             let dirs: Vec<&std::path::Path> = runs.iter().map(PathBuf::as_path).collect();
-            distill_pipeline::compare(&dirs).map_err(|e| e.to_string()).and_then(|c| {
+            distill_pipeline::compare(&dirs).map_err(|e| error_chain(&e)).and_then(|c| {
                 match format {
                     CompareFormat::Table => print!("{}", distill_eval::compare::to_table(&c)),
                     CompareFormat::Markdown => print!("{}", distill_eval::compare::to_markdown(&c)),
-                    CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?),
+                    CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c).map_err(|e| error_chain(&e))?),
                 }
                 Ok(0)
             })
@@ -296,19 +311,19 @@ fn main() -> ExitCode {
                 print!("{info}");
                 0
             })
-            .map_err(|e| e.to_string()),
-        Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| e.to_string()).and_then(|outcome| {
+            .map_err(|e| error_chain(&e)),
+        Command::Check { pipeline, json } => distill_pipeline::check(&pipeline.options()).map_err(|e| error_chain(&e)).and_then(|outcome| {
             print!("{}", outcome.report.table());
             if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&outcome.report).map_err(|e| e.to_string())?;
-                distill_cache::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())?;
+                let text = serde_json::to_string_pretty(&outcome.report).map_err(|e| error_chain(&e))?;
+                distill_cache::write_atomic(&path, text.as_bytes()).map_err(|e| error_chain(&e))?;
             }
             Ok(if outcome.report.has_errors() { exit::CHECKS_FAILED } else { 0 })
         }),
         Command::Plan { pipeline, cache_dir, force } => {
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { cache_dir, force, ..pipeline.options() };
-            distill_pipeline::plan(&options).map_err(|e| e.to_string()).map(|stages| {
+            distill_pipeline::plan(&options).map_err(|e| error_chain(&e)).map(|stages| {
                 print!("{}", distill_pipeline::plan_table(&stages, &pipeline.file));
                 0
             })
@@ -320,7 +335,7 @@ fn main() -> ExitCode {
             // clap has checked the names already.
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
-            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| e.to_string()).map(|outcome| match outcome {
+            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(|outcome| match outcome {
                 RunOutcome::ChecksFailed { run_dir, report } => {
                     eprint!("{}", report.table());
                     eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());

@@ -31,15 +31,11 @@ pub fn summary_table(s: &Summary) -> String {
         };
         out += &format!("{name:<10} {accuracy:>16} {:>9} {agreement:>10} {:>10.2}\n", m.params, m.train_seconds);
     };
-    if let Some(t) = &s.teacher {
-        row("teacher", t);
-    }
-    row("student", &s.student);
-    if let Some(b) = &s.baseline {
-        row("baseline", b);
+    for m in &s.models.0 {
+        row(m.role.key(), &m.metrics);
     }
     if let Some(rule) = &s.baseline_budget {
-        out += &format!("\nbaseline budget: {rule}; seeds: {}", s.student.per_seed.len().max(1));
+        out += &format!("\nbaseline budget: {rule}; seeds: {}", s.student().map_or(1, |m| m.per_seed.len().max(1)));
     }
     out += &format!(
         "\ntest rows: {}   compression: {}   cache hits: {}\n",

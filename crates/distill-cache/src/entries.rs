@@ -86,18 +86,23 @@ fn check(bytes: &[u8], record: &EntryRecord) -> Result<(), EntryProblem> {
     Ok(())
 }
 
-/// Every kind of artifact: (kind, directory, file extension).
-pub const KINDS: [(&str, &str, &str); 4] = [
-    ("teacher", "teachers", ".safetensors"),
-    ("logits", "logits", ".parquet"),
-    ("student", "students", ".safetensors"),
-    ("baseline", "baselines", ".safetensors"),
-];
+/// One kind of artifact: its name (the stage that makes it), its directory and file extension.
+/// The list comes from the stage registry of distill-pipeline; the cache only stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactKind {
+    pub kind: &'static str,
+    pub dir: &'static str,
+    pub ext: &'static str,
+}
 
 /// Test hook: `DISTILL_TEST_PAUSE_BEFORE_RENAME=kind:ms` sleeps `ms` milliseconds after an
 /// artifact of `kind` is written to its temporary file and before the rename, so a test can kill
-/// the process at the worst moment.
+/// the process at the worst moment. Only in builds with the `test-hooks` feature (the workspace's
+/// tests), never in a user's binary.
 fn pause_hook(kind: &str) {
+    if !cfg!(feature = "test-hooks") {
+        return;
+    }
     let Ok(v) = std::env::var("DISTILL_TEST_PAUSE_BEFORE_RENAME") else { return };
     if let Some(ms) = v.strip_prefix(kind).and_then(|r| r.strip_prefix(':')).and_then(|ms| ms.parse::<u64>().ok()) {
         eprintln!("DISTILL_TEST_PAUSE_BEFORE_RENAME: pausing {ms} ms before renaming the {kind} artifact");
@@ -141,7 +146,7 @@ impl Cache {
     /// Every artifact in the cache, with its record (or why it has none).
     pub fn entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
-        for (kind, dir, ext) in KINDS {
+        for &ArtifactKind { kind, dir, ext } in &self.kinds {
             let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
             let mut paths: Vec<PathBuf> = list.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(ext)).collect();
             paths.sort();
@@ -186,7 +191,7 @@ impl Cache {
                 }
             }
         }
-        for (_, dir, _) in KINDS {
+        for ArtifactKind { dir, .. } in &self.kinds {
             let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
             for path in list.filter_map(|e| e.ok().map(|e| e.path())) {
                 if path.to_string_lossy().ends_with(".tmp") {
@@ -208,7 +213,8 @@ mod tests {
     #[test]
     fn store_verify_detect_corruption_and_gc() {
         let root = std::env::temp_dir().join(format!("distill-entries-{}", std::process::id()));
-        let cache = Cache::new(&root);
+        let kinds = [ArtifactKind { kind: "teacher", dir: "teachers", ext: ".safetensors" }, ArtifactKind { kind: "logits", dir: "logits", ext: ".parquet" }];
+        let cache = Cache::new(&root, &kinds);
         let a = cache.teacher_weights("aaa");
         let b = cache.logits("bbb");
         cache.store("teacher", "aaa", &a, b"weights", "p").unwrap();

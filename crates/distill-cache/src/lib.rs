@@ -23,7 +23,7 @@ mod fingerprint;
 mod logits;
 
 pub use atomic::write_atomic;
-pub use entries::{Entry, EntryProblem, EntryRecord, KINDS};
+pub use entries::{ArtifactKind, Entry, EntryProblem, EntryRecord};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use logits::{
     decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION,
@@ -73,20 +73,21 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Where each kind of artifact lives inside a cache directory.
+/// A cache directory and the kinds of artifact it holds (each in its own directory).
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub root: PathBuf,
+    kinds: Vec<ArtifactKind>,
 }
 
 impl Cache {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>, kinds: &[ArtifactKind]) -> Self {
+        Self { root: root.into(), kinds: kinds.to_vec() }
     }
 
-    /// Where the artifact of `kind` (one of [`KINDS`]) with `key` lives.
+    /// Where the artifact of `kind` (one of the cache's kinds) with `key` lives.
     pub fn artifact(&self, kind: &str, key: &str) -> PathBuf {
-        let (_, dir, ext) = KINDS.iter().find(|(k, _, _)| *k == kind).copied().unwrap_or((kind, kind, ""));
+        let (dir, ext) = self.kinds.iter().find(|k| k.kind == kind).map(|k| (k.dir, k.ext)).unwrap_or((kind, ""));
         self.root.join(dir).join(format!("{key}{ext}"))
     }
 

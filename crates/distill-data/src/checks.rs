@@ -229,8 +229,8 @@ pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option
             Err(e) => not_run(check, unit, e.to_string()),
         }));
     }
-    let (places, compiled): (Vec<(usize, String)>, Vec<(&CheckSpec, row_checks::RowRule)>) =
-        rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
+    type Compiled<'a> = Vec<(&'a CheckSpec, row_checks::RowRule)>;
+    let (places, compiled): (Vec<(usize, String)>, Compiled) = rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
     for (((slot, where_), (check, _)), outcome) in places.iter().zip(&compiled).zip(row_checks::evaluate(df, &compiled)) {
         results[*slot] = Some(match outcome {
             Ok(f) => f.finish(check),

@@ -286,8 +286,8 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         let n = extra.height();
         train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
         train.x.extend(x);
-        train.y.extend(std::iter::repeat(0).take(n));
-        train.state.extend(std::iter::repeat(LabelState::Unlabelled).take(n));
+        train.y.extend(std::iter::repeat_n(0, n));
+        train.state.extend(std::iter::repeat_n(LabelState::Unlabelled, n));
     }
     // Augmented rows come after the split (training rows only) and before scaling, on unscaled
     // features, so image shifts and flips move raw pixels.

@@ -36,18 +36,21 @@ pub struct TrainThroughput {
     pub loss: f64,
 }
 
-/// Trains a fresh `shape` model with Adam at `lr` through [`train`] on `(x, y)`: `warmup` untimed
-/// steps, then `steps` timed ones. Cross-entropy loss, no validation.
-pub fn train_throughput(
-    shape: &MlpShape,
-    x: &[f32],
-    y: &[u32],
-    batch: usize,
-    lr: f64,
-    warmup: usize,
-    steps: usize,
-    seed: u64,
-) -> Result<TrainThroughput, String> {
+/// How a training benchmark runs: batch size, Adam's learning rate, untimed warm-up steps, timed
+/// steps and the seed.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSchedule {
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub steps: usize,
+    pub seed: u64,
+}
+
+/// Trains a fresh `shape` model with Adam through [`train`] on `(x, y)`: the schedule's warm-up
+/// steps untimed, then its timed steps. Cross-entropy loss, no validation.
+pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], schedule: BenchSchedule) -> Result<TrainThroughput, String> {
+    let BenchSchedule { batch, lr, warmup, steps, seed } = schedule;
     let steps = steps.max(1);
     let per_epoch = y.len().div_ceil(batch.max(1)).max(1);
     let options = |max_steps: usize| TrainOptions {
@@ -162,7 +165,7 @@ mod tests {
         assert_eq!(samples_in_steps(256, 128, 2), 256);
         let (x, y) = random_dataset(50, 12, 3, 1);
         assert!(x.iter().all(|v| (0.0..1.0).contains(v)) && y.iter().all(|&c| c < 3));
-        let t = train_throughput(&shape, &x, &y, 16, 1e-3, 2, 7, 1).unwrap();
+        let t = train_throughput(&shape, &x, &y, BenchSchedule { batch: 16, lr: 1e-3, warmup: 2, steps: 7, seed: 1 }).unwrap();
         assert_eq!((t.steps, t.params, t.batch), (7, 12 * 8 + 8 + 8 * 3 + 3, 16));
         assert!(t.samples_per_s > 0.0 && t.loss.is_finite());
         let expected = 6.0 * t.params as f64 * t.samples_per_s / 1e9;

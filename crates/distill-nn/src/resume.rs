@@ -174,8 +174,9 @@ pub(crate) fn load(path: &Path, job: &str) -> Result<Option<TrainState>, String>
 /// Stops the process right after the checkpoint of `model`'s `epoch` was written, when
 /// `DISTILL_TEST_INTERRUPT_AFTER=model:epoch` is set: a test hook that stands in for a kill at
 /// a known point: `exit` unwinds nothing, so no cleanup runs, as after SIGKILL (exit code 137).
+/// Only in builds with the `test-hooks` feature (the workspace's tests), never in a user's binary.
 pub(crate) fn interrupt_hook(model: &str, epoch: usize) {
-    if std::env::var("DISTILL_TEST_INTERRUPT_AFTER").is_ok_and(|v| v == format!("{model}:{epoch}")) {
+    if cfg!(feature = "test-hooks") && std::env::var("DISTILL_TEST_INTERRUPT_AFTER").is_ok_and(|v| v == format!("{model}:{epoch}")) {
         eprintln!("DISTILL_TEST_INTERRUPT_AFTER: stopping after {model} epoch {epoch}");
         std::process::exit(137);
     }

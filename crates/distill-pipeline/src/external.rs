@@ -25,11 +25,11 @@ pub(crate) struct ExternalTeacher {
 /// a non-finite value is an error naming the key, the file and the row.
 pub(crate) fn load(base_dir: &Path, path: &Path, data: &Prepared) -> Result<ExternalTeacher, PipelineError> {
     let path = resolve_path(base_dir, path).map_err(|source| PipelineError::Data { context: KEY.into(), source })?;
-    let fail = |m: String| PipelineError::Other(format!("{KEY}: {}: {m}", path.display()));
-    let bytes = std::fs::read(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let fail = |m: String| PipelineError::key(KEY, format!("{}: {m}", path.display()));
+    let bytes = std::fs::read(&path).map_err(|source| PipelineError::File { key: KEY.into(), path: path.clone(), source })?;
     let blake3 = hash_bytes(&bytes);
     let k = data.classes();
-    let file = decode_external_logits(&path, bytes, k).map_err(|e| PipelineError::Other(format!("{KEY}: {e}")))?;
+    let file = decode_external_logits(&path, bytes, k).map_err(|e| PipelineError::key(KEY, e.to_string()))?;
     if let Some(names) = &file.class_names {
         if *names != data.class_names {
             return Err(fail(format!("class names {names:?} differ from the data's {:?}", data.class_names)));

@@ -8,38 +8,80 @@
 mod evaluate;
 mod external;
 mod keys;
+mod load;
 mod lock;
 mod models;
 mod plan;
 mod report;
+mod results;
 mod run;
 mod rundir;
+mod stages;
 mod trained;
+mod walk;
 
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;
 pub use evaluate::{ModelMetrics, TargetResult};
+pub use load::load_plugins;
 pub use lock::{keys_in_use, Lock, StageRecord};
-pub use plan::{plan, plan_table, PlannedStage};
+pub use plan::{plan, plan_table};
 pub use report::{compare, write_report};
-pub use run::{check, load_plugins, run, CheckOutcome, Force, RunOptions, RunOutcome, Stage, Summary};
+pub use results::{ModelResult, ModelResults};
+pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
+pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
+pub use walk::PlannedStage;
+
+use std::path::PathBuf;
 
 use distill_cache::CacheError;
 use distill_data::DataError;
+use distill_eval::{EvalError, ReportError};
 use distill_nn::CheckpointError;
+use distill_plugin_host::PluginError;
 use distill_spec::SpecErrors;
 
-/// Why a run could not finish. Each variant's message says what and where.
+/// Why a run could not finish. Each variant's message says what and where (the recipe key, the
+/// file, the model); the underlying error is its `source`, which the binary prints after it.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("{0}")]
+    #[error(transparent)]
     Spec(#[from] SpecErrors),
-    #[error("{context}: {source}")]
+    /// Loading or checking the data a recipe key names.
+    #[error("{context}")]
     Data { context: String, source: DataError },
-    #[error("{0}")]
+    #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Checkpoint { context: String, source: CheckpointError },
-    #[error("{0}")]
-    Other(String),
+    /// A recipe key whose value does not fit the data, the plugins or the other keys.
+    #[error("{key}: {message}")]
+    Key { key: String, message: String },
+    /// A file a recipe key names that cannot be read.
+    #[error("{key}: {}", path.display())]
+    File { key: String, path: PathBuf, source: std::io::Error },
+    /// A plugin library or what it provides, under the recipe key that names it.
+    #[error("{key}")]
+    Plugin { key: String, source: Box<PluginError> },
+    /// Training a model failed (a non-finite loss, a device error, a plugin loss).
+    #[error("training the {model}: {message}")]
+    Training { model: String, message: String },
+    #[error("evaluation")]
+    Evaluation(#[from] EvalError),
+    #[error("report")]
+    Report(#[from] ReportError),
+    /// A run directory's file that is missing or does not parse.
+    #[error("{}{hint}", path.display())]
+    RunFile { path: PathBuf, hint: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot serialise the resolved pipeline")]
+    Resolved(#[source] serde_yaml::Error),
+    /// A stage was handed an input of another kind: a bug in the stage graph, not in the input.
+    #[error("stage graph: {0}")]
+    Graph(&'static str),
+}
+
+impl PipelineError {
+    pub(crate) fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        PipelineError::Key { key: key.into(), message: message.into() }
+    }
 }

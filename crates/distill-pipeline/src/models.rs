@@ -17,16 +17,16 @@ pub(crate) fn model_shape(spec: &ModelSpec, key: &str, plugins: &PluginRegistry,
     let name = match &spec.arch {
         Arch::Mlp | Arch::Cnn => {
             let shape = MlpShape::from_spec(spec, inputs, classes).with_image(data.image);
-            shape.check().map_err(|e| PipelineError::Other(format!("{key}: {e}")))?;
+            shape.check().map_err(|e| PipelineError::key(key, e.to_string()))?;
             return Ok(shape);
         }
         Arch::Plugin(name) => name,
     };
-    let arch = plugins.require_architecture(name).map_err(|e| PipelineError::Other(format!("{key}.arch: {e}")))?;
+    let arch = plugins.require_architecture(name).map_err(|source| PipelineError::Plugin { key: format!("{key}.arch"), source: Box::new(source) })?;
     let params = spec.params.clone().map(serde_json::Value::Object).unwrap_or(serde_json::Value::Null);
-    let layers = arch.describe(inputs, classes, &params).map_err(|e| PipelineError::Other(format!("{key}.arch: {e}")))?;
+    let layers = arch.describe(inputs, classes, &params).map_err(|source| PipelineError::Plugin { key: format!("{key}.arch"), source: Box::new(source) })?;
     let shape = MlpShape::from_layers(inputs, layers.iter().map(host_layer).collect())
-        .map_err(|e| PipelineError::Other(format!("{key}.arch: architecture `{name}` from plugin {}: {e}", arch.plugin())))?;
+        .map_err(|e| PipelineError::key(format!("{key}.arch"), format!("architecture `{name}` from plugin {}: {e}", arch.plugin())))?;
     tracing::info!(key, arch = %name, plugin = %arch.plugin(), params = shape.param_count(), "plugin architecture");
     Ok(shape)
 }
@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn plugin_layers_map_one_to_one() {
-        let plugin = vec![
+        let plugin = [
             PluginLayer::Dense(8),
             PluginLayer::Activation(PluginActivation::Tanh),
             PluginLayer::Residual(vec![PluginLayer::Dense(8), PluginLayer::Dropout(0.25)]),

@@ -53,8 +53,7 @@ impl Detail<'_> {
     /// The full metric set from test logits alone (what an external teacher has).
     pub fn add_logits(&self, logits: &[f32], metrics: &mut ModelMetrics, against_teacher: bool) -> Result<(), PipelineError> {
         let (y, classes) = (&self.data.test.y, &self.data.class_names);
-        let mut evaluation =
-            evaluate_model(logits, y, classes, self.spec.ece_bins, self.spec.top_k).map_err(|e| PipelineError::Other(format!("evaluation: {e}")))?;
+        let mut evaluation = evaluate_model(logits, y, classes, self.spec.ece_bins, self.spec.top_k)?;
         if against_teacher {
             evaluation.teacher_agreement = self.teacher_test.and_then(|t| distill_eval::metrics::agreement(t, logits, classes.len()).ok());
         }
@@ -125,12 +124,12 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
                 samples: c.samples.iter().map(|r| format!("row {} column {}: {}", r.row, r.column, r.value)).collect(),
             })
             .collect(),
-        teacher: match &s.teacher {
+        teacher: match s.teacher() {
             Some(t) => Some(model_report(t, first("teacher"))?),
             None => None,
         },
-        student: model_report(&s.student, first("student"))?,
-        baseline: s.baseline.as_ref().and_then(|b| model_report(b, first("baseline"))),
+        student: model_report(s.student()?, first("student"))?,
+        baseline: s.baseline().and_then(|b| model_report(b, first("baseline"))),
         targets: s.targets.iter().map(|t| TargetRow { name: t.name.clone(), limit: t.limit, value: t.value, met: t.met }).collect(),
     })
 }
@@ -138,19 +137,16 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
 /// (Re)writes `report.md`, `report.html` and the SVG plots beside them from the run's `report-input.json`.
 pub fn write_report(run_dir: &Path) -> Result<(), PipelineError> {
     let input_path = run_dir.join("report-input.json");
-    let text =
-        std::fs::read_to_string(&input_path).map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", input_path.display())))?;
-    let input: Option<ReportInput> = serde_json::from_str(&text).map_err(|e| PipelineError::Other(format!("{}: {e}", input_path.display())))?;
+    let input: Option<ReportInput> = read_run_json(&input_path)?;
     let Some(input) = input else {
-        return Err(PipelineError::Other(format!("{}: the run has no evaluation to report", input_path.display())));
+        return Err(PipelineError::RunFile { path: input_path, hint: "", source: "the run has no evaluation to report".into() });
     };
     let dir = RunDir { path: run_dir.to_path_buf() };
-    let plot_err = |e: distill_eval::ReportError| PipelineError::Other(format!("report: {e}"));
-    for (name, svg) in render_plots(&input).map_err(plot_err)? {
+    for (name, svg) in render_plots(&input)? {
         dir.write(&name, svg.as_bytes())?;
     }
     dir.write("report.md", render_markdown(&input).as_bytes())?;
-    dir.write("report.html", render_html(&input).map_err(plot_err)?.as_bytes())?;
+    dir.write("report.html", render_html(&input)?.as_bytes())?;
     tracing::info!(path = %run_dir.join("report.html").display(), "report written");
     Ok(())
 }
@@ -159,15 +155,24 @@ pub fn write_report(run_dir: &Path) -> Result<(), PipelineError> {
 pub fn compare(run_dirs: &[&Path]) -> Result<Comparison, PipelineError> {
     let mut runs = Vec::new();
     for dir in run_dirs {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .map_err(|e| PipelineError::Other(format!("{}: {e} (is this a distill run directory?)", dir.join(name).display())))
-        };
-        let metrics: serde_json::Value =
-            serde_json::from_str(&read("metrics.json")?).map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("metrics.json").display())))?;
-        let recipe: serde_json::Value = serde_yaml::from_str(&read("pipeline.resolved.yaml")?)
-            .map_err(|e| PipelineError::Other(format!("{}: {e}", dir.join("pipeline.resolved.yaml").display())))?;
+        let metrics: serde_json::Value = read_run_json(&dir.join("metrics.json"))?;
+        let path = dir.join("pipeline.resolved.yaml");
+        let recipe: serde_json::Value =
+            serde_yaml::from_str(&read_run_file(&path)?).map_err(|e| PipelineError::RunFile { path, hint: "", source: e.into() })?;
         runs.push((dir.display().to_string(), metrics, recipe));
     }
     Ok(compare_runs(&runs))
+}
+
+/// A run directory's file as text; a missing one asks whether this is a run directory at all.
+fn read_run_file(path: &Path) -> Result<String, PipelineError> {
+    std::fs::read_to_string(path).map_err(|e| PipelineError::RunFile {
+        path: path.to_path_buf(),
+        hint: " (is this a distill run directory?)",
+        source: e.into(),
+    })
+}
+
+fn read_run_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PipelineError> {
+    serde_json::from_str(&read_run_file(path)?).map_err(|e| PipelineError::RunFile { path: path.to_path_buf(), hint: "", source: e.into() })
 }

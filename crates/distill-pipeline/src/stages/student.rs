@@ -1,0 +1,69 @@
+//! A distilled student, once per seed: every training row, the teacher's logits as stored, labels
+//! only where the student may see them.
+
+use distill_cache::Fingerprint;
+use distill_data::LabelState;
+use distill_nn::NO_LABEL;
+
+use super::fit::{Fit, ModelJob};
+use super::{per_seed_name, Context, Found, Output, Role, Stage, StageKind, STUDENT};
+use crate::run::derive_seed;
+use crate::{keys, PipelineError};
+
+pub(crate) struct StudentStage {
+    /// The recipe seed this student is trained under (`student.seeds`).
+    pub seed: u64,
+    /// Whether the recipe trains several seeds (names carry `@seed` then).
+    pub several: bool,
+}
+
+impl StudentStage {
+    fn job<'a>(&self, cx: &'a Context, name: &'a str) -> ModelJob<'a> {
+        let spec = &cx.pipeline().student.model;
+        ModelJob { kind: &STUDENT, role: Role::Student, name, shape: &cx.student_shape, init_seed: derive_seed(self.seed, "student"), spec }
+    }
+}
+
+impl Stage for StudentStage {
+    fn kind(&self) -> &'static StageKind {
+        &STUDENT
+    }
+
+    fn name(&self) -> String {
+        per_seed_name(&STUDENT, self.seed, self.several)
+    }
+
+    fn seed(&self) -> Option<u64> {
+        Some(self.seed)
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec!["logits".into()]
+    }
+
+    fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
+        Ok(keys::student(cx.pipeline(), cx.data, &inputs[0].identity(), derive_seed(self.seed, "student"), &cx.plugins_hash))
+    }
+
+    fn find(&self, cx: &Context, fp: &Fingerprint, _: &[&Output], forced: bool) -> Result<Option<Found>, PipelineError> {
+        Ok(self.job(cx, &self.name()).find(cx, fp, forced))
+    }
+
+    fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
+        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teacher's logits")) };
+        let (data, name) = (cx.data, self.name());
+        let job = self.job(cx, &name);
+        let labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
+        let fit = Fit {
+            x: &data.train.x,
+            labels: &labels,
+            teacher: Some(&logits.values),
+            loss: cx.student_loss.as_ref(),
+            spec: &cx.pipeline().student.train,
+            seed: job.init_seed,
+            name: &name,
+            max_steps: None,
+        };
+        job.train(cx, fp, data.train.len(), &fit)
+    }
+}
