@@ -6,6 +6,7 @@
 mod bench;
 mod init;
 mod output;
+mod rerun;
 mod runlog;
 
 use std::path::PathBuf;
@@ -58,6 +59,25 @@ enum Command {
         /// Where to train: cpu, cuda or cuda:N (the same as `--set device=...`).
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
+    },
+    /// Run a past run's recipe again exactly as it resolved it (its pipeline.resolved.yaml, paths
+    /// read from its recipe's folder), first saying what differs: distill version, data, plugins.
+    Rerun {
+        /// The run directory (runs/<name>/<run-id>) of a finished run.
+        #[arg(value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Refuse to run (exit 2) when anything differs, instead of warning.
+        #[arg(long)]
+        strict: bool,
+        /// Run directory of the new run (default: runs/<pipeline-name>/<run-id>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Cache directory (as for `run`).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Recompute cached stages (as for `run`); `--force` retrains everything.
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
+        force: Vec<String>,
     },
     /// Show which stages a run would compute or take from the cache, and what changed, without running.
     Plan {
@@ -275,6 +295,26 @@ fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
     Ok(0)
 }
 
+/// A run's outcome on the terminal, and its exit code.
+fn finished(outcome: RunOutcome) -> u8 {
+    match outcome {
+        RunOutcome::ChecksFailed { run_dir, report } => {
+            eprint!("{}", report.table());
+            eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());
+            exit::CHECKS_FAILED
+        }
+        RunOutcome::Completed { run_dir, summary } => {
+            print!("{}", output::summary_table(&summary));
+            println!("run directory: {}", run_dir.display());
+            if summary.targets_met {
+                0
+            } else {
+                exit::TARGET_MISSED
+            }
+        }
+    }
+}
+
 impl PipelineArgs {
     fn options(&self) -> RunOptions {
         RunOptions { pipeline: self.file.clone(), overrides: self.overrides.clone(), ..Default::default() }
@@ -335,22 +375,13 @@ fn main() -> ExitCode {
             // clap has checked the names already.
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
-            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(|outcome| match outcome {
-                RunOutcome::ChecksFailed { run_dir, report } => {
-                    eprint!("{}", report.table());
-                    eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());
-                    exit::CHECKS_FAILED
-                }
-                RunOutcome::Completed { run_dir, summary } => {
-                    print!("{}", output::summary_table(&summary));
-                    println!("run directory: {}", run_dir.display());
-                    if summary.targets_met {
-                        0
-                    } else {
-                        exit::TARGET_MISSED
-                    }
-                }
-            })
+            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(finished)
+        }
+        Command::Rerun { run, strict, out, cache_dir, force } => {
+            let force = Force::parse(&force).unwrap_or_default();
+            rerun::options(rerun::Args { run: &run, strict, out, cache_dir, force })
+                .and_then(|options| distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)))
+                .map(finished)
         }
     };
     log.close();
