@@ -276,6 +276,10 @@ fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
         print!("{}", distill_spec::explain(&composed));
     }
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
+    let points = distill_spec::sweep::points(&args.file, &p, &args.overrides).map_err(|e| error_chain(&e))?;
+    if !points.is_empty() {
+        println!("{}: {} sweep points", args.file.display(), points.len());
+    }
     let problems = distill_data::predicate_problems(&p.data.checks);
     if !problems.is_empty() {
         return Err(problems.iter().map(|(key, message)| format!("{}: {key}: {message}", args.file.display())).collect::<Vec<_>>().join("\n"));
@@ -307,6 +311,15 @@ fn finished(outcome: RunOutcome) -> u8 {
             print!("{}", output::summary_table(&summary));
             println!("run directory: {}", run_dir.display());
             if summary.targets_met {
+                0
+            } else {
+                exit::TARGET_MISSED
+            }
+        }
+        RunOutcome::Swept { run_dir, summary } => {
+            print!("{}", output::sweep_table(&summary));
+            println!("run directory: {} (sweep.md, sweep-params.svg)", run_dir.display());
+            if summary.recommendation.is_some() {
                 0
             } else {
                 exit::TARGET_MISSED

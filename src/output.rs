@@ -1,6 +1,6 @@
 //! What the binary prints: a one-line description of a pipeline and the end-of-run table.
 
-use distill_pipeline::{ModelMetrics, Summary};
+use distill_pipeline::{ModelMetrics, Summary, SweepSummary};
 use distill_spec::Pipeline;
 
 /// One line: what a pipeline will do.
@@ -46,5 +46,25 @@ pub fn summary_table(s: &Summary) -> String {
     for t in &s.targets {
         out += &format!("target {:<18} limit {:<10} value {:<10.4} {}\n", t.name, t.limit, t.value, if t.met { "met" } else { "MISSED" });
     }
+    out
+}
+
+/// The table printed at the end of a sweep: one line per point, the recommendation last.
+pub fn sweep_table(s: &SweepSummary) -> String {
+    let ranked = format!("{:?}", s.decided_on).to_lowercase();
+    let mut out = format!("\n{:>3} {:>9} {:>16} {:>9} {:>6}  keys\n", "#", &ranked[..ranked.len().min(9)], "test accuracy", "params", "front");
+    for r in &s.points {
+        let test = match r.accuracy_std {
+            Some(std) => format!("{:.4} ± {std:.4}", r.accuracy),
+            None => format!("{:.4}", r.accuracy),
+        };
+        let val = r.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let front = if s.front_params.contains(&r.index) { "*" } else { "" };
+        out += &format!("{:>3} {val:>9} {test:>16} {:>9} {front:>6}  {}\n", r.index, r.params, r.label);
+    }
+    out += &match &s.recommendation {
+        Some(rec) => format!("\nrecommended: point {} ({}): {}; test accuracy {:.4}\n", rec.index, rec.label, rec.why, rec.test_accuracy),
+        None => "\nno point meets every target\n".to_string(),
+    };
     out
 }

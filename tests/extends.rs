@@ -158,7 +158,7 @@ fn set_with_an_empty_value_is_an_error_and_null_removes_the_key() {
 #[test]
 fn the_digits_recipes_share_one_base() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for name in ["digits-kd", "digits-cnn", "digits-cosine-kd", "digits-resmlp", "digits-transfer", "digits-transfer-strict"] {
+    for name in ["digits-kd", "digits-cnn", "digits-cosine-kd", "digits-resmlp", "digits-transfer", "digits-transfer-strict", "digits-sweep"] {
         let o = distill(&["validate", "--explain", &format!("pipelines/{name}.yaml")], repo);
         let (out, _) = text(&o);
         // The plugin recipes validate only once their plugins are built; the merge works regardless.

@@ -18,6 +18,7 @@ mod results;
 mod run;
 mod rundir;
 mod stages;
+mod sweep;
 mod trained;
 mod walk;
 
@@ -32,6 +33,7 @@ pub use rerun::{prepare_rerun, Rerun};
 pub use results::{ModelResult, ModelResults};
 pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
+pub use sweep::{PointResult, Recommendation, SweepSummary};
 pub use walk::PlannedStage;
 
 use std::path::PathBuf;

@@ -1,26 +1,61 @@
 //! `distill plan`: which stages a run would compute or take from the cache and why (which input
 //! of the stage's fingerprint changed since the last recorded run), without training anything.
-//! The same walk over the stage graph as `run`, in [`Mode::Plan`].
+//! The same walk over the stage graph as `run`, in [`Mode::Plan`]; a sweep is planned point by
+//! point.
 
+use std::collections::HashSet;
 use std::path::Path;
 
-use crate::load::{cache_for, data_stage, load_pipeline, load_plugins};
+use distill_plugin_host::PluginRegistry;
+
+use crate::load::{cache_for, data_stage, load_pipeline, load_plugins, Loaded};
 use crate::lock::last_lock;
 use crate::run::RunOptions;
 use crate::stages::{self, Context, EVALUATE};
 use crate::walk::{walk, Mode, PlannedStage};
 use crate::PipelineError;
 
+fn line(stage: impl Into<String>, action: &'static str, reason: impl Into<String>) -> PlannedStage {
+    PlannedStage { stage: stage.into(), action, reason: reason.into(), key: None }
+}
+
 /// Loads the data (checks included) and works out every stage's key and cache state.
 pub fn plan(opts: &RunOptions) -> Result<Vec<PlannedStage>, PipelineError> {
     let loaded = load_pipeline(opts)?;
+    let points = distill_spec::sweep::points(&opts.pipeline, &loaded.pipeline, &opts.overrides)?;
+    let plugins = load_plugins(&loaded.pipeline, &loaded.base_dir)?;
+    if points.is_empty() {
+        return plan_one(opts, &loaded, &plugins);
+    }
+    let mut out = Vec::new();
+    let keys: Vec<&str> = points[0].sets.iter().map(|(k, _)| k.as_str()).collect();
+    if let Some(key) = keys.iter().find(|k| k.starts_with("teacher.") || k.starts_with("data.") || **k == "seed") {
+        out.push(line("sweep", "note", format!("`{key}` is swept: the teacher is trained (and its logits computed) once per value")));
+    }
+    let mut planned: HashSet<String> = HashSet::new();
+    for point in &points {
+        out.push(line(format!("point {}", point.index), "", point.label()));
+        let point_loaded = Loaded { pipeline: point.pipeline.clone(), base_dir: loaded.base_dir.clone() };
+        for mut stage in plan_one(opts, &point_loaded, &plugins)? {
+            // A stage an earlier point computes is found by the later ones.
+            if let Some(key) = stage.key.clone().filter(|_| stage.action == "run") {
+                if !planned.insert(key) {
+                    (stage.action, stage.reason) = ("shared", "computed by an earlier point".into());
+                }
+            }
+            out.push(stage);
+        }
+    }
+    Ok(out)
+}
+
+fn plan_one(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry) -> Result<Vec<PlannedStage>, PipelineError> {
     let p = &loaded.pipeline;
-    let plugins = load_plugins(p, &loaded.base_dir)?;
-    let (prepared, report) = data_stage(&loaded)?;
+    let (prepared, report) = data_stage(loaded)?;
     let failing: Vec<&str> = report.checks.iter().filter(|c| c.status == distill_data::CheckStatus::Error).map(|c| c.id.as_str()).collect();
     let data = match prepared {
         Some(data) if failing.is_empty() => data,
-        _ => return Ok(vec![PlannedStage { stage: "data".into(), action: "stop", reason: format!("error-level checks fail: {}", failing.join(", ")) }]),
+        _ => return Ok(vec![line("data", "stop", format!("error-level checks fail: {}", failing.join(", ")))]),
     };
     let last = last_lock(&p.name);
     let data_change = match &last {
@@ -28,11 +63,11 @@ pub fn plan(opts: &RunOptions) -> Result<Vec<PlannedStage>, PipelineError> {
         Some((dir, _)) => format!("changed since {}: the rows, features or preprocessing", dir.display()),
         None => "no earlier run to compare with".into(),
     };
-    let mut out = vec![PlannedStage { stage: "data".into(), action: "run", reason: format!("fingerprint {}; {data_change}", &data.fingerprint[..12]) }];
-    let cache = cache_for(opts, &loaded);
-    let cx = Context::new(&loaded, &data, &cache, &plugins, false)?;
+    let mut out = vec![line("data", "run", format!("fingerprint {}; {data_change}", &data.fingerprint[..12]))];
+    let cache = cache_for(opts, loaded);
+    let cx = Context::new(loaded, &data, &cache, plugins, false)?;
     out.extend(walk(&cx, &stages::graph(&cx), &opts.force, Mode::Plan, last.as_ref())?.planned);
-    out.push(PlannedStage { stage: EVALUATE.name.into(), action: "run", reason: "test metrics, latency, report (always)".into() });
+    out.push(line(EVALUATE.name, "run", "test metrics, latency, report (always)"));
     Ok(out)
 }
 

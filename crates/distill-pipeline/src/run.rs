@@ -47,6 +47,8 @@ pub enum RunOutcome {
     Completed { run_dir: PathBuf, summary: Box<Summary> },
     /// An error-level data check failed; nothing was trained.
     ChecksFailed { run_dir: PathBuf, report: CheckReport },
+    /// A `sweep:` recipe ran every point; `recommendation` is absent when none met the targets.
+    Swept { run_dir: PathBuf, summary: Box<crate::sweep::SweepSummary> },
 }
 
 /// The result of `distill check`.
@@ -106,12 +108,15 @@ pub fn check(opts: &RunOptions) -> Result<CheckOutcome, PipelineError> {
 /// binary uses it to start the run's log file).
 pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, PipelineError> {
     let loaded = load_pipeline(opts)?;
+    // Every point is checked before anything runs.
+    let points = distill_spec::sweep::points(&opts.pipeline, &loaded.pipeline, &opts.overrides)?;
     let plugins = load_plugins(&loaded.pipeline, &loaded.base_dir)?;
     let path = opts.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.pipeline.name).join(new_run_id()));
     let fresh = !path.exists();
     let run_dir = RunDir::create(path)?;
     on_run_dir(&run_dir.path);
-    let result = run_in(opts, &loaded, &plugins, &run_dir);
+    let result =
+        if points.is_empty() { run_in(opts, &loaded, &plugins, &run_dir) } else { crate::sweep::run_sweep(opts, &loaded, &plugins, &run_dir, &points) };
     if result.is_err() && fresh {
         // A failed run leaves no partial outputs behind (the error is printed instead).
         let _ = std::fs::remove_dir_all(&run_dir.path);
@@ -119,7 +124,7 @@ pub fn run(opts: &RunOptions, on_run_dir: &dyn Fn(&Path)) -> Result<RunOutcome, 
     result
 }
 
-fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugin_host::PluginRegistry, run_dir: &RunDir) -> Result<RunOutcome, PipelineError> {
+pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugin_host::PluginRegistry, run_dir: &RunDir) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
     let p = &loaded.pipeline;
     tracing::info!(pipeline = %p.name, run_dir = %run_dir.path.display(), "run started");

@@ -22,9 +22,12 @@ pub(crate) enum Mode {
 pub struct PlannedStage {
     /// `data`, `teacher`, `logits`, `student`, `baseline`, `evaluate` (`student@seed` with several seeds).
     pub stage: String,
-    /// `run`, `cached` (skipped: its output is in the cache), `given` (from the recipe) or `stop`.
+    /// `run`, `cached` (skipped: its output is in the cache), `given` (from the recipe), `shared`
+    /// (a sweep point's stage that an earlier point computes) or `stop`.
     pub action: &'static str,
     pub reason: String,
+    /// The stage's cache key, when it has one.
+    pub key: Option<String>,
 }
 
 /// What a walk found and made.
@@ -63,7 +66,7 @@ pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage>], force: &Force, mode:
             // Only in a plan: an input is not in the cache, so it will be computed first.
             let missing: Vec<&str> = wanted.iter().filter(|n| walked.output(n).is_none()).map(String::as_str).collect();
             let reason = format!("its input ({}) will be computed first", missing.join(", "));
-            walked.planned.push(PlannedStage { stage: name, action: "run", reason });
+            walked.planned.push(PlannedStage { stage: name, action: "run", reason, key: None });
             continue;
         }
         let fp = stage.fingerprint(cx, &inputs)?;
@@ -81,7 +84,7 @@ pub(crate) fn walk(cx: &Context, stages: &[Box<dyn Stage>], force: &Force, mode:
                 (output, "run", format!("key {} {state}; {why}", short(&fp.key)))
             }
         };
-        walked.planned.push(PlannedStage { stage: name.clone(), action, reason });
+        walked.planned.push(PlannedStage { stage: name.clone(), action, reason, key: Some(fp.key.clone()) });
         if action == "cached" {
             walked.hits.push(stage.hit_name());
         }

@@ -21,6 +21,7 @@ mod extends;
 mod locate;
 mod model;
 mod overrides;
+pub mod sweep;
 mod types;
 mod validate;
 
@@ -34,6 +35,7 @@ pub use explain::explain;
 pub use extends::relative_to;
 pub use locate::Locations;
 pub use model::*;
+pub use sweep::{Objective, SweepPoint, SweepSpec};
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.

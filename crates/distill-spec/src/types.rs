@@ -38,6 +38,9 @@ pub struct Pipeline {
     pub student: StudentSpec,
     #[serde(default)]
     pub evaluate: EvaluateSpec,
+    /// Many students from this recipe: see [`SweepSpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
 /// serde default for flags that are on unless turned off.

@@ -116,6 +116,9 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
             }
         }
     }
+    if let Some(sweep) = &p.sweep {
+        out.extend(crate::sweep::validate(sweep));
+    }
     out
 }
 

@@ -18,11 +18,13 @@
 mod html;
 mod markdown;
 mod plots;
+mod sweep_plot;
 mod tables;
 
 pub use html::render_html;
 pub use markdown::render_markdown;
 pub use plots::render_plots;
+pub use sweep_plot::{render_sweep_plot, SweepPlot, SweepPlotPoint};
 
 use crate::bench::LatencyStats;
 use crate::metrics::ModelEvaluation;

@@ -12,15 +12,15 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::error::Error;
 
-type DrawResult<T = ()> = Result<T, Box<dyn Error>>;
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(super) type DrawResult<T = ()> = Result<T, Box<dyn Error>>;
+pub(super) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 const LINE_SIZE: (u32, u32) = (720, 420);
-const GREY: RGBColor = RGBColor(120, 120, 120);
+pub(super) const GREY: RGBColor = RGBColor(120, 120, 120);
 
 /// Fixed colour per role, so a model looks the same in every plot.
-fn role_color(role: &str) -> RGBColor {
+pub(super) fn role_color(role: &str) -> RGBColor {
     match role {
         "teacher" => RGBColor(31, 119, 180),
         "student" => RGBColor(230, 110, 0),
@@ -52,7 +52,7 @@ pub fn render_plots(input: &ReportInput) -> Result<Vec<(String, String)>, Report
 }
 
 /// Draws into a white SVG canvas and returns the SVG text.
-fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> DrawResult<String> {
+pub(super) fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> DrawResult<String> {
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
