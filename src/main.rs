@@ -4,7 +4,9 @@
 //! the `distill-*` crates.
 
 mod bench;
+mod init;
 mod output;
+mod rerun;
 mod runlog;
 
 use std::path::PathBuf;
@@ -58,6 +60,25 @@ enum Command {
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
     },
+    /// Run a past run's recipe again exactly as it resolved it (its pipeline.resolved.yaml, paths
+    /// read from its recipe's folder), first saying what differs: distill version, data, plugins.
+    Rerun {
+        /// The run directory (runs/<name>/<run-id>) of a finished run.
+        #[arg(value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Refuse to run (exit 2) when anything differs, instead of warning.
+        #[arg(long)]
+        strict: bool,
+        /// Run directory of the new run (default: runs/<pipeline-name>/<run-id>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Cache directory (as for `run`).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Recompute cached stages (as for `run`); `--force` retrains everything.
+        #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
+        force: Vec<String>,
+    },
     /// Show which stages a run would compute or take from the cache, and what changed, without running.
     Plan {
         #[command(flatten)]
@@ -81,6 +102,10 @@ enum Command {
     Validate {
         #[command(flatten)]
         pipeline: PipelineArgs,
+        /// First print the merged recipe (its `extends:` chain and `--set` values) with each key's
+        /// origin (`file:line` or `--set`).
+        #[arg(long)]
+        explain: bool,
     },
     /// Redraw a run's report (report.md, report.html, SVG plots) from its saved results.
     Report {
@@ -105,6 +130,23 @@ enum Command {
         /// The label column, if any (gets an `in_set` / `class_balance` check).
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Write a complete, commented starting recipe for a data file: its format, label, features,
+    /// the checks it passes, and a teacher and student sized from it.
+    Init {
+        /// A CSV (any common delimiter, with or without a header) or Parquet file.
+        #[arg(value_name = "DATAFILE")]
+        file: PathBuf,
+        /// The label column (default: a column named label/target/class/y, else the last integer
+        /// or text column with few distinct values).
+        #[arg(long, value_name = "COL")]
+        label: Option<String>,
+        /// The recipe to write; its data path is relative to it.
+        #[arg(long, value_name = "FILE", default_value = "recipe.yaml")]
+        out: PathBuf,
+        /// Overwrite the recipe file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Measure training and inference speed on this machine (samples/s, rows/s, GFLOP/s) against
     /// the GEMM ceiling, on random Fashion-MNIST-shaped data, and a recipe's warm-cache run against
@@ -240,7 +282,11 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 }
 
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
-fn validate(args: &PipelineArgs) -> Result<u8, String> {
+fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
+    if explain {
+        let composed = distill_spec::compose_file(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
+        print!("{}", distill_spec::explain(&composed));
+    }
     let p = distill_spec::load(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
     let points = distill_spec::sweep::points(&args.file, &p, &args.overrides).map_err(|e| error_chain(&e))?;
     if !points.is_empty() {
@@ -265,6 +311,35 @@ fn validate(args: &PipelineArgs) -> Result<u8, String> {
     Ok(0)
 }
 
+/// A run's outcome on the terminal, and its exit code.
+fn finished(outcome: RunOutcome) -> u8 {
+    match outcome {
+        RunOutcome::ChecksFailed { run_dir, report } => {
+            eprint!("{}", report.table());
+            eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());
+            exit::CHECKS_FAILED
+        }
+        RunOutcome::Completed { run_dir, summary } => {
+            print!("{}", output::summary_table(&summary));
+            println!("run directory: {}", run_dir.display());
+            if summary.targets_met {
+                0
+            } else {
+                exit::TARGET_MISSED
+            }
+        }
+        RunOutcome::Swept { run_dir, summary } => {
+            print!("{}", output::sweep_table(&summary));
+            println!("run directory: {} (sweep.md, sweep-params.svg)", run_dir.display());
+            if summary.recommendation.is_some() {
+                0
+            } else {
+                exit::TARGET_MISSED
+            }
+        }
+    }
+}
+
 impl PipelineArgs {
     fn options(&self) -> RunOptions {
         RunOptions { pipeline: self.file.clone(), overrides: self.overrides.clone(), ..Default::default() }
@@ -275,11 +350,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = runlog::init();
     let result = match cli.command {
-        Command::Validate { pipeline } => validate(&pipeline),
+        Command::Validate { pipeline, explain } => validate(&pipeline, explain),
         Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| error_chain(&e)).map(|df| {
             print!("{}", distill_data::profile(&df, label.as_deref()));
             0
         }),
+        Command::Init { file, label, out, force } => init::command(&file, label.as_deref(), &out, force),
         Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| error_chain(&e)).map(|()| {
             println!("{}", run.join("report.html").display());
             0
@@ -324,31 +400,13 @@ fn main() -> ExitCode {
             // clap has checked the names already.
             let force = Force::parse(&force).unwrap_or_default();
             let options = RunOptions { out, cache_dir, force, resume, ..pipeline.options() };
-            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(|outcome| match outcome {
-                RunOutcome::ChecksFailed { run_dir, report } => {
-                    eprint!("{}", report.table());
-                    eprintln!("error: data checks failed; nothing was trained (report: {})", run_dir.join("checks.json").display());
-                    exit::CHECKS_FAILED
-                }
-                RunOutcome::Completed { run_dir, summary } => {
-                    print!("{}", output::summary_table(&summary));
-                    println!("run directory: {}", run_dir.display());
-                    if summary.targets_met {
-                        0
-                    } else {
-                        exit::TARGET_MISSED
-                    }
-                }
-                RunOutcome::Swept { run_dir, summary } => {
-                    print!("{}", output::sweep_table(&summary));
-                    println!("run directory: {} (sweep.md, sweep-params.svg)", run_dir.display());
-                    if summary.recommendation.is_some() {
-                        0
-                    } else {
-                        exit::TARGET_MISSED
-                    }
-                }
-            })
+            distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)).map(finished)
+        }
+        Command::Rerun { run, strict, out, cache_dir, force } => {
+            let force = Force::parse(&force).unwrap_or_default();
+            rerun::options(rerun::Args { run: &run, strict, out, cache_dir, force })
+                .and_then(|options| distill_pipeline::run(&options, &|dir| log.open(&dir.join("run.log"))).map_err(|e| error_chain(&e)))
+                .map(finished)
         }
     };
     log.close();

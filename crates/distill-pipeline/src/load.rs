@@ -25,7 +25,7 @@ pub(crate) struct Loaded {
 
 pub(crate) fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> {
     let pipeline = distill_spec::load(&opts.pipeline, &opts.overrides)?;
-    let base_dir = opts.pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = opts.base_dir.clone().unwrap_or_else(|| opts.pipeline.parent().map(Path::to_path_buf).unwrap_or_default());
     Ok(Loaded { pipeline, base_dir })
 }
 

@@ -173,6 +173,6 @@ fn read_run_file(path: &Path) -> Result<String, PipelineError> {
     })
 }
 
-fn read_run_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PipelineError> {
+pub(crate) fn read_run_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PipelineError> {
     serde_json::from_str(&read_run_file(path)?).map_err(|e| PipelineError::RunFile { path: path.to_path_buf(), hint: "", source: e.into() })
 }

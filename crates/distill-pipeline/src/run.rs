@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub force: Force,
     /// Continue training jobs from the checkpoints an interrupted run of the same recipe left.
     pub resume: bool,
+    /// The folder the recipe's relative paths mean (default: the pipeline file's); `rerun` runs
+    /// a run directory's resolved recipe with its original recipe's folder.
+    pub base_dir: Option<PathBuf>,
 }
 
 /// How a run ended when nothing went wrong with the inputs.
@@ -220,6 +223,7 @@ fn lock(opts: &RunOptions, cx: &Context, resolved: &str, walked: Walked) -> Resu
         cache_dir: cx.cache.root.display().to_string(),
         cache_hits: walked.hits,
         stages: walked.records,
+        recipe_dir: std::fs::canonicalize(Path::new(".").join(&cx.loaded.base_dir)).map(|d| d.display().to_string()).unwrap_or_default(),
     })
 }
 

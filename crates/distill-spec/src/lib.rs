@@ -13,8 +13,11 @@
 //! ```
 
 mod cnn;
+mod compose;
 mod data;
 mod error;
+mod explain;
+mod extends;
 mod locate;
 mod model;
 mod overrides;
@@ -25,8 +28,11 @@ mod validate;
 use std::path::Path;
 
 pub use cnn::{describe as describe_image, ConvSpec, PoolKind, PoolSpec};
+pub use compose::{compose, compose_file, Composed, Origin, Origins};
 pub use data::*;
 pub use error::{SpecError, SpecErrors};
+pub use explain::explain;
+pub use extends::relative_to;
 pub use locate::Locations;
 pub use model::*;
 pub use sweep::{Objective, SweepPoint, SweepSpec};
@@ -38,39 +44,29 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecErrors> {
     parse_str(&text, path, overrides)
 }
 
-/// Parses and validates pipeline text; `file` names it in errors.
+/// Parses and validates pipeline text; `file` names it in errors (and its folder holds the
+/// bases an `extends:` names).
 pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeline, SpecErrors> {
+    // A chain or `--set` values are merged as YAML values first; errors are located per key.
+    if !overrides.is_empty() || extends::declares_extends(text) {
+        return compose::parse(&compose::compose(text, file, overrides)?);
+    }
     let locations = Locations::index(text);
-    let pipeline: Pipeline = if overrides.is_empty() {
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let pos = inner.location().map(|l| (l.line(), l.column()));
-            // A syntax error has no meaningful key path.
-            let path = if path.contains('?') { String::new() } else { clean_path(&path) };
-            let message = strip_location(&inner);
-            // serde_yaml may start its message with the same path; say it once.
-            let message = match message.split_once(": ") {
-                Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
-                _ => message,
-            };
-            SpecErrors::single(SpecError::new(file, pos, &path, message))
-        })?
-    } else {
-        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let pos = e.location().map(|l| (l.line(), l.column()));
-            SpecErrors::single(SpecError::new(file, pos, "", strip_location(&e)))
-        })?;
-        for item in overrides {
-            overrides::apply(&mut value, item).map_err(|msg| SpecErrors::single(SpecError::new(file, None, "", format!("--set {item}: {msg}"))))?;
-        }
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = clean_path(&e.path().to_string());
-            let pos = locations.find(&path);
-            SpecErrors::single(SpecError::new(file, pos, &path, e.into_inner().to_string()))
-        })?
-    };
+    let de = serde_yaml::Deserializer::from_str(text);
+    let pipeline: Pipeline = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let pos = inner.location().map(|l| (l.line(), l.column()));
+        // A syntax error has no meaningful key path.
+        let path = if path.contains('?') { String::new() } else { clean_path(&path) };
+        let message = strip_location(&inner);
+        // serde_yaml may start its message with the same path; say it once.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
+            _ => message,
+        };
+        SpecErrors::single(SpecError::new(file, pos, &path, message))
+    })?;
     let problems = validate::validate(&pipeline);
     if problems.is_empty() {
         Ok(pipeline)

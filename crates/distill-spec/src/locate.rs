@@ -23,6 +23,11 @@ impl Locations {
         Self { positions: recorder.positions }
     }
 
+    /// The position of exactly `path`.
+    pub fn get(&self, path: &str) -> Option<(usize, usize)> {
+        self.positions.get(path).copied()
+    }
+
     /// The position of `path`, or of its closest indexed ancestor.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut candidate = path.to_string();

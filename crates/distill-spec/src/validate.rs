@@ -125,9 +125,11 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     fn errors(overrides: &[&str]) -> String {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/digits-cnn.yaml")).unwrap();
+        // The real path: the recipe extends a base next to it.
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/digits-cnn.yaml");
+        let text = std::fs::read_to_string(file).unwrap();
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        crate::parse_str(&text, "digits-cnn.yaml".as_ref(), &overrides).err().map(|e| e.to_string()).unwrap_or_default()
+        crate::parse_str(&text, file.as_ref(), &overrides).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]
