@@ -1,7 +1,7 @@
 //! Losses as plain functions of logits: each returns the mean loss over the batch and its
 //! gradient with respect to the student logits. Training joins the gradient to dfdx's tape.
 
-use distill_spec::{LossKind, LossSpec, DEFAULT_DKD_ALPHA, DEFAULT_DKD_BETA};
+use distill_spec::{DkdLoss, LossKind, LossSpec, DEFAULT_DKD_ALPHA, DEFAULT_DKD_BETA};
 
 use crate::soft_targets::softmax_t;
 pub use crate::soft_targets::SoftBatch;
@@ -398,37 +398,38 @@ pub fn build_loss(spec: &LossSpec) -> Option<Box<dyn Loss>> {
 }
 
 /// The loss a recipe's `loss:` describes; `plugin(name, params)` supplies plugin losses, whether
-/// the flat `kind` (params: [`LossSpec::plugin_params`]) or a term (params:
-/// [`distill_spec::LossTermSpec::plugin_params`]; the host applies the term's weight). Errors come from `plugin`.
+/// the loss itself (params: [`distill_spec::PluginLoss::plugin_params`]) or a term (params:
+/// [`distill_spec::PluginTerm::plugin_params`]; the host applies the term's weight). Errors come from `plugin`.
 pub fn build_loss_with(spec: &LossSpec, plugin: &mut PluginLossFactory<'_>) -> Result<Box<dyn Loss>, String> {
-    if let Some(terms) = &spec.terms {
-        let mut built = Vec::with_capacity(terms.len());
-        for (name, term) in terms {
-            let kind = LossKind::from(name.clone());
-            let t = term.temperature();
-            let loss: Box<dyn Loss> = match kind {
-                // As a term, `kd` is the soft part alone: the CE part is a term of its own.
-                LossKind::Kd => Box::new(HintonKd { temperature: t, alpha: 1.0 }),
-                LossKind::Ce => cross_entropy(term.label_smoothing),
-                LossKind::TeacherHard => Box::new(TeacherHard),
-                LossKind::SoftCe => Box::new(SoftTargetCrossEntropy { temperature: t }),
-                LossKind::MseLogits => Box::new(MseLogits),
-                LossKind::Dkd => Box::new(dkd(t, term.dkd_alpha, term.dkd_beta)),
-                LossKind::Plugin(name) => plugin(&name, term.plugin_params())?,
-            };
-            built.push((term.weight, loss));
+    Ok(match spec {
+        LossSpec::Kd(l) => Box::new(HintonKd { temperature: l.temperature, alpha: l.alpha }),
+        LossSpec::Ce(l) => cross_entropy(l.label_smoothing),
+        LossSpec::TeacherHard => Box::new(TeacherHard),
+        LossSpec::SoftCe(l) => Box::new(SoftTargetCrossEntropy { temperature: l.temperature }),
+        LossSpec::MseLogits => Box::new(MseLogits),
+        LossSpec::Dkd(l) => Box::new(dkd(l)),
+        LossSpec::Plugin(p) => plugin(&p.name, p.plugin_params())?,
+        LossSpec::Terms(terms) => {
+            let mut built = Vec::with_capacity(terms.len());
+            for term in terms.values() {
+                built.push((term.weight, build_term(&term.kind, plugin)?));
+            }
+            Box::new(WeightedSum { terms: built })
         }
-        return Ok(Box::new(WeightedSum { terms: built }));
-    }
-    let t = spec.temperature;
-    Ok(match &spec.kind {
-        LossKind::Kd => Box::new(HintonKd { temperature: t, alpha: spec.alpha }),
-        LossKind::Ce => cross_entropy(spec.label_smoothing),
+    })
+}
+
+/// One term of a weighted sum (its weight is applied by [`WeightedSum`]).
+fn build_term(kind: &LossKind, plugin: &mut PluginLossFactory<'_>) -> Result<Box<dyn Loss>, String> {
+    Ok(match kind {
+        // As a term, `kd` is the soft part alone: the CE part is a term of its own.
+        LossKind::Kd(t) => Box::new(HintonKd { temperature: t.temperature, alpha: 1.0 }),
+        LossKind::Ce(l) => cross_entropy(l.label_smoothing),
         LossKind::TeacherHard => Box::new(TeacherHard),
-        LossKind::SoftCe => Box::new(SoftTargetCrossEntropy { temperature: t }),
+        LossKind::SoftCe(l) => Box::new(SoftTargetCrossEntropy { temperature: l.temperature }),
         LossKind::MseLogits => Box::new(MseLogits),
-        LossKind::Dkd => Box::new(dkd(t, spec.dkd_alpha, spec.dkd_beta)),
-        LossKind::Plugin(name) => plugin(name, spec.plugin_params())?,
+        LossKind::Dkd(l) => Box::new(dkd(l)),
+        LossKind::Plugin(p) => plugin(&p.name, p.plugin_params())?,
     })
 }
 
@@ -440,8 +441,8 @@ fn cross_entropy(label_smoothing: Option<f64>) -> Box<dyn Loss> {
     }
 }
 
-fn dkd(temperature: f64, alpha: Option<f64>, beta: Option<f64>) -> Dkd {
-    Dkd { temperature, alpha: alpha.unwrap_or(DEFAULT_DKD_ALPHA), beta: beta.unwrap_or(DEFAULT_DKD_BETA) }
+fn dkd(spec: &DkdLoss) -> Dkd {
+    Dkd { temperature: spec.temperature, alpha: spec.dkd_alpha.unwrap_or(DEFAULT_DKD_ALPHA), beta: spec.dkd_beta.unwrap_or(DEFAULT_DKD_BETA) }
 }
 
 #[cfg(test)]

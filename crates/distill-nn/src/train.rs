@@ -48,7 +48,7 @@ impl TrainOptions {
         Self {
             epochs: spec.epochs,
             batch: spec.batch,
-            lr: spec.optimizer.lr,
+            lr: spec.optimizer.lr(),
             seed,
             name: name.into(),
             max_steps,

@@ -9,25 +9,40 @@
 //! let text = "version: 1\nname: demo\ndata: {source: {path: d.csv}, label: y}\n\
 //!             teacher: {model: {hidden: [8]}}\nstudent: {model: {hidden: [4]}}\n";
 //! let pipeline = distill_spec::parse_str(text, "demo.yaml".as_ref(), &[]).unwrap();
-//! assert_eq!(pipeline.student.loss.temperature, 2.0);
+//! assert_eq!(pipeline.student.loss, distill_spec::LossSpec::Kd(distill_spec::KdLoss { temperature: 2.0, alpha: 0.5 }));
 //! ```
 
+mod augment;
+mod checks;
 mod cnn;
 mod data;
+mod display;
 mod error;
 mod locate;
+mod loss;
 mod model;
+mod optim;
 mod overrides;
+mod tagged;
+mod threshold;
+mod train;
 mod types;
 mod validate;
 
 use std::path::Path;
 
+pub use augment::*;
+pub use checks::*;
 pub use cnn::{describe as describe_image, ConvSpec, PoolKind, PoolSpec};
 pub use data::*;
+pub use display::ModelWithSizes;
 pub use error::{SpecError, SpecErrors};
 pub use locate::Locations;
+pub use loss::*;
 pub use model::*;
+pub use optim::*;
+pub use threshold::*;
+pub use train::*;
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.
@@ -53,6 +68,12 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
                 Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
                 _ => message,
             };
+            // A kind-tagged section puts the key path below it in front of its message: the
+            // position of that key is exact where serde_yaml's is the section's.
+            let (path, message, pos) = match tagged::join_nested(&path, &message) {
+                Some((full, rest)) => (full.clone(), rest, locations.find(&full).or(pos)),
+                None => (path, message, pos),
+            };
             SpecErrors::single(SpecError::new(file, pos, &path, message))
         })?
     } else {
@@ -65,8 +86,9 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
         }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = clean_path(&e.path().to_string());
-            let pos = locations.find(&path);
-            SpecErrors::single(SpecError::new(file, pos, &path, e.into_inner().to_string()))
+            let message = e.into_inner().to_string();
+            let (path, message) = tagged::join_nested(&path, &message).unwrap_or((path, message));
+            SpecErrors::single(SpecError::new(file, locations.find(&path), &path, message))
         })?
     };
     let problems = validate::validate(&pipeline);

@@ -61,7 +61,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         }
     }
     for (i, check) in p.data.checks.iter().enumerate() {
-        crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
+        crate::checks::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
     crate::model::validate_teacher(&p.teacher, !p.plugins.is_empty(), &mut bad);
     if p.teacher.logits.is_some() {
@@ -72,7 +72,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         }
     }
     crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
-    crate::model::validate_train("student.train", &p.student.train, &mut bad);
+    crate::train::validate_train("student.train", &p.student.train, &mut bad);
     if let Some(model) = &p.teacher.model {
         crate::cnn::validate_cnn("teacher.model", model, &p.data, &mut bad);
     }
@@ -90,7 +90,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
             }
         }
     }
-    crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
+    crate::loss::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
     if p.evaluate.top_k == 0 {
         bad("evaluate.top_k", "must be at least 1".into());
