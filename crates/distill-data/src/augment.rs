@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::prepare::{LabelState, Split};
 use crate::DataError;
-use distill_spec::{AugmentSpec, ImageSpec, OversampleMethod};
+use distill_spec::{AugmentSpec, ImageSpec, Oversample, OversampleMethod};
 
 /// Row ids of augmented rows start here: augmentation `k` uses `[BASE + k·2³², BASE + (k+1)·2³²)`.
 pub const AUGMENT_ROW_ID_BASE: u64 = 3 << 32;
@@ -93,35 +93,7 @@ fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<Imag
                 }
             }
         }
-        AugmentSpec::Oversample(o) => {
-            let ratio = o.ratio.unwrap_or(1.0);
-            if !(ratio > 0.0 && ratio <= 1.0) {
-                return Err(DataError::Invalid(format!("{where_}: ratio must be in (0, 1], got {ratio}")));
-            }
-            let method = o.method.unwrap_or_default();
-            let k = o.neighbours.unwrap_or(5).max(1);
-            let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-            for i in (0..n).filter(|&i| train.state[i] == LabelState::Labelled) {
-                by_class.entry(train.y[i]).or_default().push(i);
-            }
-            let largest = by_class.values().map(Vec::len).max().unwrap_or(0);
-            let target = (largest as f64 * ratio).ceil() as usize;
-            for (&class, members) in &by_class {
-                let mut neighbours: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-                for _ in members.len()..target {
-                    let base = members[rng.gen_range(0..members.len())];
-                    let x = if method == OversampleMethod::Duplicate || members.len() < 2 {
-                        row(base).to_vec()
-                    } else {
-                        let near = neighbours.entry(base).or_insert_with(|| nearest(train, width, base, members, k));
-                        let other = near[rng.gen_range(0..near.len())];
-                        let u: f32 = rng.gen();
-                        row(base).iter().zip(row(other)).map(|(&a, &b)| a + u * (b - a)).collect()
-                    };
-                    out.push(NewRow { x, y: class, state: LabelState::Labelled });
-                }
-            }
-        }
+        AugmentSpec::Oversample(o) => out = oversample(train, width, o, rng, where_)?,
         AugmentSpec::Shift(shift_spec) => {
             let img = image_shape(image, width, where_)?;
             let p = shift_spec.pixels.unwrap_or(1).max(1) as i64;
@@ -142,6 +114,42 @@ fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<Imag
             for i in 0..n {
                 out.push(keep(i, flip(row(i), img)));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// `oversample`: new labelled rows for every class below `ratio` × the largest class's
+/// labelled rows, duplicated or interpolated towards near same-class neighbours (SMOTE).
+fn oversample(train: &Split, width: usize, o: &Oversample, rng: &mut ChaCha8Rng, where_: &str) -> Result<Vec<NewRow>, DataError> {
+    let n = train.len();
+    let row = |i: usize| &train.x[i * width..(i + 1) * width];
+    let mut out = Vec::new();
+    let ratio = o.ratio.unwrap_or(1.0);
+    if !(ratio > 0.0 && ratio <= 1.0) {
+        return Err(DataError::Invalid(format!("{where_}: ratio must be in (0, 1], got {ratio}")));
+    }
+    let method = o.method.unwrap_or_default();
+    let k = o.neighbours.unwrap_or(5).max(1);
+    let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for i in (0..n).filter(|&i| train.state[i] == LabelState::Labelled) {
+        by_class.entry(train.y[i]).or_default().push(i);
+    }
+    let largest = by_class.values().map(Vec::len).max().unwrap_or(0);
+    let target = (largest as f64 * ratio).ceil() as usize;
+    for (&class, members) in &by_class {
+        let mut neighbours: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for _ in members.len()..target {
+            let base = members[rng.gen_range(0..members.len())];
+            let x = if method == OversampleMethod::Duplicate || members.len() < 2 {
+                row(base).to_vec()
+            } else {
+                let near = neighbours.entry(base).or_insert_with(|| nearest(train, width, base, members, k));
+                let other = near[rng.gen_range(0..near.len())];
+                let u: f32 = rng.gen();
+                row(base).iter().zip(row(other)).map(|(&a, &b)| a + u * (b - a)).collect()
+            };
+            out.push(NewRow { x, y: class, state: LabelState::Labelled });
         }
     }
     Ok(out)

@@ -9,6 +9,7 @@
 
 mod augment;
 mod checks;
+mod feature_health;
 mod idx;
 mod load;
 mod prepare;

@@ -60,6 +60,7 @@ pub fn train_throughput(
         config: TrainConfig::default(),
         checkpoint: None,
         device: Default::default(),
+        train_key: "train".into(),
     };
     let data = TrainTargets { x, labels: y, teacher_logits: None };
     let mut model = Mlp::new(shape.clone(), seed);
