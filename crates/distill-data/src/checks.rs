@@ -229,8 +229,9 @@ pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option
             Err(e) => not_run(check, unit, e.to_string()),
         }));
     }
-    let (places, compiled): (Vec<(usize, String)>, Vec<(&CheckSpec, row_checks::RowRule)>) =
-        rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
+    // (result slot, where) and (check, compiled rule) of every row check, in order.
+    type Places = Vec<(usize, String)>;
+    let (places, compiled): (Places, Vec<(&CheckSpec, row_checks::RowRule)>) = rules.into_iter().map(|(slot, w, c, r)| ((slot, w), (c, r))).unzip();
     for (((slot, where_), (check, _)), outcome) in places.iter().zip(&compiled).zip(row_checks::evaluate(df, &compiled)) {
         results[*slot] = Some(match outcome {
             Ok(f) => f.finish(check),

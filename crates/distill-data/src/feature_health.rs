@@ -22,7 +22,7 @@ pub(crate) fn warn_useless_features(x: &[f32], names: &[String]) {
 /// The warnings of [`warn_useless_features`].
 pub(crate) fn useless_features(x: &[f32], names: &[String]) -> Vec<String> {
     let width = names.len();
-    let n = if width == 0 { 0 } else { x.len() / width };
+    let n = x.len().checked_div(width).unwrap_or(0);
     let mut out = Vec::new();
     if n == 0 {
         return out;

@@ -159,7 +159,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut train_rows, val_rows, test_rows) = split_rows(tables, spec, &classes, &mut rng)?;
+    let [mut train_rows, val_rows, test_rows] = split_rows(tables, spec, &classes, &mut rng)?;
     let state_of = label_states(spec, &mut train_rows, &classes, &mut rng)?;
     let take = |rows: &[usize]| Split {
         row_ids: rows.iter().map(|&r| r as u64).collect(),
@@ -266,9 +266,9 @@ impl Classes {
     }
 }
 
-/// The seeded split of the labelled source rows into (train, val, test) row numbers: per class
+/// The seeded split of the labelled source rows into [train, val, test] row numbers: per class
 /// when stratified, largest-remainder allocation so the fractions hold overall.
-fn split_rows(tables: &Tables, spec: &DataSpec, classes: &Classes, rng: &mut ChaCha8Rng) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>), DataError> {
+fn split_rows(tables: &Tables, spec: &DataSpec, classes: &Classes, rng: &mut ChaCha8Rng) -> Result<[Vec<usize>; 3], DataError> {
     let y = &classes.y;
     let labelled_rows: Vec<usize> = (0..y.len()).filter(|&r| y[r].is_some()).collect();
     let groups = group_rows(&labelled_rows, |r| y[r].unwrap_or(0), classes.names.len(), spec.split.stratify);
@@ -298,7 +298,7 @@ fn split_rows(tables: &Tables, spec: &DataSpec, classes: &Classes, rng: &mut Cha
             test_rows.len()
         )));
     }
-    Ok((train_rows, val_rows, test_rows))
+    Ok([train_rows, val_rows, test_rows])
 }
 
 /// The transfer set: hidden labels among the training rows (seeded), then the source rows
@@ -356,8 +356,8 @@ fn add_transfer_rows(train: &mut Split, extra: &DataFrame, spec: &DataSpec, feat
     let n = extra.height();
     train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
     train.x.extend(x);
-    train.y.extend(std::iter::repeat(0).take(n));
-    train.state.extend(std::iter::repeat(LabelState::Unlabelled).take(n));
+    train.y.extend(std::iter::repeat_n(0, n));
+    train.state.extend(std::iter::repeat_n(LabelState::Unlabelled, n));
     Ok(())
 }
 

@@ -205,7 +205,7 @@ fn profile_of_messy_data_passes_and_quotes_what_needs_it() {
     let label = iris.get_column_names().last().unwrap().to_string();
     profile_round_trip(&iris, Some(&label));
     // Odd column names and float32 bounds round outwards.
-    let odd = df!("weird name" => [0.1f32, 0.30000001, 0.7], "yes" => ["true", "no", "1"], "k" => [1i64, 2, 3]).unwrap();
+    let odd = df!("weird name" => [0.1f32, 0.3, 0.7], "yes" => ["true", "no", "1"], "k" => [1i64, 2, 3]).unwrap();
     let (text, _) = profile_round_trip(&odd, None);
     assert!(text.contains("\"weird name\""), "{text}");
 }
@@ -378,5 +378,5 @@ fn image_augmentations_need_and_use_the_shape() {
     assert_eq!(p.train.y[n_train], p.train.y[0]);
     // A shifted image keeps some pixels and zero-fills the rest.
     let shifted = &p.train.x[2 * n_train * 6..2 * n_train * 6 + 6];
-    assert!(shifted.iter().any(|&v| v == 0.0) && shifted != first, "{shifted:?}");
+    assert!(shifted.contains(&0.0) && shifted != first, "{shifted:?}");
 }

@@ -38,6 +38,8 @@ pub struct TrainThroughput {
 
 /// Trains a fresh `shape` model with Adam at `lr` through [`train`] on `(x, y)`: `warmup` untimed
 /// steps, then `steps` timed ones. Cross-entropy loss, no validation.
+// One argument per `distill bench train` flag; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn train_throughput(
     shape: &MlpShape,
     x: &[f32],

@@ -200,7 +200,7 @@ impl Trainee for CpuTrainee<'_> {
 /// Logits for every row of `x`, in evaluation mode (no dropout), row-major.
 pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
     let inputs = model.shape.inputs();
-    let n = if inputs == 0 { 0 } else { x.len() / inputs };
+    let n = x.len().checked_div(inputs).unwrap_or(0);
     if n == 0 {
         return Vec::new();
     }

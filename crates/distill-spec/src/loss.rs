@@ -248,7 +248,7 @@ impl LossSpec {
         match self {
             LossSpec::Plugin(p) => vec![("kind".into(), p.name.as_str())],
             LossSpec::Terms(terms) => {
-                terms.iter().filter_map(|(key, t)| matches!(t.kind, LossKind::Plugin(_)).then(|| (format!("terms.{key}"), key.as_str()))).collect()
+                terms.iter().filter(|(_, t)| matches!(t.kind, LossKind::Plugin(_))).map(|(key, _)| (format!("terms.{key}"), key.as_str())).collect()
             }
             _ => Vec::new(),
         }

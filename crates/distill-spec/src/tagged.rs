@@ -75,12 +75,15 @@ pub(crate) fn join_nested(path: &str, message: &str) -> Option<(String, String)>
     Some((joined.path, joined.message))
 }
 
+/// A kind's name and a function giving its struct's keys.
+pub(crate) type KindKeys = (&'static str, fn() -> &'static [&'static str]);
+
 /// A family of kinds: how messages name a kind, each kind's keys, and the keys around them.
 pub(crate) struct Family {
     /// How a message names kind `k`: "a `k` check", "the `k` loss".
     pub describe: fn(&str) -> String,
     /// Every built-in kind and the keys of its struct (besides the shared ones).
-    pub kinds: &'static [(&'static str, fn() -> &'static [&'static str])],
+    pub kinds: &'static [KindKeys],
     /// Keys every kind takes, listed before `kind` and after the kind's own keys in messages.
     pub leading: &'static [&'static str],
     pub trailing: &'static [&'static str],
