@@ -298,8 +298,8 @@ fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
     }
     let base = args.file.parent().map(PathBuf::from).unwrap_or_default();
     let plugins = distill_pipeline::load_plugins(&p, &base).map_err(|e| error_chain(&e))?;
-    if let distill_spec::LossKind::Plugin(name) = &p.student.loss.kind {
-        plugins.require_loss(name).map_err(|e| format!("{}: student.loss.kind: {e}", args.file.display()))?;
+    for (key, name) in p.student.loss.plugin_losses() {
+        plugins.require_loss(name).map_err(|e| format!("{}: student.loss.{key}: {e}", args.file.display()))?;
     }
     for (key, model) in [("teacher.model", p.teacher.model.as_ref()), ("student.model", Some(&p.student.model))] {
         let Some(model) = model else { continue };

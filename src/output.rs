@@ -15,7 +15,7 @@ pub fn describe(p: &Pipeline) -> String {
             (None, None) => "-".into(),
         },
         p.student.model.hidden,
-        String::from(p.student.loss.kind.clone()),
+        p.student.loss,
         if p.student.baseline { ", with baseline" } else { "" }
     )
 }

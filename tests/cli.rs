@@ -273,3 +273,26 @@ fn asking_for_cuda_in_a_cpu_build_is_a_clear_error_before_anything_runs() {
     let o = distill(&["run", "pipelines/iris-kd.yaml", "--device", "gpu", "--out", out.to_str().unwrap()]);
     assert!(o.status.code() == Some(2) && stderr(&o).contains("unknown device `gpu`"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_diverging_model_is_an_error_naming_it_and_is_never_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("run"), tmp.path().join("cache"));
+    let o = distill(&[
+        "run",
+        "pipelines/iris-kd.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--set",
+        "student.train.optimizer.lr=1.0e30",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("training the student: the loss") && err.contains("lower student.train.optimizer.lr"), "{err}");
+    assert!(!out.exists(), "a failed run leaves no run directory");
+    let ls = distill(&["cache", "--cache-dir", cache.to_str().unwrap(), "ls"]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    assert!(stdout(&ls).contains("teacher") && !stdout(&ls).contains("student"), "only the finite teacher is cached:\n{}", stdout(&ls));
+}

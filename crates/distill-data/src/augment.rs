@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::prepare::{LabelState, Split};
 use crate::DataError;
-use distill_spec::{AugmentKind, AugmentSpec, ImageSpec, OversampleMethod};
+use distill_spec::{AugmentSpec, ImageSpec, Oversample, OversampleMethod};
 
 /// Row ids of augmented rows start here: augmentation `k` uses `[BASE + k·2³², BASE + (k+1)·2³²)`.
 pub const AUGMENT_ROW_ID_BASE: u64 = 3 << 32;
@@ -33,7 +33,7 @@ pub fn is_augmented(id: u64) -> bool {
 pub(crate) fn augment(train: &Split, width: usize, specs: &[AugmentSpec], image: Option<ImageSpec>, seed: u64) -> Result<Split, DataError> {
     let mut out = Split::default();
     for (k, spec) in specs.iter().enumerate() {
-        let where_ = format!("data.augment[{k}] ({})", spec.kind.as_str());
+        let where_ = format!("data.augment[{k}] ({})", spec.as_str());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Stream 0 is the split's; each augmentation draws from its own.
         rng.set_stream(k as u64 + 1);
@@ -45,7 +45,7 @@ pub(crate) fn augment(train: &Split, width: usize, specs: &[AugmentSpec], image:
             out.y.push(row.y);
             out.state.push(row.state);
         }
-        tracing::info!(augmentation = %spec.kind.as_str(), rows = n, "augmented the training split");
+        tracing::info!(augmentation = %spec.as_str(), rows = n, "augmented the training split");
     }
     Ok(out)
 }
@@ -59,15 +59,15 @@ struct NewRow {
 fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<ImageSpec>, rng: &mut ChaCha8Rng, where_: &str) -> Result<Vec<NewRow>, DataError> {
     let n = train.len();
     let row = |i: usize| &train.x[i * width..(i + 1) * width];
-    let copies = spec.copies.unwrap_or(1);
+    let copies = spec.copies().unwrap_or(1);
     if copies == 0 {
         return Err(DataError::Invalid(format!("{where_}: copies must be at least 1")));
     }
     let keep = |i: usize, x: Vec<f32>| NewRow { x, y: train.y[i], state: train.state[i] };
     let mut out = Vec::new();
-    match spec.kind {
-        AugmentKind::GaussianNoise => {
-            let std = spec.std.filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| DataError::Invalid(format!("{where_}: needs `std` > 0")))?;
+    match spec {
+        AugmentSpec::GaussianNoise(g) => {
+            let std = Some(g.std).filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| DataError::Invalid(format!("{where_}: needs `std` > 0")))?;
             for _ in 0..copies {
                 for i in 0..n {
                     let x = row(i).iter().map(|&v| v + (std * normal(rng)) as f32).collect();
@@ -75,8 +75,8 @@ fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<Imag
                 }
             }
         }
-        AugmentKind::Mixup => {
-            let alpha = spec.alpha.unwrap_or(0.2);
+        AugmentSpec::Mixup(m) => {
+            let alpha = m.alpha.unwrap_or(0.2);
             if !(alpha.is_finite() && alpha > 0.0) {
                 return Err(DataError::Invalid(format!("{where_}: alpha must be > 0, got {alpha}")));
             }
@@ -93,38 +93,10 @@ fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<Imag
                 }
             }
         }
-        AugmentKind::Oversample => {
-            let ratio = spec.ratio.unwrap_or(1.0);
-            if !(ratio > 0.0 && ratio <= 1.0) {
-                return Err(DataError::Invalid(format!("{where_}: ratio must be in (0, 1], got {ratio}")));
-            }
-            let method = spec.method.unwrap_or_default();
-            let k = spec.neighbours.unwrap_or(5).max(1);
-            let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-            for i in (0..n).filter(|&i| train.state[i] == LabelState::Labelled) {
-                by_class.entry(train.y[i]).or_default().push(i);
-            }
-            let largest = by_class.values().map(Vec::len).max().unwrap_or(0);
-            let target = (largest as f64 * ratio).ceil() as usize;
-            for (&class, members) in &by_class {
-                let mut neighbours: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-                for _ in members.len()..target {
-                    let base = members[rng.gen_range(0..members.len())];
-                    let x = if method == OversampleMethod::Duplicate || members.len() < 2 {
-                        row(base).to_vec()
-                    } else {
-                        let near = neighbours.entry(base).or_insert_with(|| nearest(train, width, base, members, k));
-                        let other = near[rng.gen_range(0..near.len())];
-                        let u: f32 = rng.gen();
-                        row(base).iter().zip(row(other)).map(|(&a, &b)| a + u * (b - a)).collect()
-                    };
-                    out.push(NewRow { x, y: class, state: LabelState::Labelled });
-                }
-            }
-        }
-        AugmentKind::Shift => {
+        AugmentSpec::Oversample(o) => out = oversample(train, width, o, rng, where_)?,
+        AugmentSpec::Shift(shift_spec) => {
             let img = image_shape(image, width, where_)?;
-            let p = spec.pixels.unwrap_or(1).max(1) as i64;
+            let p = shift_spec.pixels.unwrap_or(1).max(1) as i64;
             for _ in 0..copies {
                 for i in 0..n {
                     let (dy, dx) = loop {
@@ -137,11 +109,47 @@ fn make_rows(train: &Split, width: usize, spec: &AugmentSpec, image: Option<Imag
                 }
             }
         }
-        AugmentKind::Flip => {
+        AugmentSpec::Flip => {
             let img = image_shape(image, width, where_)?;
             for i in 0..n {
                 out.push(keep(i, flip(row(i), img)));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// `oversample`: new labelled rows for every class below `ratio` × the largest class's
+/// labelled rows, duplicated or interpolated towards near same-class neighbours (SMOTE).
+fn oversample(train: &Split, width: usize, o: &Oversample, rng: &mut ChaCha8Rng, where_: &str) -> Result<Vec<NewRow>, DataError> {
+    let n = train.len();
+    let row = |i: usize| &train.x[i * width..(i + 1) * width];
+    let mut out = Vec::new();
+    let ratio = o.ratio.unwrap_or(1.0);
+    if !(ratio > 0.0 && ratio <= 1.0) {
+        return Err(DataError::Invalid(format!("{where_}: ratio must be in (0, 1], got {ratio}")));
+    }
+    let method = o.method.unwrap_or_default();
+    let k = o.neighbours.unwrap_or(5).max(1);
+    let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for i in (0..n).filter(|&i| train.state[i] == LabelState::Labelled) {
+        by_class.entry(train.y[i]).or_default().push(i);
+    }
+    let largest = by_class.values().map(Vec::len).max().unwrap_or(0);
+    let target = (largest as f64 * ratio).ceil() as usize;
+    for (&class, members) in &by_class {
+        let mut neighbours: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for _ in members.len()..target {
+            let base = members[rng.gen_range(0..members.len())];
+            let x = if method == OversampleMethod::Duplicate || members.len() < 2 {
+                row(base).to_vec()
+            } else {
+                let near = neighbours.entry(base).or_insert_with(|| nearest(train, width, base, members, k));
+                let other = near[rng.gen_range(0..near.len())];
+                let u: f32 = rng.gen();
+                row(base).iter().zip(row(other)).map(|(&a, &b)| a + u * (b - a)).collect()
+            };
+            out.push(NewRow { x, y: class, state: LabelState::Labelled });
         }
     }
     Ok(out)

@@ -12,7 +12,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::{glob_match, row_checks, select_columns, DataError};
-use distill_spec::{CheckKind, CheckSpec, ColumnType};
+use distill_spec::{CheckKind, CheckSpec, ClassBalanceCheck, ColumnType, RowCountCheck, SchemaCheck};
 
 /// How many failing rows a check lists unless its `samples` key says otherwise.
 pub const SAMPLE_ROWS: usize = 5;
@@ -202,26 +202,26 @@ pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option
             continue;
         }
         let where_ = format!("data.checks[{i}] ({})", check.name());
-        if row_checks::is_row_check(check.kind) {
+        if row_checks::is_row_check(&check.kind) {
             match row_checks::compile(df, &columns, check, &where_) {
                 Ok(rule) => {
                     rules.push((results.len(), where_, check, rule));
                     results.push(None); // filled in once the batch has run
                 }
-                Err(e) if check.kind == CheckKind::Sql => return Err(e),
+                Err(e) if matches!(check.kind, CheckKind::Sql(_)) => return Err(e),
                 Err(e) => results.push(Some(not_run(check, CheckUnit::Rows, e.to_string()))),
             }
             continue;
         }
         let unit = match check.kind {
-            CheckKind::Schema => CheckUnit::Columns,
-            CheckKind::ClassBalance => CheckUnit::Classes,
+            CheckKind::Schema(_) => CheckUnit::Columns,
+            CheckKind::ClassBalance(_) => CheckUnit::Classes,
             _ => CheckUnit::Table,
         };
-        let outcome = match check.kind {
-            CheckKind::Schema => Ok(schema(df, &columns, check)),
-            CheckKind::RowCount => Ok(row_count(rows, check)),
-            CheckKind::ClassBalance => class_balance(df, &columns, check, label, &where_),
+        let outcome = match &check.kind {
+            CheckKind::Schema(s) => Ok(schema(df, &columns, s, sample_cap(check))),
+            CheckKind::RowCount(r) => Ok(row_count(rows, r, sample_cap(check))),
+            CheckKind::ClassBalance(b) => class_balance(df, &columns, b, sample_cap(check), label, &where_),
             _ => continue,
         };
         results.push(Some(match outcome {
@@ -234,15 +234,15 @@ pub fn run_checks_with_label(df: &DataFrame, checks: &[CheckSpec], label: Option
     for (((slot, where_), (check, _)), outcome) in places.iter().zip(&compiled).zip(row_checks::evaluate(df, &compiled)) {
         results[*slot] = Some(match outcome {
             Ok(f) => f.finish(check),
-            Err(e) if check.kind == CheckKind::Sql => return Err(DataError::Invalid(format!("{where_}.predicate: {e}"))),
+            Err(e) if matches!(check.kind, CheckKind::Sql(_)) => return Err(DataError::Invalid(format!("{where_}.predicate: {e}"))),
             Err(e) => not_run(check, CheckUnit::Rows, e.to_string()),
         });
     }
     Ok(CheckReport { rows, checks: results.into_iter().flatten().collect() })
 }
 
-fn schema(df: &DataFrame, columns: &[String], check: &CheckSpec) -> Findings {
-    let mut f = Findings::new(CheckUnit::Columns, columns.len(), sample_cap(check));
+fn schema(df: &DataFrame, columns: &[String], check: &SchemaCheck, cap: usize) -> Findings {
+    let mut f = Findings::new(CheckUnit::Columns, columns.len(), cap);
     let required = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_default();
     let types: Vec<(String, ColumnType)> = check.types.iter().flatten().map(|(k, v)| (k.clone(), *v)).collect();
     // Each pattern that matches no column is one missing column, keyed past the table's columns.
@@ -295,8 +295,8 @@ pub(crate) fn type_matches(dtype: &DataType, ty: ColumnType) -> bool {
     }
 }
 
-fn row_count(rows: usize, check: &CheckSpec) -> Findings {
-    let mut f = Findings::new(CheckUnit::Table, 1, sample_cap(check));
+fn row_count(rows: usize, check: &RowCountCheck, cap: usize) -> Findings {
+    let mut f = Findings::new(CheckUnit::Table, 1, cap);
     let (lo, hi) = (check.min.unwrap_or(0.0), check.max.unwrap_or(f64::INFINITY));
     if !(lo..=hi).contains(&(rows as f64)) {
         f.fail(0, 0, "rows", || rows.to_string());
@@ -305,8 +305,7 @@ fn row_count(rows: usize, check: &CheckSpec) -> Findings {
     f
 }
 
-fn class_balance(df: &DataFrame, columns: &[String], check: &CheckSpec, label: Option<&str>, where_: &str) -> Result<Findings, DataError> {
-    let cap = sample_cap(check);
+fn class_balance(df: &DataFrame, columns: &[String], check: &ClassBalanceCheck, cap: usize, label: Option<&str>, where_: &str) -> Result<Findings, DataError> {
     let name = match (&check.column, label) {
         (Some(c), _) => c.clone(),
         (None, Some(l)) if !columns.iter().any(|c| c == l) => {

@@ -9,6 +9,7 @@
 
 mod augment;
 mod checks;
+mod feature_health;
 mod file;
 mod idx;
 mod load;

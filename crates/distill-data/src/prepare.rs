@@ -148,10 +148,65 @@ fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f3
 
 /// Splits (seeded, optionally stratified) and scales the tables described by `spec`; rows of
 /// the transfer file join the training split without labels; a test file replaces the test split.
+/// Warns about features that cannot help (constant, all NaN) and refuses values that are not
+/// finite, naming the column and row, so no model trains on them.
 pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
     let df = &tables.source;
+    let file = spec.source.path.display().to_string();
+    let feature_names = feature_columns(df, spec, &file)?;
+    let classes = Classes::of(df, spec)?;
+    let width = feature_names.len();
+    let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let [mut train_rows, val_rows, test_rows] = split_rows(tables, spec, &classes, &mut rng)?;
+    let state_of = label_states(spec, &mut train_rows, &classes, &mut rng)?;
+    let take = |rows: &[usize]| Split {
+        row_ids: rows.iter().map(|&r| r as u64).collect(),
+        x: rows.iter().flat_map(|&r| x_all[r * width..(r + 1) * width].iter().copied()).collect(),
+        y: rows.iter().map(|&r| classes.y[r].unwrap_or(0)).collect(),
+        state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
+    };
+    let (mut train, val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
+    if let Some(test_df) = &tables.test {
+        test = test_file_split(test_df, spec, &feature_names, &classes)?;
+    }
+    if let Some(extra) = &tables.transfer {
+        add_transfer_rows(&mut train, extra, spec, &feature_names)?;
+    }
+    // Augmented rows come after the split (training rows only) and before scaling, on unscaled
+    // features, so image shifts and flips move raw pixels.
+    let image = spec.image.or_else(|| infer_image(spec, &feature_names));
+    let original_x = train.x.len();
+    crate::feature_health::warn_useless_features(&train.x[..original_x], &feature_names);
+    crate::feature_health::refuse_non_finite([&train, &val, &test], &feature_names, &file, None)?;
+    if !spec.augment.is_empty() {
+        let extra = augment(&train, width, &spec.augment, image, seed)?;
+        train.extend(extra);
+    }
+    let mut splits = [train, val, test];
+    scale(spec.scale.kind, &mut splits, original_x, width);
+    crate::feature_health::refuse_non_finite([&splits[0], &splits[1], &splits[2]], &feature_names, &file, Some(spec.scale.kind))?;
+    let [train, val, test] = splits;
+    let fingerprint = fingerprint(&classes.names, &feature_names, [&train, &val, &test]);
+    tracing::info!(
+        train = train.len(),
+        augmented = train.augmented(),
+        labelled = train.count(LabelState::Labelled),
+        hidden = train.count(LabelState::Hidden),
+        unlabelled = train.count(LabelState::Unlabelled),
+        val = val.len(),
+        test = test.len(),
+        features = width,
+        classes = classes.names.len(),
+        "prepared data"
+    );
+    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image })
+}
+
+/// The feature columns: `features.include` (default all) minus `features.exclude` and the label.
+fn feature_columns(df: &DataFrame, spec: &DataSpec, file: &str) -> Result<Vec<String>, DataError> {
     let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
-    let file = spec.source.path.display();
     if !columns.contains(&spec.label) {
         return Err(DataError::Invalid(format!(
             "data.label: there is no column `{}` in {file} ({})",
@@ -166,50 +221,61 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     if feature_names.is_empty() {
         return Err(DataError::Invalid("data.features: no feature columns are left".into()));
     }
+    Ok(feature_names)
+}
 
-    // Classes, from the rows that have a label.
-    let label_col = df.column(&spec.label)?.as_materialized_series();
-    let texts = cell_texts(label_col)?;
-    let numeric_labels = label_col.dtype().is_primitive_numeric();
-    let mut names: Vec<String> = Vec::new();
-    for t in texts.iter().flatten() {
-        if !names.contains(t) {
-            names.push(t.clone());
+/// The classes of the label column and each source row's class (`None`: no label).
+struct Classes {
+    /// Class names in index order (numeric labels sort numerically, text labels by name).
+    names: Vec<String>,
+    index: BTreeMap<String, u32>,
+    y: Vec<Option<u32>>,
+}
+
+impl Classes {
+    fn of(df: &DataFrame, spec: &DataSpec) -> Result<Self, DataError> {
+        let label_col = df.column(&spec.label)?.as_materialized_series();
+        let texts = cell_texts(label_col)?;
+        let mut names: Vec<String> = Vec::new();
+        for t in texts.iter().flatten() {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
         }
-    }
-    if numeric_labels {
-        names.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
-    } else {
-        names.sort();
-    }
-    if names.len() < 2 {
-        return Err(DataError::Invalid(format!("column `{}`: need at least 2 classes, found {}", spec.label, names.len())));
-    }
-    let index: BTreeMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
-    let y_all: Vec<Option<u32>> = texts.iter().map(|t| t.as_deref().map(|t| index[t])).collect();
-    // Unlabelled rows are a transfer set only when the recipe says so; otherwise a null label is
-    // a hole in the data.
-    if spec.transfer.is_none() {
-        if let Some(row) = y_all.iter().position(Option::is_none) {
-            let missing = y_all.iter().filter(|y| y.is_none()).count();
-            return Err(DataError::Load {
-                path: spec.source.path.display().to_string(),
-                message: format!(
-                    "column `{}` row {row}: the label is null ({missing} rows without a label; declare `data.transfer` to use them as a transfer set)",
-                    spec.label
-                ),
-            });
+        if label_col.dtype().is_primitive_numeric() {
+            names.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
+        } else {
+            names.sort();
         }
+        if names.len() < 2 {
+            return Err(DataError::Invalid(format!("column `{}`: need at least 2 classes, found {}", spec.label, names.len())));
+        }
+        let index: BTreeMap<String, u32> = names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        let y: Vec<Option<u32>> = texts.iter().map(|t| t.as_deref().map(|t| index[t])).collect();
+        // Unlabelled rows are a transfer set only when the recipe says so; otherwise a null label
+        // is a hole in the data.
+        if spec.transfer.is_none() {
+            if let Some(row) = y.iter().position(Option::is_none) {
+                let missing = y.iter().filter(|y| y.is_none()).count();
+                return Err(DataError::Load {
+                    path: spec.source.path.display().to_string(),
+                    message: format!(
+                        "column `{}` row {row}: the label is null ({missing} rows without a label; declare `data.transfer` to use them as a transfer set)",
+                        spec.label
+                    ),
+                });
+            }
+        }
+        Ok(Self { names, index, y })
     }
+}
 
-    let rows = df.height();
-    let width = feature_names.len();
-    let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
-
-    // Seeded split of the labelled rows: per class when stratified, over all rows otherwise.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let labelled_rows: Vec<usize> = (0..rows).filter(|&r| y_all[r].is_some()).collect();
-    let groups = group_rows(&labelled_rows, |r| y_all[r].unwrap_or(0), names.len(), spec.split.stratify);
+/// The seeded split of the labelled source rows into [train, val, test] row numbers: per class
+/// when stratified, largest-remainder allocation so the fractions hold overall.
+fn split_rows(tables: &Tables, spec: &DataSpec, classes: &Classes, rng: &mut ChaCha8Rng) -> Result<[Vec<usize>; 3], DataError> {
+    let y = &classes.y;
+    let labelled_rows: Vec<usize> = (0..y.len()).filter(|&r| y[r].is_some()).collect();
+    let groups = group_rows(&labelled_rows, |r| y[r].unwrap_or(0), classes.names.len(), spec.split.stratify);
     let n_labelled = labelled_rows.len();
     let (mut train_rows, mut val_rows, mut test_rows) = (Vec::new(), Vec::new(), Vec::new());
     let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
@@ -221,7 +287,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let left: Vec<usize> = sizes.iter().zip(&test_counts).map(|(s, t)| s - t).collect();
     let val_counts = allocate(&left, ((n_labelled as f64 * spec.split.val).round() as usize).min(left.iter().sum()));
     for ((mut group, n_test), n_val) in groups.into_iter().zip(test_counts).zip(val_counts) {
-        group.shuffle(&mut rng);
+        group.shuffle(rng);
         test_rows.extend_from_slice(&group[..n_test]);
         val_rows.extend_from_slice(&group[n_test..n_test + n_val]);
         train_rows.extend_from_slice(&group[n_test + n_val..]);
@@ -236,89 +302,90 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
             test_rows.len()
         )));
     }
+    Ok([train_rows, val_rows, test_rows])
+}
 
-    // The transfer set: hidden labels among the training rows, then rows without any label.
+/// The transfer set: hidden labels among the training rows (seeded), then the source rows
+/// without any label, which join `train_rows`.
+fn label_states(spec: &DataSpec, train_rows: &mut Vec<usize>, classes: &Classes, rng: &mut ChaCha8Rng) -> Result<BTreeMap<usize, LabelState>, DataError> {
+    let y = &classes.y;
     let mut state_of: BTreeMap<usize, LabelState> = train_rows.iter().map(|&r| (r, LabelState::Labelled)).collect();
-    if let Some(keep) = spec.transfer.as_ref().and_then(|t| t.labelled.map(|l| (l, t.stratify))) {
-        let (labelled, stratify) = keep;
+    if let Some((labelled, stratify)) = spec.transfer.as_ref().and_then(|t| t.labelled.map(|l| (l, t.stratify))) {
         let n_keep = if labelled < 1.0 { (train_rows.len() as f64 * labelled).round() as usize } else { labelled as usize };
         if n_keep > train_rows.len() {
             return Err(DataError::Invalid(format!("data.transfer.labelled: asks for {n_keep} labelled rows but the training split has {}", train_rows.len())));
         }
-        let groups = group_rows(&train_rows, |r| y_all[r].unwrap_or(0), names.len(), stratify);
+        let groups = group_rows(train_rows, |r| y[r].unwrap_or(0), classes.names.len(), stratify);
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         for (mut group, n) in groups.into_iter().zip(allocate(&sizes, n_keep)) {
-            group.shuffle(&mut rng);
+            group.shuffle(rng);
             for r in &group[n..] {
                 state_of.insert(*r, LabelState::Hidden);
             }
         }
     }
-    for r in (0..rows).filter(|&r| y_all[r].is_none()) {
+    for r in (0..y.len()).filter(|&r| y[r].is_none()) {
         train_rows.push(r);
         state_of.insert(r, LabelState::Unlabelled);
     }
+    Ok(state_of)
+}
 
-    let take = |rows: &[usize]| Split {
-        row_ids: rows.iter().map(|&r| r as u64).collect(),
-        x: rows.iter().flat_map(|&r| x_all[r * width..(r + 1) * width].iter().copied()).collect(),
-        y: rows.iter().map(|&r| y_all[r].unwrap_or(0)).collect(),
-        state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
-    };
-    let (mut train, mut val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
-    if let Some(test_df) = &tables.test {
-        test = Split::default();
-        let what = &format!("data.test_source ({})", spec.test_source.as_ref().map(|t| t.path.display().to_string()).unwrap_or_default());
-        test.x = feature_matrix(test_df, &feature_names, what)?;
-        let labels = test_df.column(&spec.label).map_err(|_| DataError::Invalid(format!("{what}: there is no label column `{}`", spec.label)))?;
-        for (row, t) in cell_texts(labels.as_materialized_series())?.into_iter().enumerate() {
-            let t = t.ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: the label is null", spec.label)))?;
-            let class = index
-                .get(t.as_str())
-                .ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: class `{t}` does not occur in the training data", spec.label)))?;
-            test.y.push(*class);
-            test.row_ids.push(TEST_ROW_ID_BASE + row as u64);
-            test.state.push(LabelState::Labelled);
-        }
-        if test.is_empty() {
-            return Err(DataError::Invalid(format!("{what}: the test file has no rows")));
-        }
+/// The test split from `data.test_source`: every row, labelled with the training classes.
+fn test_file_split(test_df: &DataFrame, spec: &DataSpec, feature_names: &[String], classes: &Classes) -> Result<Split, DataError> {
+    let mut test = Split::default();
+    let what = &format!("data.test_source ({})", spec.test_source.as_ref().map(|t| t.path.display().to_string()).unwrap_or_default());
+    test.x = feature_matrix(test_df, feature_names, what)?;
+    let labels = test_df.column(&spec.label).map_err(|_| DataError::Invalid(format!("{what}: there is no label column `{}`", spec.label)))?;
+    for (row, t) in cell_texts(labels.as_materialized_series())?.into_iter().enumerate() {
+        let t = t.ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: the label is null", spec.label)))?;
+        let class = classes
+            .index
+            .get(t.as_str())
+            .ok_or_else(|| DataError::Invalid(format!("{what}: column `{}` row {row}: class `{t}` does not occur in the training data", spec.label)))?;
+        test.y.push(*class);
+        test.row_ids.push(TEST_ROW_ID_BASE + row as u64);
+        test.state.push(LabelState::Labelled);
     }
-    if let Some(extra) = &tables.transfer {
-        let path = spec.transfer.as_ref().and_then(|t| t.source.as_ref()).map(|s| s.path.display().to_string()).unwrap_or_default();
-        let x = feature_matrix(extra, &feature_names, &format!("data.transfer.source ({path})"))?;
-        let n = extra.height();
-        train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
-        train.x.extend(x);
-        train.y.extend(std::iter::repeat_n(0, n));
-        train.state.extend(std::iter::repeat_n(LabelState::Unlabelled, n));
+    if test.is_empty() {
+        return Err(DataError::Invalid(format!("{what}: the test file has no rows")));
     }
-    // Augmented rows come after the split (training rows only) and before scaling, on unscaled
-    // features, so image shifts and flips move raw pixels.
-    let image = spec.image.or_else(|| infer_image(spec, &feature_names));
-    let original_x = train.x.len();
-    if !spec.augment.is_empty() {
-        let extra = augment(&train, width, &spec.augment, image, seed)?;
-        train.extend(extra);
-    }
-    // Scaling statistics come from the original training inputs, transfer rows included (not
-    // from augmented rows, so augmentation never shifts how the test split is scaled); never from
-    // validation or test rows.
-    if let Some((offset, factor)) = fit_scale(spec.scale.kind, &train.x[..original_x], width) {
-        for split in [&mut train, &mut val, &mut test] {
-            for (i, v) in split.x.iter_mut().enumerate() {
-                *v = (*v - offset[i % width]) * factor[i % width];
-            }
-        }
-    }
+    Ok(test)
+}
 
+/// The rows of `data.transfer.source` join the training split, unlabelled.
+fn add_transfer_rows(train: &mut Split, extra: &DataFrame, spec: &DataSpec, feature_names: &[String]) -> Result<(), DataError> {
+    let path = spec.transfer.as_ref().and_then(|t| t.source.as_ref()).map(|s| s.path.display().to_string()).unwrap_or_default();
+    let x = feature_matrix(extra, feature_names, &format!("data.transfer.source ({path})"))?;
+    let n = extra.height();
+    train.row_ids.extend((0..n as u64).map(|i| TRANSFER_ROW_ID_BASE + i));
+    train.x.extend(x);
+    train.y.extend(std::iter::repeat_n(0, n));
+    train.state.extend(std::iter::repeat_n(LabelState::Unlabelled, n));
+    Ok(())
+}
+
+/// Scales every split with statistics of the original training inputs (the first
+/// `original_x` values of the training split: transfer rows included, augmented rows not, so
+/// augmentation never shifts how the test split is scaled; never validation or test rows).
+fn scale(kind: ScaleKind, splits: &mut [Split; 3], original_x: usize, width: usize) {
+    let Some((offset, factor)) = fit_scale(kind, &splits[0].x[..original_x], width) else { return };
+    for split in splits.iter_mut() {
+        for (i, v) in split.x.iter_mut().enumerate() {
+            *v = (*v - offset[i % width]) * factor[i % width];
+        }
+    }
+}
+
+/// blake3 of the prepared matrices, labels, states, ids and class names: the data's identity.
+fn fingerprint(class_names: &[String], feature_names: &[String], splits: [&Split; 3]) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"distill-data/v2");
-    for name in names.iter().chain(&feature_names) {
+    for name in class_names.iter().chain(feature_names) {
         hasher.update(name.as_bytes());
         hasher.update(&[0]);
     }
-    for split in [&train, &val, &test] {
+    for split in splits {
         hasher.update(&(split.len() as u64).to_le_bytes());
         for id in &split.row_ids {
             hasher.update(&id.to_le_bytes());
@@ -331,20 +398,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
             hasher.update(&[*s as u8]);
         }
     }
-    let fingerprint = hasher.finalize().to_hex().to_string();
-    tracing::info!(
-        train = train.len(),
-        augmented = train.augmented(),
-        labelled = train.count(LabelState::Labelled),
-        hidden = train.count(LabelState::Hidden),
-        unlabelled = train.count(LabelState::Unlabelled),
-        val = val.len(),
-        test = test.len(),
-        features = width,
-        classes = names.len(),
-        "prepared data"
-    );
-    Ok(Prepared { feature_names, class_names: names, train, val, test, fingerprint, image })
+    hasher.finalize().to_hex().to_string()
 }
 
 /// The image shape of IDX pixels: features exactly `px0..px{n-1}` with n a square.
@@ -454,6 +508,19 @@ mod tests {
         let other = prepare(&tables(frame(), None), &spec(true), 4).unwrap();
         assert_ne!(p.test.row_ids, other.test.row_ids);
         assert_ne!(p.fingerprint, other.fingerprint);
+    }
+
+    #[test]
+    fn values_that_are_not_finite_never_reach_a_model() {
+        let mut a: Vec<f64> = (0..40).map(|i| i as f64).collect();
+        a[13] = f64::NAN;
+        let y: Vec<&str> = (0..40).map(|i| if i % 2 == 0 { "p" } else { "q" }).collect();
+        let err = prepare(&tables(df!("a" => a, "y" => y.clone()).unwrap(), None), &spec(false), 1).unwrap_err().to_string();
+        assert!(err.contains("column `a` row 13 of x.csv is NaN"), "{err}");
+        // Finite values that scaling pushes past f32's range.
+        let wide: Vec<f64> = (0..40).map(|i| if i % 2 == 0 { -3.0e38 } else { 3.0e38 }).collect();
+        let err = prepare(&tables(df!("a" => wide, "y" => y).unwrap(), None), &spec(false), 1).unwrap_err().to_string();
+        assert!(err.starts_with("data.scale: column `a` row ") && err.contains("is inf after `minmax` scaling"), "{err}");
     }
 
     #[test]

@@ -37,25 +37,25 @@ enum RowKind {
 }
 
 /// Whether a check kind is evaluated here.
-pub(crate) fn is_row_check(kind: CheckKind) -> bool {
-    matches!(kind, CheckKind::NotNull | CheckKind::Finite | CheckKind::Range | CheckKind::InSet | CheckKind::Unique | CheckKind::Sql)
+pub(crate) fn is_row_check(kind: &CheckKind) -> bool {
+    matches!(kind, CheckKind::NotNull(_) | CheckKind::Finite(_) | CheckKind::Range(_) | CheckKind::InSet(_) | CheckKind::Unique(_) | CheckKind::Sql(_))
 }
 
 /// Compiles one row check against the table's schema; a column it names that is missing or of the
 /// wrong type is an error (the check is reported as not run), and so is a bad `sql` predicate.
 pub(crate) fn compile(df: &DataFrame, columns: &[String], check: &CheckSpec, where_: &str) -> Result<RowRule, DataError> {
-    let patterns = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
+    let patterns = check.kind.columns().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
     let cells = |names: Vec<String>, fails: &dyn Fn(&str, &DataType) -> Option<Expr>| -> Vec<(String, Expr)> {
         names.into_iter().filter_map(|n| fails(&n, df.schema().get(n.as_str()).unwrap_or(&DataType::Null)).map(|e| (n, e))).collect()
     };
     let rule = |cells, message| RowRule { kind: RowKind::Cells, cells, message };
-    Ok(match check.kind {
-        CheckKind::NotNull => {
+    Ok(match &check.kind {
+        CheckKind::NotNull(_) => {
             let names = select_columns(columns, &patterns, where_)?;
             let n = names.len();
             rule(cells(names, &|n, _| Some(col(n).is_null())), format!("values must not be null ({n} columns)"))
         }
-        CheckKind::Finite => {
+        CheckKind::Finite(_) => {
             let names = select_columns(columns, &patterns, where_)?;
             let skipped = names.iter().filter(|n| !df.schema().get(n.as_str()).is_some_and(|t| t.is_primitive_numeric())).count();
             // Integers are always finite; text columns are skipped (and said so).
@@ -63,23 +63,23 @@ pub(crate) fn compile(df: &DataFrame, columns: &[String], check: &CheckSpec, whe
             let note = if skipped > 0 { format!("; {skipped} non-numeric columns skipped") } else { String::new() };
             rule(cells, format!("values must be finite (no NaN or ±inf){note}"))
         }
-        CheckKind::Range => {
+        CheckKind::Range(range) => {
             let names = select_columns(columns, &patterns, where_)?;
             if let Some(bad) = names.iter().find(|n| !df.schema().get(n.as_str()).is_some_and(|t| t.is_primitive_numeric())) {
                 return Err(not_numeric(df, bad, where_));
             }
-            let (lo, hi) = (check.min.unwrap_or(f64::NEG_INFINITY), check.max.unwrap_or(f64::INFINITY));
+            let (lo, hi) = (range.min.unwrap_or(f64::NEG_INFINITY), range.max.unwrap_or(f64::INFINITY));
             let outside = |n: &str, _: &DataType| {
                 let v = col(n).cast(DataType::Float64);
                 // NaN is not a bound violation; the `finite` check reports it.
                 Some(v.clone().lt(lit(lo)).or(v.clone().gt(lit(hi))).and(v.is_nan().not()))
             };
-            rule(cells(names, &outside), format!("values within [{}, {}]", fmt_bound(check.min), fmt_bound(check.max)))
+            rule(cells(names, &outside), format!("values within [{}, {}]", fmt_bound(range.min), fmt_bound(range.max)))
         }
-        CheckKind::InSet => {
-            let name = check.column.clone().unwrap_or_default();
+        CheckKind::InSet(in_set) => {
+            let name = in_set.column.clone();
             select_columns(columns, std::slice::from_ref(&name), where_)?;
-            let allowed: Vec<String> = check.values.iter().flatten().filter_map(scalar_text).collect();
+            let allowed: Vec<String> = in_set.values.iter().filter_map(scalar_text).collect();
             let dtype = df.schema().get(name.as_str()).cloned().unwrap_or(DataType::Null);
             // Numbers compare as numbers (so `3` matches 3.0), everything else as text.
             let (value, set) = if dtype.is_primitive_numeric() {
@@ -91,13 +91,13 @@ pub(crate) fn compile(df: &DataFrame, columns: &[String], check: &CheckSpec, whe
             let outside = value.clone().is_in(lit(set).implode(false), false).not().and(value.is_not_null());
             rule(vec![(name.clone(), outside)], format!("{name} in {{{}}}", allowed.join(", ")))
         }
-        CheckKind::Unique => {
+        CheckKind::Unique(_) => {
             let names = select_columns(columns, &patterns, where_)?;
             let whole_rows = names.len() == columns.len();
             RowRule { kind: RowKind::Unique { columns: names, whole_rows }, cells: Vec::new(), message: String::new() }
         }
-        CheckKind::Sql => {
-            let text = check.predicate.clone().unwrap_or_default();
+        CheckKind::Sql(sql) => {
+            let text = sql.predicate.clone();
             let predicate = parse_predicate(&text).map_err(|e| DataError::Invalid(format!("{where_}.predicate: {e}")))?;
             let reads: Vec<String> = predicate.clone().meta().root_names().iter().map(|n| n.to_string()).collect();
             if let Some(missing) = reads.iter().find(|n| !columns.contains(n)) {
@@ -277,10 +277,9 @@ pub fn predicate_problems(checks: &[CheckSpec]) -> Vec<(String, String)> {
     checks
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.kind == CheckKind::Sql)
-        .filter_map(|(i, c)| {
-            let text = c.predicate.as_deref().unwrap_or_default();
-            parse_predicate(text).err().map(|e| (format!("data.checks[{i}] ({}).predicate", c.name()), e))
+        .filter_map(|(i, c)| match &c.kind {
+            CheckKind::Sql(sql) => parse_predicate(&sql.predicate).err().map(|e| (format!("data.checks[{i}] ({}).predicate", c.name()), e)),
+            _ => None,
         })
         .collect()
 }

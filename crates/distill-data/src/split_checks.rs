@@ -18,9 +18,9 @@ use distill_spec::{CheckKind, CheckSpec, DataSpec, DriftMethod};
 pub fn run_split_checks(p: &Prepared, checks: &[CheckSpec]) -> Result<CheckReport, DataError> {
     let mut out = Vec::new();
     for check in checks {
-        let result = match check.kind {
-            CheckKind::Leakage => check_leakage(p, check),
-            CheckKind::Drift => check_drift(p, check),
+        let result = match &check.kind {
+            CheckKind::Leakage(_) => check_leakage(p, check),
+            CheckKind::Drift(_) => check_drift(p, check),
             _ => continue,
         };
         out.push(result);
@@ -49,7 +49,7 @@ pub fn prepare_and_check(tables: &Tables, spec: &DataSpec, seed: u64, report: &m
 
 /// The features `check.columns` selects (all by default), as indices into `feature_names`.
 fn feature_indices(p: &Prepared, check: &CheckSpec) -> Result<Vec<usize>, DataError> {
-    let patterns = check.columns.as_ref().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
+    let patterns = check.kind.columns().map(|c| c.patterns()).unwrap_or_else(|| vec!["*".into()]);
     let names = select_columns(&p.feature_names, &patterns, &format!("check `{}` (features)", check.name()))?;
     Ok(p.feature_names.iter().enumerate().filter(|(_, n)| names.contains(n)).map(|(j, _)| j).collect())
 }
@@ -117,16 +117,19 @@ pub fn check_leakage(p: &Prepared, check: &CheckSpec) -> CheckResult {
 /// left out) and the test rows; a feature fails when its distance exceeds `max_distance`.
 /// Failing counts features; samples list the largest distances first.
 pub fn check_drift(p: &Prepared, check: &CheckSpec) -> CheckResult {
+    let CheckKind::Drift(drift) = &check.kind else {
+        return not_run(check, CheckUnit::Columns, format!("a `{}` check is not a drift check", check.kind.as_str()));
+    };
     let cols = match feature_indices(p, check) {
         Ok(c) => c,
         Err(e) => return not_run(check, CheckUnit::Columns, e.to_string()),
     };
-    let method = check.method.unwrap_or_default();
-    let limit = check.max_distance.unwrap_or(match method {
+    let method = drift.method.unwrap_or_default();
+    let limit = drift.max_distance.unwrap_or(match method {
         DriftMethod::Psi => 0.2,
         DriftMethod::Ks => 0.1,
     });
-    let bins = check.bins.unwrap_or(10).max(2);
+    let bins = drift.bins.unwrap_or(10).max(2);
     let width = p.features();
     let train_rows: Vec<usize> = (0..p.train.len()).filter(|&i| !is_augmented(p.train.row_ids[i])).collect();
     let mut distances: Vec<(usize, f64)> = Vec::with_capacity(cols.len());

@@ -63,6 +63,7 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], schedule: BenchS
         config: TrainConfig::default(),
         checkpoint: None,
         device: Default::default(),
+        train_key: "train".into(),
     };
     let data = TrainTargets { x, labels: y, teacher_logits: None };
     let mut model = Mlp::new(shape.clone(), seed);

@@ -46,6 +46,7 @@ fn options(epochs: usize) -> TrainOptions {
         config: Default::default(),
         checkpoint: None,
         device: Default::default(),
+        train_key: "train".into(),
     }
 }
 

@@ -19,6 +19,7 @@ mod cuda;
 mod device;
 mod features;
 mod gemm;
+mod job;
 mod loss;
 mod mlp;
 mod optim;

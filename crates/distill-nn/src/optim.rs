@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 
 use crate::mlp::{Mlp, ParamMut};
 use crate::Dev;
-use distill_spec::{OptimizerKind, ScheduleKind, TrainSpec};
+use distill_spec::{OptimizerSpec, ScheduleSpec, TrainSpec};
 
 /// How parameters are updated, beyond the budget. `Default` is what training always did: Adam
 /// (β = 0.9, 0.999, ε = 1e-8, no weight decay) at a constant rate, no clipping, no early stopping.
@@ -23,28 +23,22 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The configuration a recipe's `train:` section describes.
     pub fn from_spec(spec: &TrainSpec) -> Self {
-        let o = &spec.optimizer;
-        let weight_decay = o.effective_weight_decay();
-        let optimizer = match o.kind {
-            OptimizerKind::Adam | OptimizerKind::AdamW => OptimizerConfig::Adam {
-                betas: o.betas.unwrap_or([0.9, 0.999]),
-                eps: o.eps.unwrap_or(1e-8),
+        let weight_decay = spec.optimizer.effective_weight_decay();
+        let optimizer = match &spec.optimizer {
+            OptimizerSpec::Adam(a) | OptimizerSpec::AdamW(a) => OptimizerConfig::Adam {
+                betas: a.betas.unwrap_or([0.9, 0.999]),
+                eps: a.eps.unwrap_or(1e-8),
                 weight_decay,
-                decoupled: o.kind == OptimizerKind::AdamW,
+                decoupled: matches!(spec.optimizer, OptimizerSpec::AdamW(_)),
             },
-            OptimizerKind::Sgd => OptimizerConfig::Sgd { momentum: o.momentum.unwrap_or(0.0), nesterov: o.nesterov.unwrap_or(false), weight_decay },
+            OptimizerSpec::Sgd(s) => OptimizerConfig::Sgd { momentum: s.momentum.unwrap_or(0.0), nesterov: s.nesterov.unwrap_or(false), weight_decay },
         };
-        let (schedule, warmup_epochs) = match &spec.schedule {
-            None => (LrSchedule::Constant, 0.0),
-            Some(s) => (
-                match s.kind {
-                    ScheduleKind::Constant => LrSchedule::Constant,
-                    ScheduleKind::Step => LrSchedule::Step { every_epochs: s.every.unwrap_or(1).max(1), gamma: s.gamma.unwrap_or(0.1) },
-                    ScheduleKind::Cosine => LrSchedule::Cosine { min_lr: s.min_lr.unwrap_or(0.0) },
-                },
-                s.warmup_epochs,
-            ),
+        let schedule = match &spec.schedule {
+            None | Some(ScheduleSpec::Constant(_)) => LrSchedule::Constant,
+            Some(ScheduleSpec::Step(s)) => LrSchedule::Step { every_epochs: s.every.max(1), gamma: s.gamma.unwrap_or(0.1) },
+            Some(ScheduleSpec::Cosine(s)) => LrSchedule::Cosine { min_lr: s.min_lr.unwrap_or(0.0) },
         };
+        let warmup_epochs = spec.schedule.as_ref().map_or(0.0, ScheduleSpec::warmup_epochs);
         Self {
             optimizer,
             schedule,

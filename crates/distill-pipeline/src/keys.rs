@@ -70,7 +70,7 @@ pub(crate) fn logits(teacher: &str, data: &Prepared, storage: &str) -> Fingerpri
 /// One distilled student: its model, loss and budget, the logits file it learns from, the rows,
 /// its seed (init and batch order) and the plugins.
 pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: u64, plugins: &str) -> Fingerprint {
-    trained_on(p, FingerprintBuilder::new("student/v1"))
+    trained_on(p, FingerprintBuilder::new("student/v2"))
         .part("student.model", yaml(&p.student.model).as_bytes())
         .part("student.loss", yaml(&p.student.loss).as_bytes())
         .part("student.train", yaml(&p.student.train).as_bytes())

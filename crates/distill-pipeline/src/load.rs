@@ -87,7 +87,7 @@ pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), P
     let mut extra = |key: &str, spec: Option<&SourceSpec>, label_checks: bool| -> Result<Option<DataFrame>, PipelineError> {
         let Some(spec) = spec else { return Ok(None) };
         let table = load_source(spec, base).map_err(data_err(key.into()))?;
-        let checks: Vec<_> = p.data.checks.iter().filter(|c| label_checks || c.column.as_deref() != Some(p.data.label.as_str())).cloned().collect();
+        let checks: Vec<_> = p.data.checks.iter().filter(|c| label_checks || c.kind.column() != Some(p.data.label.as_str())).cloned().collect();
         let part = run_checks_with_label(&table, &checks, label).map_err(data_err(key.into()))?;
         let prefix = key.trim_start_matches("data.").trim_end_matches(".source");
         report.checks.extend(part.checks.into_iter().map(|mut c| {

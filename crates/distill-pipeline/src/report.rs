@@ -92,7 +92,7 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
         ("rows (train / val / test)".to_string(), format!("{} / {} / {}", s.rows["train"], s.rows["val"], s.rows["test"])),
         ("teacher".to_string(), teacher_line(p)),
         ("student".to_string(), format!("mlp {:?}, {} epochs", p.student.model.hidden, p.student.train.epochs)),
-        ("loss".to_string(), format!("{} (T = {}, alpha = {})", String::from(p.student.loss.kind.clone()), p.student.loss.temperature, p.student.loss.alpha)),
+        ("loss".to_string(), p.student.loss.to_string()),
     ];
     if let Some(compression) = s.compression {
         recipe.push(("compression".to_string(), format!("{compression:.1}x")));

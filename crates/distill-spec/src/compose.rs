@@ -129,7 +129,9 @@ pub fn compose(text: &str, file: &Path, overrides: &[String]) -> Result<Composed
 pub fn parse(composed: &Composed) -> Result<Pipeline, SpecErrors> {
     let pipeline: Pipeline = serde_path_to_error::deserialize(composed.value.clone()).map_err(|e| {
         let path = crate::clean_path(&e.path().to_string());
-        SpecErrors::single(composed.error(&path, e.into_inner().to_string()))
+        let message = e.into_inner().to_string();
+        let (path, message) = crate::tagged::join_nested(&path, &message).unwrap_or((path, message));
+        SpecErrors::single(composed.error(&path, message))
     })?;
     let problems = crate::validate::validate(&pipeline);
     if problems.is_empty() {

@@ -9,33 +9,48 @@
 //! let text = "version: 1\nname: demo\ndata: {source: {path: d.csv}, label: y}\n\
 //!             teacher: {model: {hidden: [8]}}\nstudent: {model: {hidden: [4]}}\n";
 //! let pipeline = distill_spec::parse_str(text, "demo.yaml".as_ref(), &[]).unwrap();
-//! assert_eq!(pipeline.student.loss.temperature, 2.0);
+//! assert_eq!(pipeline.student.loss, distill_spec::LossSpec::Kd(distill_spec::KdLoss { temperature: 2.0, alpha: 0.5 }));
 //! ```
 
+mod augment;
+mod checks;
 mod cnn;
 mod compose;
 mod data;
+mod display;
 mod error;
 mod explain;
 mod extends;
 mod locate;
+mod loss;
 mod model;
+mod optim;
 mod overrides;
 pub mod sweep;
+mod tagged;
+mod threshold;
+mod train;
 mod types;
 mod validate;
 
 use std::path::Path;
 
+pub use augment::*;
+pub use checks::*;
 pub use cnn::{describe as describe_image, ConvSpec, PoolKind, PoolSpec};
 pub use compose::{compose, compose_file, Composed, Origin, Origins};
 pub use data::*;
+pub use display::ModelWithSizes;
 pub use error::{SpecError, SpecErrors};
 pub use explain::explain;
 pub use extends::relative_to;
 pub use locate::Locations;
+pub use loss::*;
 pub use model::*;
+pub use optim::*;
 pub use sweep::{Objective, SweepPoint, SweepSpec};
+pub use threshold::*;
+pub use train::*;
 pub use types::*;
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.
@@ -64,6 +79,12 @@ pub fn parse_str(text: &str, file: &Path, overrides: &[String]) -> Result<Pipeli
         let message = match message.split_once(": ") {
             Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
             _ => message,
+        };
+        // A kind-tagged section puts the key path below it in front of its message: the
+        // position of that key is exact where serde_yaml's is the section's.
+        let (path, message, pos) = match tagged::join_nested(&path, &message) {
+            Some((full, rest)) => (full.clone(), rest, locations.find(&full).or(pos)),
+            None => (path, message, pos),
         };
         SpecErrors::single(SpecError::new(file, pos, &path, message))
     })?;

@@ -1,4 +1,4 @@
-//! Checks that need more than a type: value ranges and keys that depend on a check's `kind`.
+//! Checks that need more than a type: value ranges, and keys that depend on each other.
 
 use crate::*;
 
@@ -15,8 +15,34 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if p.name.trim().is_empty() || p.name.contains(['/', '\\']) {
         bad("name", format!("must be a non-empty name without slashes, got {:?}", p.name));
     }
-    let split = &p.data.split;
-    let test = match (split.test, &p.data.test_source) {
+    validate_split(&p.data, &mut bad);
+    validate_sources(&p.data, &mut bad);
+    if let Some(seeds) = &p.student.seeds {
+        if seeds.is_empty() {
+            bad("student.seeds", "must list at least one seed".into());
+        }
+    }
+    for (i, check) in p.data.checks.iter().enumerate() {
+        crate::checks::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
+    }
+    let plugins = !p.plugins.is_empty();
+    crate::model::validate_teacher(&p.teacher, plugins, &mut bad);
+    crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
+    crate::train::validate_train("student.train", &p.student.train, &mut bad);
+    validate_cnns(p, &mut bad);
+    crate::loss::validate_loss("student.loss", &p.student.loss, plugins, &mut bad);
+    crate::data::validate_data("data", &p.data, &mut bad);
+    validate_evaluate(p, &mut bad);
+    if let Some(sweep) = &p.sweep {
+        out.extend(crate::sweep::validate(sweep));
+    }
+    out
+}
+
+/// `data.split` against `data.test_source`, and the transfer set's size.
+fn validate_split(d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
+    let split = &d.split;
+    let test = match (split.test, &d.test_source) {
         (Some(_), Some(_)) => {
             bad("data.split.test", "leave `split.test` out when `data.test_source` gives the test rows".into());
             0.0
@@ -36,69 +62,63 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if test + split.val >= 1.0 {
         bad("data.split", format!("test + val = {} leaves no training rows", test + split.val));
     }
-    for (key, source) in [("data.source", Some(&p.data.source)), ("data.test_source", p.data.test_source.as_ref())] {
-        if let Some(s) = source {
-            let idx = s.format == Some(DataFormat::Idx);
-            if idx && s.labels.is_none() {
-                bad(&format!("{key}.labels"), "an IDX source needs `labels` (the labels file)".into());
-            }
-            if s.labels.is_some() && s.format.is_some() && !idx {
-                bad(&format!("{key}.labels"), "`labels` applies only to `format: idx`".into());
-            }
+    if let Some(l) = d.transfer.as_ref().and_then(|t| t.labelled) {
+        let ok = (l > 0.0 && l < 1.0) || (l >= 1.0 && l.fract() == 0.0);
+        if !ok {
+            bad("data.transfer.labelled", format!("must be a fraction in (0, 1) or a whole number of rows ≥ 1, got {l}"));
         }
     }
-    if let Some(t) = &p.data.transfer {
-        if let Some(l) = t.labelled {
-            let ok = (l > 0.0 && l < 1.0) || (l >= 1.0 && l.fract() == 0.0);
-            if !ok {
-                bad("data.transfer.labelled", format!("must be a fraction in (0, 1) or a whole number of rows ≥ 1, got {l}"));
-            }
+}
+
+/// IDX sources need their labels file; `labels` belongs to IDX only.
+fn validate_sources(d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
+    for (key, source) in [("data.source", Some(&d.source)), ("data.test_source", d.test_source.as_ref())] {
+        let Some(s) = source else { continue };
+        let idx = s.format == Some(DataFormat::Idx);
+        if idx && s.labels.is_none() {
+            bad(&format!("{key}.labels"), "an IDX source needs `labels` (the labels file)".into());
+        }
+        if s.labels.is_some() && s.format.is_some() && !idx {
+            bad(&format!("{key}.labels"), "`labels` applies only to `format: idx`".into());
         }
     }
-    if let Some(seeds) = &p.student.seeds {
-        if seeds.is_empty() {
-            bad("student.seeds", "must list at least one seed".into());
+}
+
+/// Conv layers against the image shape, and the devices they can train on.
+fn validate_cnns(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
+    if let Some(model) = &p.teacher.model {
+        crate::cnn::validate_cnn("teacher.model", model, &p.data, bad);
+    }
+    crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, bad);
+    if p.device == Device::Cpu {
+        return;
+    }
+    // Conv and pool layers are host code on the tape (im2col, pooling): no GPU version yet.
+    // A teacher given as weights or logits is not trained here.
+    let teacher = p.teacher.model.as_ref().filter(|_| p.teacher.weights.is_none() && p.teacher.logits.is_none());
+    for (path, m) in [("teacher.model", teacher), ("student.model", Some(&p.student.model))] {
+        if m.is_some_and(|m| m.arch == Arch::Cnn) {
+            bad(&format!("{path}.arch"), format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)));
         }
     }
-    for (i, check) in p.data.checks.iter().enumerate() {
-        crate::data::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
-    }
-    crate::model::validate_teacher(&p.teacher, !p.plugins.is_empty(), &mut bad);
+}
+
+/// `evaluate:` and the targets, some of which need a teacher model or latency measurements.
+fn validate_evaluate(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
+    let t = &p.evaluate.targets;
     if p.teacher.logits.is_some() {
-        for (key, set) in [("max_accuracy_drop", p.evaluate.targets.max_accuracy_drop.is_some()), ("min_speedup", p.evaluate.targets.min_speedup.is_some())] {
+        for (key, set) in [("max_accuracy_drop", t.max_accuracy_drop.is_some()), ("min_speedup", t.min_speedup.is_some())] {
             if set {
                 bad(&format!("evaluate.targets.{key}"), "needs a teacher model; with `teacher.logits` there is none to measure".into());
             }
         }
     }
-    crate::model::validate_model("student.model", &p.student.model, !p.plugins.is_empty(), &mut bad);
-    crate::model::validate_train("student.train", &p.student.train, &mut bad);
-    if let Some(model) = &p.teacher.model {
-        crate::cnn::validate_cnn("teacher.model", model, &p.data, &mut bad);
-    }
-    crate::cnn::validate_cnn("student.model", &p.student.model, &p.data, &mut bad);
-    if p.device != Device::Cpu {
-        // Conv and pool layers are host code on the tape (im2col, pooling): no GPU version yet.
-        // A teacher given as weights or logits is not trained here.
-        let teacher = p.teacher.model.as_ref().filter(|_| p.teacher.weights.is_none() && p.teacher.logits.is_none());
-        for (path, m) in [("teacher.model", teacher), ("student.model", Some(&p.student.model))] {
-            if m.is_some_and(|m| m.arch == Arch::Cnn) {
-                bad(
-                    &format!("{path}.arch"),
-                    format!("cnn layers train on the CPU only in this version (`device: {}`); use `device: cpu`", String::from(p.device)),
-                );
-            }
-        }
-    }
-    crate::model::validate_loss("student.loss", &p.student.loss, !p.plugins.is_empty(), &mut bad);
-    crate::data::validate_data("data", &p.data, &mut bad);
     if p.evaluate.top_k == 0 {
         bad("evaluate.top_k", "must be at least 1".into());
     }
     if p.evaluate.ece_bins == 0 {
         bad("evaluate.ece_bins", "must be at least 1".into());
     }
-    let t = &p.evaluate.targets;
     for (key, v) in [("max_latency_ms_p95", t.max_latency_ms_p95), ("min_speedup", t.min_speedup)] {
         if let Some(v) = v {
             if !(v.is_finite() && v > 0.0) {
@@ -116,10 +136,6 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
             }
         }
     }
-    if let Some(sweep) = &p.sweep {
-        out.extend(crate::sweep::validate(sweep));
-    }
-    out
 }
 
 #[cfg(test)]
