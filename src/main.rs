@@ -257,8 +257,8 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline } => validate(&pipeline),
-        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| e.to_string()).map(|df| {
-            print!("{}", distill_data::profile(&df, label.as_deref()));
+        Command::Profile { file, label } => distill_data::profile_file(&file, label.as_deref()).map_err(|e| e.to_string()).map(|text| {
+            print!("{text}");
             0
         }),
         Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| e.to_string()).map(|()| {

@@ -64,7 +64,7 @@ pub fn load_source(source: &SourceSpec, base_dir: &Path) -> Result<DataFrame, Da
     load_table_with(&path, Some(format), source)
 }
 
-fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
+pub(crate) fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     // Compression is found from the bytes; the name only says the format inside.
     let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
