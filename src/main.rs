@@ -351,8 +351,8 @@ fn main() -> ExitCode {
     let log = runlog::init();
     let result = match cli.command {
         Command::Validate { pipeline, explain } => validate(&pipeline, explain),
-        Command::Profile { file, label } => distill_data::load_table(&file, None).map_err(|e| error_chain(&e)).map(|df| {
-            print!("{}", distill_data::profile(&df, label.as_deref()));
+        Command::Profile { file, label } => distill_data::profile_file(&file, label.as_deref()).map_err(|e| error_chain(&e)).map(|text| {
+            print!("{text}");
             0
         }),
         Command::Init { file, label, out, force } => init::command(&file, label.as_deref(), &out, force),

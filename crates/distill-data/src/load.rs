@@ -64,9 +64,10 @@ pub fn load_source(source: &SourceSpec, base_dir: &Path) -> Result<DataFrame, Da
     load_table_with(&path, Some(format), source)
 }
 
-fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
+pub(crate) fn infer_format(path: &Path) -> Result<DataFormat, DataError> {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    // Compression is found from the bytes; the name only says the format inside.
+    let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
     if name.ends_with(".csv") {
         Ok(DataFormat::Csv)
     } else if name.ends_with(".parquet") || name.ends_with(".pq") {

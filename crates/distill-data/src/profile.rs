@@ -1,11 +1,14 @@
 //! `profile`: a starting set of checks inferred from a table, as the recipe's `checks:` YAML.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
 
+use distill_spec::{DataFormat, SourceSpec};
 use polars::prelude::*;
 
 use crate::checks::cell_texts;
-use crate::glob_match;
+use crate::load::{infer_format, load_table, load_table_with};
+use crate::{glob_match, DataError};
 
 /// Columns this distinct or fewer get an `in_set` check (text and bool columns).
 const MAX_SET_TEXT: usize = 20;
@@ -68,15 +71,18 @@ pub fn profile(df: &DataFrame, label: Option<&str>) -> String {
         out.push('\n');
     };
 
-    // Schema: every column with its type; no others.
-    let mut types = Vec::new();
+    // Schema: every column with its type, or required by name when it has no schema type (so
+    // `allow_extra: false` never fails on a column of this file); no others.
+    let (mut types, mut untyped) = (Vec::new(), Vec::new());
     for u in &units {
-        if let Some(t) = common_type(u.members.iter().map(|&j| &cols[j].dtype)) {
-            types.push(format!("{}: {t}", q(&u.selector)));
+        match common_type(u.members.iter().map(|&j| &cols[j].dtype)) {
+            Some(t) => types.push(format!("{}: {t}", q(&u.selector))),
+            None => untyped.push(u.selector.as_str()),
         }
     }
-    if !types.is_empty() {
-        item(format!("id: schema, kind: schema, types: {{{}}}, allow_extra: false", types.join(", ")), None);
+    if !units.is_empty() {
+        let required = if untyped.is_empty() { String::new() } else { format!("columns: {}, ", list(untyped.into_iter())) };
+        item(format!("id: schema, kind: schema, {required}types: {{{}}}, allow_extra: false", types.join(", ")), None);
     }
 
     // Row count: a little slack below what is there now.
@@ -189,8 +195,44 @@ pub fn profile(df: &DataFrame, label: Option<&str>) -> String {
 
     // Split checks: run after the split, on the features.
     item("id: leakage, kind: leakage, severity: warn".into(), Some("validation/test rows identical to a training row".into()));
-    item("id: drift, kind: drift, method: ks, max_distance: 0.1, severity: warn".into(), Some("train vs test distribution per feature".into()));
+    let ks = ks_critical(rows);
+    item(
+        format!("id: drift, kind: drift, method: ks, max_distance: {}, severity: warn", bound(ks, true)),
+        Some(format!("train vs test per feature; KS critical value at α = 0.01 for an 80/20 split of {rows} rows")),
+    );
     out
+}
+
+/// `distill profile FILE`: loads the file and proposes its checks. A CSV whose header row looks
+/// like data (every column name a number; polars renames repeats `N_duplicated_K`) was written
+/// without a header: it is profiled again with `header: false`, and the output says so.
+pub fn profile_file(path: &Path, label: Option<&str>) -> Result<String, DataError> {
+    let df = load_table(path, None)?;
+    let is_csv = matches!(infer_format(path), Ok(DataFormat::Csv));
+    if !is_csv || !looks_like_data(df.get_column_names().iter().map(|n| n.as_str())) {
+        return Ok(profile(&df, label));
+    }
+    let mut source = SourceSpec::new(path);
+    source.header = Some(false);
+    let df = load_table_with(path, None, &source)?;
+    let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+    let note = format!(
+        "# {}: the first row looks like data, not a header (every field is a number), so it was read with `header: false`:\n\
+         # use `source: {{path: ..., header: false}}` in the recipe (and `column_names: [...]` to name the {} columns {} ... {})\n",
+        path.display(),
+        names.len(),
+        names.first().map(String::as_str).unwrap_or_default(),
+        names.last().map(String::as_str).unwrap_or_default()
+    );
+    Ok(note + &profile(&df, label))
+}
+
+/// Whether every header field is a number (or polars' rename of a repeated one).
+fn looks_like_data<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    names.all(|n| {
+        let n = n.split_once("_duplicated_").map_or(n, |(head, _)| head);
+        n.trim().parse::<f64>().is_ok()
+    })
 }
 
 fn observe(s: &Series) -> Col {
@@ -258,22 +300,41 @@ fn group(cols: &[Col], names: &[String], label: Option<&str>) -> Vec<Unit> {
     grouped.into_values().collect()
 }
 
-fn common_type<'a>(mut dtypes: impl Iterator<Item = &'a DataType>) -> Option<&'static str> {
-    let name = |d: &DataType| -> Option<&'static str> {
-        if d.is_integer() {
-            Some("int")
-        } else if d.is_float() {
-            Some("float")
-        } else if matches!(d, DataType::String) {
-            Some("string")
-        } else if matches!(d, DataType::Boolean) {
-            Some("bool")
-        } else {
-            None
-        }
-    };
-    let first = name(dtypes.next()?)?;
-    dtypes.all(|d| name(d) == Some(first)).then_some(first)
+/// The two-sample KS distance that a random 80/20 split of `rows` rows exceeds with probability
+/// 0.01 (`c(α) √((n + m) / (n m))`, c(0.01) = 1.628): a fixed distance flags most features of a
+/// small table by chance alone. At most 1 (every distance passes).
+fn ks_critical(rows: usize) -> f64 {
+    let (n, m) = ((rows as f64 * 0.8).max(1.0), (rows as f64 * 0.2).max(1.0));
+    (1.628 * ((n + m) / (n * m)).sqrt()).min(1.0)
+}
+
+/// The schema type all of `dtypes` have; `number` for a mix of integers and floats.
+fn common_type<'a>(dtypes: impl Iterator<Item = &'a DataType>) -> Option<&'static str> {
+    let mut found = None;
+    for d in dtypes {
+        let t = type_name(d)?;
+        found = Some(match found {
+            None => t,
+            Some(f) if f == t => f,
+            Some("int" | "float" | "number") if matches!(t, "int" | "float") => "number",
+            Some(_) => return None,
+        });
+    }
+    found
+}
+
+fn type_name(d: &DataType) -> Option<&'static str> {
+    if d.is_integer() {
+        Some("int")
+    } else if d.is_float() {
+        Some("float")
+    } else if matches!(d, DataType::String) {
+        Some("string")
+    } else if matches!(d, DataType::Boolean) {
+        Some("bool")
+    } else {
+        None
+    }
 }
 
 /// Rows that repeat an earlier row; `None` when a column cannot be read as text.
@@ -340,4 +401,32 @@ pub(crate) fn bound(v: f64, up: bool) -> String {
         }
     }
     format!("{v}")
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn a_header_of_numbers_is_data() {
+        assert!(looks_like_data(["5.1", "3.5", "1.4", "0.2_duplicated_0"].into_iter()));
+        assert!(!looks_like_data(["sepal_length", "5.1"].into_iter()));
+    }
+
+    #[test]
+    fn ks_threshold_shrinks_with_the_rows_and_never_passes_one() {
+        assert!((ks_critical(150) - 0.3323).abs() < 1e-3, "{}", ks_critical(150));
+        assert!(ks_critical(100_000) < 0.02);
+        assert_eq!(ks_critical(2), 1.0);
+    }
+
+    #[test]
+    fn mixed_numeric_groups_are_numbers_and_other_types_are_named_not_typed() {
+        assert_eq!(common_type([DataType::Int64, DataType::Float64, DataType::Int32].iter()), Some("number"));
+        assert_eq!(common_type([DataType::Int64, DataType::String].iter()), None);
+        let df = df!("when" => [Some(1i64), None], "x" => [1.0f64, 2.0]).unwrap();
+        let df = df.lazy().with_column(col("when").cast(DataType::Date)).collect().unwrap();
+        let text = profile(&df, None);
+        assert!(text.contains("kind: schema, columns: [when], types: {x: float}, allow_extra: false"), "{text}");
+    }
 }
