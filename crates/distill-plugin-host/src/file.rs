@@ -20,8 +20,10 @@ pub(crate) struct PrivateCopy {
 #[allow(dead_code)] // held only to keep the copy in existence
 enum Holder {
     /// An anonymous in-memory file (Linux `memfd`): no file system, so no `noexec` mount or
-    /// leftover file to worry about.
-    Memory(File),
+    /// leftover file to worry about. Its descriptor is never closed: the loader recognises an
+    /// already-loaded library by its path, so a later plugin given the same `/proc/self/fd/N`
+    /// would be handed the earlier one. One descriptor per loaded library, for the process.
+    Memory,
     Temp(tempfile::TempPath),
 }
 
@@ -91,7 +93,7 @@ fn copy(bytes: &[u8]) -> Result<PrivateCopy, FileProblem> {
 /// (then a temporary file is used).
 #[cfg(target_os = "linux")]
 fn memory_copy(bytes: &[u8]) -> Option<PrivateCopy> {
-    use std::os::fd::FromRawFd;
+    use std::os::fd::{FromRawFd, IntoRawFd};
     // SAFETY: a valid NUL-terminated name and flags; the result is checked before use.
     let fd = unsafe { libc::memfd_create(c"distill-plugin".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -101,7 +103,11 @@ fn memory_copy(bytes: &[u8]) -> Option<PrivateCopy> {
     let mut file = unsafe { File::from_raw_fd(fd) };
     file.write_all(bytes).ok()?;
     let path = PathBuf::from(format!("/proc/self/fd/{fd}"));
-    path.exists().then_some(PrivateCopy { path, _holder: Holder::Memory(file) })
+    if !path.exists() {
+        return None; // closes the memfd
+    }
+    let _kept_open = file.into_raw_fd();
+    Some(PrivateCopy { path, _holder: Holder::Memory })
 }
 
 #[cfg(test)]
