@@ -303,3 +303,20 @@ fn a_plugin_library_rewritten_while_distill_loads_it_never_crashes_distill() {
     writer.join().unwrap();
     assert_eq!(loaded + refused_count, 20, "every attempt loaded the library or refused it with an error");
 }
+
+#[test]
+fn two_plugins_of_one_recipe_are_two_libraries() {
+    // Each library is loaded from a private copy; two copies must never be taken for one.
+    let plugins = format!("plugins=[{{path: {}}}, {{path: {}}}]", lib("cosine_kd"), lib("resmlp"));
+    let o = distill(&[
+        "validate",
+        "pipelines/iris-kd.yaml",
+        "--set",
+        &plugins,
+        "--set",
+        "student.loss.kind=plugin_hinton_kd",
+        "--set",
+        "student.model={arch: resmlp, params: {width: 6, blocks: 0}}",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+}

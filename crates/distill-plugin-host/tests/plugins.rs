@@ -244,12 +244,12 @@ fn a_missing_file_is_an_error_naming_the_path() {
     let err = Plugin::load(&path).unwrap_err();
     assert!(matches!(err, PluginError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
-    // A file that exists but is not a shared library.
+    // A file that exists but is not a shared library: refused before the loader sees it.
     let not_lib = Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-a-library.so");
     std::fs::write(&not_lib, b"hello").unwrap();
     let err = Plugin::load(&not_lib).unwrap_err();
-    assert!(matches!(err, PluginError::BadFile { .. }), "checked before the loader sees it: {err:?}");
-    assert!(err.to_string().contains("not-a-library.so"), "{err}");
+    assert!(matches!(err, PluginError::BadFile { source: distill_plugin_host::FileProblem::NotElf, .. }), "{err:?}");
+    assert!(err.to_string().contains("not-a-library.so") && err.to_string().contains("not an ELF shared library"), "{err}");
 }
 
 #[test]
