@@ -192,6 +192,26 @@ fn an_artifact_whose_record_matches_but_that_does_not_load_is_reported_and_repla
 }
 
 #[test]
+fn an_artifact_that_loads_but_does_not_fit_the_recipe_is_replaced_not_retrained_forever() {
+    let b = Bench::new();
+    let first = b.run("a");
+    let lock = json(&first.join("lock.json"));
+    let cache = distill_cache::Cache::new(b.cache(), &distill_pipeline::artifact_kinds());
+    let teacher = std::fs::read(cache.artifact("teacher", lock["teacher_key"].as_str().unwrap())).unwrap();
+    let student_key = lock["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "student").unwrap()["fingerprint"].as_str().unwrap().to_string();
+    let student = cache.artifact("student", &student_key);
+    let good = std::fs::read(&student).unwrap();
+    // Valid safetensors with a matching record, but the teacher's shape: it loads, it does not fit.
+    plant(&student, &teacher);
+    assert_eq!(b.cache_cmd(&["verify"]).status.code(), Some(0), "verify sees a loadable file");
+
+    let second = b.run("b");
+    assert_eq!(hits(&second), serde_json::json!(["teacher", "teacher_logits", "baseline"]), "the student is retrained");
+    assert_eq!(std::fs::read(&student).unwrap(), good, "and the misfit is replaced by what it retrained");
+    assert_eq!(hits(&b.run("c")), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]), "so the next run finds it");
+}
+
+#[test]
 fn gc_racing_a_run_leaves_every_artifact_the_run_records() {
     let b = Bench::new();
     std::fs::create_dir_all(b.dir.path().join("runs")).unwrap();

@@ -48,7 +48,15 @@ pub(crate) fn store(
 ) -> Result<Trained, PipelineError> {
     let bytes = save_weights(&model, metadata(key, spec, Some(&history)))
         .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {kind}"), source })?;
-    cache.store(kind, key, &cache.artifact(kind, key), &bytes, pipeline)?;
+    let path = cache.artifact(kind, key);
+    // An intact entry that loads but does not fit this model (another shape, no history) is why
+    // it was retrained: replace it, or every run would retrain and keep it.
+    if matches!(cache.load_verified(&path), Ok(Some(old)) if usable(&old, &model.shape, 0).is_err()) {
+        tracing::warn!(path = %path.display(), "replacing cached {kind} weights that do not fit the model");
+        cache.replace(kind, key, &path, &bytes, pipeline)?;
+    } else {
+        cache.store(kind, key, &path, &bytes, pipeline)?;
+    }
     Ok(Trained { model, history, bytes })
 }
 
@@ -68,12 +76,18 @@ pub(crate) fn cached(cache: &Cache, kind: &str, key: &str, shape: &MlpShape, see
         Ok(found) => found?,
         Err(problem) => return unusable(&path, problem.to_string()),
     };
-    let mut model = Mlp::new(shape.clone(), seed);
-    if let Err(e) = load_weights(&mut model, &bytes) {
-        return unusable(&path, format!("they do not fit the model: {e}"));
+    match usable(&bytes, shape, seed) {
+        Ok((model, history)) => Some(Trained { model, history, bytes }),
+        Err(why) => unusable(&path, why),
     }
-    let Some(history) = history_of(&bytes) else { return unusable(&path, "no training history in the header".into()) };
-    Some(Trained { model, history, bytes })
+}
+
+/// The model of `shape` and its history from an artifact's bytes, or why they do not fit.
+fn usable(bytes: &[u8], shape: &MlpShape, seed: u64) -> Result<(Mlp, Vec<EpochStats>), String> {
+    let mut model = Mlp::new(shape.clone(), seed);
+    load_weights(&mut model, bytes).map_err(|e| format!("they do not fit the model: {e}"))?;
+    let history = history_of(bytes).ok_or("no training history in the header")?;
+    Ok((model, history))
 }
 
 #[cfg(test)]

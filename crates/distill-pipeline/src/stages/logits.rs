@@ -76,7 +76,14 @@ impl Stage for LogitsStage {
             Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
         };
         let bytes = encode_logits(&path, &meta, &data.train.row_ids, &logits)?;
-        cx.cache.store(LOGITS.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;
+        // An intact entry that loads but is for another teacher or other rows is why they were
+        // computed: replace it, or every run would recompute and keep it.
+        if matches!(cx.cache.load_verified(&path), Ok(Some(old)) if fitting(cx, &path, old.clone(), &meta).is_err()) {
+            tracing::warn!(path = %path.display(), "replacing cached logits that do not fit this teacher and these rows");
+            cx.cache.replace(LOGITS.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;
+        } else {
+            cx.cache.store(LOGITS.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;
+        }
         // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
         let values = decode_logits(&path, bytes.clone())?.logits;
         Ok(Output::Logits(Logits { values, blake3: hash_bytes(&bytes), key: fp.key.clone(), path }))
@@ -96,15 +103,20 @@ fn cached_logits(cx: &Context, path: &Path, meta: &LogitMeta, forced: bool) -> O
             return None;
         }
     };
-    match decode_logits(path, bytes.clone()) {
-        Ok(file) if file.meta == *meta && file.row_ids == cx.data.train.row_ids => Some((file.logits, bytes)),
-        Ok(_) => {
-            tracing::warn!(path = %path.display(), "cached logits belong to another teacher or other rows; recomputing");
+    match fitting(cx, path, bytes.clone(), meta) {
+        Ok(logits) => Some((logits, bytes)),
+        Err(why) => {
+            tracing::warn!(path = %path.display(), problem = %why, "cached logits are unusable; recomputing");
             None
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cached logits are unreadable; recomputing");
-            None
-        }
+    }
+}
+
+/// The logits in `bytes` if they are for exactly this teacher and these rows, else why not.
+fn fitting(cx: &Context, path: &Path, bytes: Vec<u8>, meta: &LogitMeta) -> Result<Vec<f32>, String> {
+    match decode_logits(path, bytes) {
+        Ok(file) if file.meta == *meta && file.row_ids == cx.data.train.row_ids => Ok(file.logits),
+        Ok(_) => Err("they belong to another teacher or other rows".into()),
+        Err(e) => Err(format!("unreadable: {e}")),
     }
 }
