@@ -35,13 +35,8 @@ pub struct Written {
 pub fn recipe(req: &Request) -> Result<Written, String> {
     let sniffed = sniff(req.data)?;
     let source = source_spec(req.data, &sniffed);
-    let df = distill_data::load_table_with(req.data, source.format, &source).map_err(|e| match sniffed.kind {
-        // The loader may not read compressed CSV; say what the file is and what works.
-        Kind::Csv { .. } if sniffed.gzip => {
-            format!("{e}\n{} is gzip-compressed CSV that this build cannot read: gunzip it (`gunzip -k FILE`) and run init on the .csv", req.data.display())
-        }
-        _ => e.to_string(),
-    })?;
+    // The loader decompresses gzip and zstd by their bytes, as `distill run` will.
+    let df = distill_data::load_table_with(req.data, source.format, &source).map_err(|e| e.to_string())?;
     let cols = columns::observe(&df)?;
     let (label, label_note) = columns::label(&cols, req.label, df.height())?;
     let (features, left_out) = columns::features(&cols, label, df.height());
