@@ -307,6 +307,9 @@ fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
             plugins.require_architecture(name).map_err(|e| format!("{}: {key}.arch: {e}", args.file.display()))?;
         }
     }
+    for w in distill_spec::warnings(&p) {
+        eprintln!("warning: {}: {w}", args.file.display());
+    }
     println!("{}: ok ({})", args.file.display(), output::describe(&p));
     Ok(0)
 }

@@ -46,6 +46,10 @@ pub fn summary_table(s: &Summary) -> String {
     for t in &s.targets {
         out += &format!("target {:<18} limit {:<10} value {:<10.4} {}\n", t.name, t.limit, t.value, if t.met { "met" } else { "MISSED" });
     }
+    if !s.warnings.is_empty() {
+        out += &format!("\n{} warning(s):\n", s.warnings.len());
+        s.warnings.iter().for_each(|w| out += &format!("warning: {w}\n"));
+    }
     out
 }
 

@@ -37,6 +37,11 @@ pub(crate) fn augment(train: &Split, width: usize, specs: &[AugmentSpec], image:
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Stream 0 is the split's; each augmentation draws from its own.
         rng.set_stream(k as u64 + 1);
+        // Sized before the rows are made, so a count that cannot fit is an error, not an abort.
+        let expected = train.len().saturating_mul(spec.copies().unwrap_or(1));
+        out.x
+            .try_reserve(expected.saturating_mul(width))
+            .map_err(|_| DataError::Invalid(format!("{where_}: {expected} new rows of {width} features do not fit in memory (lower `copies`)")))?;
         let rows = make_rows(train, width, spec, image, &mut rng, &where_)?;
         let n = rows.len();
         for (i, row) in rows.into_iter().enumerate() {

@@ -3,7 +3,7 @@
 //! the data, or made so by scaling — are errors naming the column and row, so a model never
 //! trains to chance on them without a word.
 
-use distill_spec::ScaleKind;
+use distill_spec::{ScaleKind, Warning};
 
 use crate::prepare::{Split, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 use crate::{describe_row, is_augmented, DataError};
@@ -11,16 +11,9 @@ use crate::{describe_row, is_augmented, DataError};
 /// How many column names a warning lists before "and N more".
 const SHOWN: usize = 8;
 
-/// Warns about feature columns of the training rows `x` (row-major, `names.len()` wide) that
-/// cannot help a model: NaN in every row, or one value in every row.
-pub(crate) fn warn_useless_features(x: &[f32], names: &[String]) {
-    for warning in useless_features(x, names) {
-        tracing::warn!("{warning}");
-    }
-}
-
-/// The warnings of [`warn_useless_features`].
-pub(crate) fn useless_features(x: &[f32], names: &[String]) -> Vec<String> {
+/// Feature columns of the training rows `x` (row-major, `names.len()` wide) that cannot help a
+/// model: NaN in every row, or one value in every row.
+pub(crate) fn useless_features(x: &[f32], names: &[String]) -> Vec<Warning> {
     let width = names.len();
     let n = x.len().checked_div(width).unwrap_or(0);
     let mut out = Vec::new();
@@ -45,15 +38,12 @@ pub(crate) fn useless_features(x: &[f32], names: &[String]) -> Vec<String> {
         }
     }
     if !all_nan.is_empty() {
-        out.push(format!("data.features: {} feature column(s) are NaN in every training row: {}", all_nan.len(), list(&all_nan)));
+        out.push(Warning::new("data.features", format!("{} feature column(s) are NaN in every training row: {}", all_nan.len(), list(&all_nan))));
     }
     if !constant.is_empty() {
         let names: Vec<&str> = constant.iter().map(String::as_str).collect();
-        out.push(format!(
-            "data.features: {} feature column(s) have one value in every training row and carry no information: {}",
-            constant.len(),
-            list(&names)
-        ));
+        let message = format!("{} feature column(s) have one value in every training row and carry no information: {}", constant.len(), list(&names));
+        out.push(Warning::new("data.features", message));
     }
     out
 }
@@ -125,7 +115,7 @@ mod tests {
         let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let x = [1.0, 0.0, f32::NAN, 2.0, 0.0, f32::NAN, 3.0, 0.0, f32::NAN];
         assert_eq!(
-            useless_features(&x, &names),
+            useless_features(&x, &names).iter().map(Warning::to_string).collect::<Vec<_>>(),
             [
                 "data.features: 1 feature column(s) are NaN in every training row: c",
                 "data.features: 1 feature column(s) have one value in every training row and carry no information: b = 0"

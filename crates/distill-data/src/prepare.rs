@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::augment::{augment, is_augmented};
 use crate::checks::{cell_texts, numeric_column};
 use crate::{select_columns, DataError};
-use distill_spec::{DataFormat, DataSpec, ImageSpec, ScaleKind, DEFAULT_TEST_FRACTION};
+use distill_spec::memory::Shape;
+use distill_spec::{DataFormat, DataSpec, ImageSpec, ScaleKind, Warning, DEFAULT_TEST_FRACTION};
 
 /// Whether the student may see a training row's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,9 @@ pub struct Prepared {
     /// The image shape of the features: `data.image`, or inferred for IDX pixels (`px0..`,
     /// square images); `None` otherwise.
     pub image: Option<ImageSpec>,
+    /// What the data does that the recipe may not expect (renamed duplicate columns, a label
+    /// read as many classes, features that carry nothing); each was also logged.
+    pub warnings: Vec<Warning>,
 }
 
 impl Prepared {
@@ -127,7 +131,7 @@ impl Prepared {
 /// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
 fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
     let (rows, width) = (df.height(), names.len());
-    let mut x = vec![0f32; rows * width];
+    let mut x = distill_spec::memory::try_filled(rows.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid)?;
     for (j, name) in names.iter().enumerate() {
         if df.column(name).is_err() {
             return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`")));
@@ -155,6 +159,8 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let file = spec.source.path.display().to_string();
     let feature_names = feature_columns(df, spec, &file)?;
     let classes = Classes::of(df, spec)?;
+    let mut warnings = table_warnings(tables);
+    warnings.extend(classes.warning.clone());
     let width = feature_names.len();
     let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
 
@@ -178,7 +184,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     // features, so image shifts and flips move raw pixels.
     let image = spec.image.or_else(|| infer_image(spec, &feature_names));
     let original_x = train.x.len();
-    crate::feature_health::warn_useless_features(&train.x[..original_x], &feature_names);
+    warnings.extend(crate::feature_health::useless_features(&train.x[..original_x], &feature_names));
     crate::feature_health::refuse_non_finite([&train, &val, &test], &feature_names, &file, None)?;
     if !spec.augment.is_empty() {
         let extra = augment(&train, width, &spec.augment, image, seed)?;
@@ -201,7 +207,43 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         classes = classes.names.len(),
         "prepared data"
     );
-    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image })
+    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings })
+}
+
+/// The data's size for the memory estimates, before anything is prepared: the training rows
+/// before augmentation (the source's and the transfer file's), the feature columns, the classes.
+pub fn shape(tables: &Tables, spec: &DataSpec) -> Result<Shape, DataError> {
+    let features = feature_columns(&tables.source, spec, &spec.source.path.display().to_string())?.len();
+    let classes = tables.source.column(&spec.label)?.as_materialized_series().drop_nulls().n_unique()?;
+    let rows = tables.source.height() + tables.transfer.as_ref().map_or(0, DataFrame::height);
+    Ok(Shape { rows: rows as u64, features: features as u64, classes: classes as u64 })
+}
+
+/// Columns polars renamed because the file's header repeats a name (`x`, `x_duplicated_0`):
+/// the recipe's `x` is then the first of them only.
+fn table_warnings(tables: &Tables) -> Vec<Warning> {
+    let named = [("data.source", Some(&tables.source)), ("data.test_source", tables.test.as_ref()), ("data.transfer.source", tables.transfer.as_ref())];
+    let mut out = Vec::new();
+    for (key, df) in named {
+        let Some(df) = df else { continue };
+        let names: Vec<&str> = df.get_column_names().iter().map(|c| c.as_str()).collect();
+        let renamed: Vec<String> = names
+            .iter()
+            .filter_map(|n| {
+                let (base, i) = n.rsplit_once("_duplicated_")?;
+                (i.parse::<usize>().is_ok() && names.contains(&base)).then(|| format!("`{n}` (a second `{base}`)"))
+            })
+            .collect();
+        if !renamed.is_empty() {
+            let message = format!(
+                "the header repeats column names, so they were renamed: {}; `data.label`, `features` and checks that name the column mean its first occurrence (rename the columns in the file or set `column_names`)",
+                renamed.join(", ")
+            );
+            out.push(Warning::new(key, message));
+        }
+    }
+    out
 }
 
 /// The feature columns: `features.include` (default all) minus `features.exclude` and the label.
@@ -230,6 +272,8 @@ struct Classes {
     names: Vec<String>,
     index: BTreeMap<String, u32>,
     y: Vec<Option<u32>>,
+    /// A float label with fractional values: every distinct value became a class.
+    warning: Option<Warning>,
 }
 
 impl Classes {
@@ -266,7 +310,20 @@ impl Classes {
                 });
             }
         }
-        Ok(Self { names, index, y })
+        let fractional = label_col.dtype().is_float() && texts.iter().flatten().any(|t| t.contains(['.', 'e', 'N', 'i']));
+        let warning = fractional.then(|| {
+            let shown: Vec<&str> = names.iter().take(4).map(String::as_str).collect();
+            Warning::new(
+                "data.label",
+                format!(
+                    "column `{}` holds fractional numbers, so each of its {} distinct values is a class of its own ({}, ...); distill learns classes, not a regression target: round or bin the labels in the file",
+                    spec.label,
+                    names.len(),
+                    shown.join(", ")
+                ),
+            )
+        });
+        Ok(Self { names, index, y, warning })
     }
 }
 

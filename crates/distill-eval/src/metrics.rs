@@ -36,6 +36,8 @@ pub enum EvalError {
     ZeroParameter { what: &'static str },
     #[error("{names} class names given for a {classes}-class confusion matrix")]
     ClassNames { names: usize, classes: usize },
+    #[error("a {classes}×{classes} confusion matrix does not fit in memory")]
+    TooLarge { classes: usize },
 }
 
 /// Precision, recall and F1 of one class, one-vs-rest.
@@ -265,7 +267,15 @@ pub fn top_k_accuracy(logits: &[f32], labels: &[u32], num_classes: usize, top_k:
 /// Confusion matrix: `counts[label][prediction]`.
 pub fn confusion_matrix(logits: &[f32], labels: &[u32], num_classes: usize) -> Result<ConfusionMatrix, EvalError> {
     let rows = Rows::with_labels(logits, labels, num_classes)?;
-    let mut counts = vec![vec![0u64; num_classes]; num_classes];
+    // Asked for fallibly: with many classes the matrix is the largest thing evaluation holds.
+    let mut counts: Vec<Vec<u64>> = Vec::new();
+    counts.try_reserve_exact(num_classes).map_err(|_| EvalError::TooLarge { classes: num_classes })?;
+    for _ in 0..num_classes {
+        let mut row = Vec::new();
+        row.try_reserve_exact(num_classes).map_err(|_| EvalError::TooLarge { classes: num_classes })?;
+        row.resize(num_classes, 0u64);
+        counts.push(row);
+    }
     for (row, &label) in rows.iter().zip(labels) {
         counts[label as usize][argmax(row)] += 1;
     }

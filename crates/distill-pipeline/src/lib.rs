@@ -21,6 +21,7 @@ mod stages;
 mod sweep;
 mod trained;
 mod walk;
+mod warnings;
 
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;

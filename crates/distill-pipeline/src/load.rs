@@ -32,8 +32,17 @@ pub(crate) fn load_pipeline(opts: &RunOptions) -> Result<Loaded, PipelineError> 
 /// Loads the recipe's plugins; errors name the `plugins[i].path` key.
 pub fn load_plugins(pipeline: &Pipeline, base_dir: &Path) -> Result<PluginRegistry, PipelineError> {
     let mut registry = PluginRegistry::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
     for (i, plugin) in pipeline.plugins.iter().enumerate() {
         let path = resolve_path(base_dir, &plugin.path).map_err(data_err(format!("plugins[{i}].path")))?;
+        // The same library under another spelling of its path would load its names twice.
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            if let Some(first) = seen.iter().position(|s| *s == real) {
+                let message = format!("`{}` is the library of plugins[{first}] again; list each library once", plugin.path.display());
+                return Err(PipelineError::key(format!("plugins[{i}].path"), message));
+            }
+            seen.push(real);
+        }
         registry.load(&path).map_err(|source| PipelineError::Plugin { key: format!("plugins[{i}].path"), source: Box::new(source) })?;
         tracing::info!(path = %path.display(), "plugin loaded");
     }
@@ -106,8 +115,22 @@ pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), P
 pub(crate) fn data_stage(loaded: &Loaded) -> Result<(Option<Prepared>, CheckReport), PipelineError> {
     let (tables, mut report) = load_and_check(loaded)?;
     let p = &loaded.pipeline;
+    refuse_oversized(p, &tables)?;
     let prepared = prepare_and_check(&tables, &p.data, p.seed, &mut report).map_err(data_err("data".into()))?;
     Ok((prepared, report))
+}
+
+/// Declared sizes that cannot fit with this data's rows, features and classes are refused here,
+/// before the feature matrix, augmentation, models and metrics are allocated. Data whose shape
+/// cannot be read is left to the data stage's own errors.
+fn refuse_oversized(p: &Pipeline, tables: &Tables) -> Result<(), PipelineError> {
+    let (Ok(shape), Some(memory)) = (distill_data::shape(tables, &p.data), distill_spec::memory::Memory::available()) else { return Ok(()) };
+    match distill_spec::memory::refuse(p, &shape, memory).into_iter().next() {
+        Some((key, message)) => {
+            Err(PipelineError::key(key, format!("with {} rows, {} features and {} classes, this {message}", shape.rows, shape.features, shape.classes)))
+        }
+        None => Ok(()),
+    }
 }
 
 /// The run's cache: `--cache-dir`, `$DISTILL_CACHE_DIR`, the recipe's `cache_dir` or `.distill-cache`.

@@ -80,6 +80,8 @@ pub struct Summary {
     /// How the baseline's budget was matched to the student's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_budget: Option<String>,
+    /// What the recipe, the data and the warn-level checks said that did not stop the run.
+    pub warnings: Vec<distill_spec::Warning>,
     pub seconds: f64,
 }
 
@@ -143,6 +145,7 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
 
     let cache = cache_for(opts, loaded);
     let cx = Context::new(loaded, &data, &cache, plugins, opts.resume)?;
+    let warnings = crate::warnings::of_run(&cx, &report);
     // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
     let mut lease = cache.lease()?;
     let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None, Some(&mut lease))?;
@@ -150,7 +153,7 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
 
     let evaluated = results::evaluate(&walked, &data, &p.evaluate, run_dir, &p.student.model)?;
-    let summary = summarize(&cx, &walked, evaluated.models, started)?;
+    let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
     run_dir.write_json("history.json", &evaluated.history)?;
     run_dir.write_json("metrics.json", &summary)?;
     let input = crate::report::report_input(p, &report, &summary, &evaluated.history);
@@ -181,6 +184,7 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         speedup,
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         models,
+        warnings: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -23,6 +23,7 @@ mod explain;
 mod extends;
 mod locate;
 mod loss;
+pub mod memory;
 mod model;
 mod optim;
 mod overrides;
@@ -32,6 +33,7 @@ mod threshold;
 mod train;
 mod types;
 mod validate;
+mod warning;
 
 use std::path::Path;
 
@@ -46,12 +48,14 @@ pub use explain::explain;
 pub use extends::relative_to;
 pub use locate::Locations;
 pub use loss::*;
+pub use memory::{Memory, Need, Shape};
 pub use model::*;
 pub use optim::*;
 pub use sweep::{Objective, SweepPoint, SweepSpec};
 pub use threshold::*;
 pub use train::*;
 pub use types::*;
+pub use warning::{warnings, Warning};
 
 /// Reads and validates a pipeline file, applying `--set key.path=value` overrides.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecErrors> {

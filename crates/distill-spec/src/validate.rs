@@ -25,6 +25,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     for (i, check) in p.data.checks.iter().enumerate() {
         crate::checks::validate_check(&format!("data.checks[{i}]"), check, &mut bad);
     }
+    validate_unique(p, &mut bad);
     let plugins = !p.plugins.is_empty();
     crate::model::validate_teacher(&p.teacher, plugins, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
@@ -36,7 +37,30 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     if let Some(sweep) = &p.sweep {
         out.extend(crate::sweep::validate(sweep));
     }
+    // Sizes that cannot fit even with the least data the recipe allows; the data stage checks
+    // again with the real rows, features and classes.
+    if let Some(memory) = crate::memory::Memory::available() {
+        out.extend(crate::memory::refuse(p, &crate::memory::Shape::of_recipe(p), memory));
+    }
     out
+}
+
+/// Check ids name a check in the report and in `checks.json`; a plugin listed twice would load
+/// its names twice. Either is refused at the second occurrence.
+fn validate_unique(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
+    let mut seen = std::collections::HashMap::new();
+    for (i, check) in p.data.checks.iter().enumerate() {
+        if let Some(first) = seen.insert(check.name(), i) {
+            let key = if check.id.is_some() { format!("data.checks[{i}].id") } else { format!("data.checks[{i}]") };
+            bad(&key, format!("check id `{}` is also data.checks[{first}]'s; ids must be unique (give this check its own `id:`)", check.name()));
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (i, plugin) in p.plugins.iter().enumerate() {
+        if let Some(first) = seen.insert(&plugin.path, i) {
+            bad(&format!("plugins[{i}].path"), format!("`{}` is listed twice (also plugins[{first}]); list each library once", plugin.path.display()));
+        }
+    }
 }
 
 /// `data.split` against `data.test_source`, and the transfer set's size.

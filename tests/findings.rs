@@ -1,0 +1,136 @@
+//! Values distill used to clamp or ignore without a word, and sizes that cannot fit, through the
+//! binary: each is a warning under the run's summary (and in metrics.json) or an error, naming
+//! the key; sizes are refused before anything is allocated, with the estimate and the memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn distill(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_distill"));
+    c.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("RUST_LOG").env_remove("DISTILL_MEMORY_LIMIT");
+    c.envs(env.iter().copied()).output().expect("distill runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A recipe in `dir` over `data` (a CSV there) whose sections get the given extra lines.
+fn recipe(dir: &Path, data: &str, label: &str, data_extra: &str, teacher_train: &str, student_train: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        "version: 1\nname: findings\nseed: 1\ndata:\n  source: {{path: {data}}}\n  label: {label}\n  split: {{test: 0.3, stratify: true}}\n{data_extra}\
+         teacher:\n  model: {{hidden: [4]}}\n  train: {teacher_train}\nstudent:\n  model: {{hidden: [2]}}\n  train: {student_train}\n  baseline: true\n{extra}"
+    );
+    let path = dir.join("findings.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(recipe: &Path, dir: &Path, env: &[(&str, &str)]) -> (Output, PathBuf) {
+    let (out, cache) = (dir.join("run"), dir.join("cache"));
+    let args = ["run", recipe.to_str().unwrap(), "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    (distill(&args, env), out)
+}
+
+#[test]
+fn accepted_but_odd_values_are_warnings_under_the_summary_naming_their_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A header that repeats `a`, and fractional float labels (two values, so two classes).
+    let mut csv = String::from("a,b,a,y\n");
+    for i in 0..60 {
+        csv += &format!("{},{},{},{}\n", i % 7, (i * 3) % 11, i % 5, if i % 2 == 0 { "0.5" } else { "1.5" });
+    }
+    std::fs::write(tmp.path().join("d.csv"), csv).unwrap();
+    let checks = "  checks:\n    - {id: plenty, kind: row_count, min: 1000, severity: warn}\n";
+    let student = "{epochs: 2, batch: 500, schedule: {kind: cosine, warmup_epochs: 4}}";
+    let r = recipe(tmp.path(), "d.csv", "y", checks, "{epochs: 2, batch: 8}", student, "evaluate: {top_k: 5}\n");
+
+    let o = distill(&["validate", r.to_str().unwrap()], &[]);
+    assert!(
+        o.status.success() && text(&o).contains("warning: ") && text(&o).contains("student.train.schedule.warmup_epochs: 4 warm-up epochs of 2"),
+        "{}",
+        text(&o)
+    );
+
+    let (o, out) = run(&r, tmp.path(), &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = &stdout[stdout.find("warning(s):").unwrap_or_else(|| panic!("no warnings under the summary: {stdout}"))..];
+    for expected in [
+        "warning: student.train.schedule.warmup_epochs: 4 warm-up epochs",
+        "warning: student.train.batch: 500 is more than the 42 rows the student trains on",
+        "warning: student.train.batch: 500 is more than the 42 rows the baseline trains on",
+        "warning: evaluate.top_k: 5 is more than the 2 classes",
+        "warning: data.label: column `y` holds fractional numbers, so each of its 2 distinct values is a class",
+        "warning: data.source: the header repeats column names, so they were renamed: `a_duplicated_0` (a second `a`)",
+        "warning: data.checks: check `plenty` (row_count) warned",
+    ] {
+        assert!(summary.contains(expected), "missing {expected:?} in:\n{summary}");
+    }
+    assert!(!summary.contains("teacher.train.batch"), "the teacher's batch fits: {summary}");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = metrics["warnings"].as_array().unwrap().iter().map(|w| w["key"].as_str().unwrap()).collect();
+    assert!(keys.contains(&"evaluate.top_k") && keys.contains(&"data.checks") && keys.contains(&"data.label"), "{keys:?}");
+}
+
+#[test]
+fn duplicate_check_ids_and_a_plugin_listed_twice_are_errors_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/iris.csv");
+    let checks = "  checks:\n    - {kind: not_null, columns: all}\n    - {kind: not_null, columns: [species]}\n    - {id: n, kind: row_count, min: 1}\n    - {id: n, kind: unique}\n";
+    let r = recipe(tmp.path(), iris.to_str().unwrap(), "species", checks, "{epochs: 1}", "{epochs: 1}", "plugins: [{path: lib.so}, {path: lib.so}]\n");
+    let o = distill(&["validate", r.to_str().unwrap()], &[]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("data.checks[1]: check id `not_null` is also data.checks[0]'s"), "{e}");
+    assert!(e.contains("data.checks[3].id: check id `n` is also data.checks[2]'s"), "{e}");
+    assert!(e.contains("plugins[1].path: `lib.so` is listed twice (also plugins[0])"), "{e}");
+}
+
+#[test]
+fn sizes_that_cannot_fit_are_refused_before_allocation_with_key_estimate_and_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iris = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/iris.csv");
+    let iris = iris.to_str().unwrap();
+    // Refused by `validate` already: no data can make these fit.
+    for (key, teacher, student) in [("student.train.epochs", "{epochs: 1}", "{epochs: 1000000000000}"), ("teacher.model.hidden", "{epochs: 1}", "{epochs: 1}")]
+    {
+        let mut r = recipe(tmp.path(), iris, "species", "", teacher, student, "");
+        if key == "teacher.model.hidden" {
+            let t = std::fs::read_to_string(&r).unwrap().replace("hidden: [4]", "hidden: [100000000]");
+            r = tmp.path().join("wide.yaml");
+            std::fs::write(&r, t).unwrap();
+        }
+        let o = distill(&["validate", r.to_str().unwrap()], &[("DISTILL_MEMORY_LIMIT", "16G")]);
+        let e = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert!(e.contains(&format!("{key}: needs about")) && e.contains("more than the 16.0 GiB (DISTILL_MEMORY_LIMIT) of memory"), "{e}");
+        let (o, out) = run(&r, tmp.path(), &[("DISTILL_MEMORY_LIMIT", "16G")]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(!out.exists(), "a refused recipe leaves no run directory");
+    }
+    // Ten million augmented copies pass `validate` (one row could fit) and are refused once the
+    // 150 rows are known, before any is made.
+    let augment = "  augment: [{kind: gaussian_noise, std: 0.1, copies: 10000000}]\n";
+    let r = recipe(tmp.path(), iris, "species", augment, "{epochs: 1}", "{epochs: 1}", "");
+    assert!(distill(&["validate", r.to_str().unwrap()], &[("DISTILL_MEMORY_LIMIT", "16G")]).status.success());
+    let (o, _) = run(&r, tmp.path(), &[("DISTILL_MEMORY_LIMIT", "16G")]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("data.augment[0].copies: with 150 rows, 4 features and 3 classes, this needs about") && e.contains("1500000000 augmented rows"), "{e}");
+
+    // Thousands of classes: the confusion matrices of the metrics and report would not fit.
+    let mut csv = String::from("x,y\n");
+    for i in 0..6000 {
+        csv += &format!("{},{}\n", i % 13, i % 3000);
+    }
+    std::fs::write(tmp.path().join("many.csv"), csv).unwrap();
+    let r = recipe(tmp.path(), "many.csv", "y", "", "{epochs: 1}", "{epochs: 1}", "");
+    let (o, _) = run(&r, tmp.path(), &[("DISTILL_MEMORY_LIMIT", "1G")]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("data.label: with 6000 rows, 1 features and 3000 classes") && e.contains("3000×3000 confusion matrices") && e.contains("1.0 GiB"),
+        "{e}"
+    );
+}
