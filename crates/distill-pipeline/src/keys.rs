@@ -70,7 +70,13 @@ pub(crate) fn logits(teacher: &str, data: &Prepared, storage: &str) -> Fingerpri
 /// One distilled student: its model, loss and budget, the logits file it learns from, the rows,
 /// its seed (init and batch order) and the plugins.
 pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: u64, plugins: &str) -> Fingerprint {
-    trained_on(p, FingerprintBuilder::new("student/v2"))
+    let transfer = p.data.transfer.as_ref();
+    let mut builder = trained_on(p, FingerprintBuilder::new("student/v2"));
+    // Only when asked for, so the keys of recipes without them stay as they were.
+    if let Some(t) = transfer.filter(|t| t.min_teacher_confidence.is_some() || t.weight.is_some()) {
+        builder = builder.part("data.transfer.confidence", yaml(&(t.min_teacher_confidence, t.weight)).as_bytes());
+    }
+    builder
         .part("student.model", yaml(&p.student.model).as_bytes())
         .part("student.loss", yaml(&p.student.loss).as_bytes())
         .part("student.train", yaml(&p.student.train).as_bytes())

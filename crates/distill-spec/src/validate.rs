@@ -16,6 +16,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         bad("name", format!("must be a non-empty name without slashes, got {:?}", p.name));
     }
     validate_split(&p.data, &mut bad);
+    validate_keep(p, &mut bad);
     validate_sources(&p.data, &mut bad);
     if let Some(seeds) = &p.student.seeds {
         if seeds.is_empty() {
@@ -37,6 +38,16 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         out.extend(crate::sweep::validate(sweep));
     }
     out
+}
+
+/// `keep: best_val` ranks epochs on the validation split, so it needs one (never the test split).
+fn validate_keep(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
+    let trained = p.teacher.logits.is_none() && p.teacher.weights.is_none();
+    for (key, train, used) in [("teacher.train", &p.teacher.train, trained), ("student.train", &p.student.train, true)] {
+        if used && train.keep == Some(KeepRule::BestVal) && p.data.split.val <= 0.0 {
+            bad(&format!("{key}.keep"), "`best_val` needs validation rows: set `data.split.val` (the test split is never used to choose weights)".into());
+        }
+    }
 }
 
 /// `data.split` against `data.test_source`, and the transfer set's size.
@@ -61,6 +72,11 @@ fn validate_split(d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
     }
     if test + split.val >= 1.0 {
         bad("data.split", format!("test + val = {} leaves no training rows", test + split.val));
+    }
+    if let Some(m) = d.transfer.as_ref().and_then(|t| t.min_teacher_confidence) {
+        if !(m > 0.0 && m <= 1.0) {
+            bad("data.transfer.min_teacher_confidence", format!("must be in (0, 1], got {m}"));
+        }
     }
     if let Some(l) = d.transfer.as_ref().and_then(|t| t.labelled) {
         let ok = (l > 0.0 && l < 1.0) || (l >= 1.0 && l.fract() == 0.0);
