@@ -43,6 +43,11 @@ pub fn summary_table(s: &Summary) -> String {
             out += &format!("\nconfidence filter: kept {kept} of {total} unlabelled rows (teacher confidence ≥ {min})");
         }
     }
+    if let Some(e) = &s.ensemble {
+        for (name, value) in e.lines() {
+            out += &format!("\n{name}: {value}");
+        }
+    }
     if let Some(gain) = &s.gain {
         out += &format!("\nstudent vs baseline: {} (paired by seed; 95% interval, paired t-test)", gain.text);
     }

@@ -168,3 +168,63 @@ fn the_confidence_filter_keeps_the_rows_above_the_threshold_and_the_report_shows
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("data.transfer.min_teacher_confidence: must be in (0, 1], got 1.5"));
 }
+
+fn hits(m: &Value) -> Vec<String> {
+    m["cache_hits"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn several_teachers_are_each_cached_evaluated_and_combined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let teachers =
+        ["--set", "student.seeds=[0]", "--set", "teachers=[{model: {hidden: [24]}, train: {epochs: 10}}, {model: {hidden: [16]}, train: {epochs: 10}}]"];
+    let first = tmp.path().join("first");
+    let stdout = ok(&run_transfer(&first, &cache, &teachers));
+    let m = read_json(&first.join("metrics.json"));
+    let e = &m["ensemble"];
+    assert_eq!(e["rule"], "mean_probs");
+    assert_eq!(e["temperature"], 2.0, "the student's KD temperature");
+    let names: Vec<&str> = e["teachers"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["teacher", "teacher2", "teacher3"]);
+    let params: Vec<u64> = e["teachers"].as_array().unwrap().iter().map(|t| t["params"].as_u64().unwrap()).collect();
+    assert_eq!(params, [64 * 32 + 32 + 330, 64 * 24 + 24 + 250, 64 * 16 + 16 + 170]);
+    assert_eq!(e["teachers"][0]["accuracy"], m["teacher"]["accuracy"]);
+    for t in e["teachers"].as_array().unwrap().iter().chain([e]) {
+        let a = t["accuracy"].as_f64().unwrap();
+        assert!(a > 0.5 && a <= 1.0, "{t}");
+    }
+    assert!(stdout.contains("ensemble (mean_probs, T = 2): test accuracy") && stdout.contains("teacher3 (weight 0.333)"), "{stdout}");
+    let report = std::fs::read_to_string(first.join("report.md")).unwrap();
+    assert!(report.contains("ensemble (mean_probs, T = 2)"), "{report}");
+    // Each teacher's logits are their own cache entry.
+    let lock = read_json(&first.join("lock.json"));
+    let stages: Vec<&str> = lock["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages.iter().filter(|s| **s == "teacher").count(), 3);
+    assert_eq!(stages.iter().filter(|s| **s == "logits").count(), 3);
+    let logits: std::collections::HashSet<&str> =
+        lock["stages"].as_array().unwrap().iter().filter(|s| s["stage"] == "logits").map(|s| s["artifact"].as_str().unwrap()).collect();
+    assert_eq!(logits.len(), 3, "three different logit files");
+
+    // Another rule: every teacher and its logits from the cache, a new student.
+    let again = tmp.path().join("again");
+    ok(&run_transfer(&again, &cache, &[&teachers[..], &["--set", "ensemble={rule: mean_logits}"]].concat()));
+    let h = hits(&read_json(&again.join("metrics.json")));
+    for stage in ["teacher", "teacher2", "teacher3", "teacher_logits", "teacher2_logits", "teacher3_logits", "baseline"] {
+        assert!(h.contains(&stage.to_string()), "{stage} not a hit: {h:?}");
+    }
+    assert!(!h.contains(&"student".to_string()));
+
+    // All the weight on the first teacher's logits is that teacher alone: the same student.
+    let alone = tmp.path().join("alone");
+    ok(&run_transfer(&alone, &cache, &["--set", "student.seeds=[0]"]));
+    let only = tmp.path().join("only");
+    ok(&run_transfer(&only, &cache, &[&teachers[..], &["--set", "ensemble={rule: mean_logits, weights: [1, 0, 0]}"]].concat()));
+    let (a, o) = (read_json(&alone.join("metrics.json")), read_json(&only.join("metrics.json")));
+    assert_eq!(a["student"]["accuracy"], o["student"]["accuracy"]);
+    assert_eq!(o["ensemble"]["accuracy"], a["teacher"]["accuracy"]);
+
+    let bad = run_transfer(&tmp.path().join("bad"), &cache, &[&teachers[..], &["--set", "ensemble={weights: [1, 1]}"]].concat());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ensemble.weights: needs one weight per teacher (3"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

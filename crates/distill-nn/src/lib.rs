@@ -18,6 +18,7 @@ mod conv;
 mod cuda;
 #[cfg(any(test, feature = "cuda"))]
 mod device;
+pub mod ensemble;
 mod features;
 mod gemm;
 mod job;

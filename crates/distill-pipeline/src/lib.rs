@@ -20,6 +20,7 @@ mod run;
 mod rundir;
 mod stages;
 mod sweep;
+mod teachers;
 mod trained;
 mod transfer;
 mod walk;
@@ -37,6 +38,7 @@ pub use results::{ModelResult, ModelResults};
 pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
 pub use sweep::{PointResult, Recommendation, SweepSummary};
+pub use teachers::{EnsembleSummary, TeacherEval};
 pub use transfer::TransferConfidence;
 pub use walk::PlannedStage;
 

@@ -113,6 +113,9 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
     if let Some(t) = &s.transfer_confidence {
         recipe.extend(t.report_lines());
     }
+    if let Some(e) = &s.ensemble {
+        recipe.extend(e.lines());
+    }
     let kept: Vec<String> =
         s.models.0.iter().filter_map(|m| m.metrics.kept.as_ref().map(|k| format!("{} {} (epoch {})", m.role.key(), k.rule, join(&k.epochs)))).collect();
     if !kept.is_empty() {

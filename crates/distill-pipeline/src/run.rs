@@ -85,6 +85,9 @@ pub struct Summary {
     /// confidence filter kept (with a transfer set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_confidence: Option<crate::transfer::TransferConfidence>,
+    /// With `teachers`: every teacher and their ensemble (rule, weights, test accuracies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<crate::teachers::EnsembleSummary>,
     /// How the baseline's budget was matched to the student's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_budget: Option<String>,
@@ -188,7 +191,8 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         compression,
         speedup,
         gain: student.zip(models.get(Role::Baseline)).and_then(|(s, b)| crate::gain::gain(s, b)),
-        transfer_confidence: match walked.output(LOGITS.name) {
+        ensemble: crate::teachers::evaluate(cx, walked),
+        transfer_confidence: match walked.output("ensemble").or(walked.output(LOGITS.name)) {
             Some(Output::Logits(l)) => crate::transfer::confidence(p, data, &l.values),
             _ => None,
         },

@@ -28,6 +28,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     }
     let plugins = !p.plugins.is_empty();
     crate::model::validate_teacher(&p.teacher, plugins, &mut bad);
+    validate_ensemble(p, plugins, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
     crate::train::validate_train("student.train", &p.student.train, &mut bad);
     validate_cnns(p, &mut bad);
@@ -38,6 +39,25 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         out.extend(crate::sweep::validate(sweep));
     }
     out
+}
+
+/// `teachers` and `ensemble`: every extra teacher like `teacher`, one weight per teacher.
+fn validate_ensemble(p: &Pipeline, plugins: bool, bad: &mut impl FnMut(&str, String)) {
+    for (i, t) in p.teachers.iter().enumerate() {
+        crate::model::validate_teacher_at(&format!("teachers[{i}]"), t, plugins, bad);
+    }
+    let Some(e) = &p.ensemble else { return };
+    if p.teachers.is_empty() {
+        bad("ensemble", "an ensemble needs more teachers: list them under `teachers`".into());
+    }
+    if let Some(w) = &e.weights {
+        let n = 1 + p.teachers.len();
+        if w.len() != n {
+            bad("ensemble.weights", format!("needs one weight per teacher ({n}: `teacher`, then `teachers`), got {}", w.len()));
+        } else if w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || w.iter().all(|v| *v == 0.0) {
+            bad("ensemble.weights", format!("weights must be ≥ 0 and not all 0, got {w:?}"));
+        }
+    }
 }
 
 /// `keep: best_val` ranks epochs on the validation split, so it needs one (never the test split).

@@ -16,6 +16,8 @@ pub(crate) struct StudentStage {
     pub seed: u64,
     /// Whether the recipe trains several seeds (names carry `@seed` then).
     pub several: bool,
+    /// Whether it learns from an ensemble of teachers.
+    pub ensemble: bool,
 }
 
 impl StudentStage {
@@ -39,7 +41,8 @@ impl Stage for StudentStage {
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec!["logits".into()]
+        // Several teachers: the ensemble's combined logits; one: its logits.
+        vec![if self.ensemble { "ensemble" } else { "logits" }.into()]
     }
 
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
@@ -51,7 +54,7 @@ impl Stage for StudentStage {
     }
 
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
-        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teacher's logits")) };
+        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teachers' logits")) };
         let (data, name) = (cx.data, self.name());
         let job = self.job(cx, &name);
         let p = cx.pipeline();
