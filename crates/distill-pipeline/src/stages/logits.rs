@@ -56,7 +56,7 @@ impl Stage for LogitsStage {
         let classes = cx.data.classes();
         let (spec, key, _) = cx.teacher_at(self.index);
         if let Some(k) = spec.cache.as_ref().and_then(|c| c.top_k).filter(|&k| k > classes) {
-            return Err(PipelineError::key(&format!("{key}.cache.top_k"), format!("{k} is more than the {classes} classes")));
+            return Err(PipelineError::key(format!("{key}.cache.top_k"), format!("{k} is more than the {classes} classes")));
         }
         Ok(keys::logits(&inputs[0].identity(), cx.data, &keys::storage(spec)))
     }

@@ -40,7 +40,7 @@ fn source<'a>(cx: &'a Context, index: usize) -> Result<Source<'a>, PipelineError
         (Some(ext), _, _) => Ok(Source::Logits(&ext.path)),
         (None, Some(path), Some(shape)) => Ok(Source::Weights(path, shape)),
         (None, None, Some(shape)) => Ok(Source::Trained(shape)),
-        _ => Err(PipelineError::key(&format!("{key}.model"), "the teacher needs a `model` or `logits`")),
+        _ => Err(PipelineError::key(format!("{key}.model"), "the teacher needs a `model` or `logits`")),
     }
 }
 
@@ -57,7 +57,7 @@ fn given(key: &str, id: &str) -> Fingerprint {
 impl TeacherStage {
     fn job<'a>(&self, cx: &'a Context, shape: &'a MlpShape, name: &'a str) -> Result<ModelJob<'a>, PipelineError> {
         let (spec, key, _) = cx.teacher_at(self.index);
-        let spec = spec.model.as_ref().ok_or_else(|| PipelineError::key(&format!("{key}.model"), "missing"))?;
+        let spec = spec.model.as_ref().ok_or_else(|| PipelineError::key(format!("{key}.model"), "missing"))?;
         Ok(ModelJob { kind: &TEACHER, role: Role::Teacher, name, shape, init_seed: derive_seed(cx.pipeline().seed, name), spec })
     }
 }
