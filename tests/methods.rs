@@ -224,6 +224,10 @@ fn several_teachers_are_each_cached_evaluated_and_combined() {
     assert_eq!(a["student"]["accuracy"], o["student"]["accuracy"]);
     assert_eq!(o["ensemble"]["accuracy"], a["teacher"]["accuracy"]);
 
+    // The shipped three-teacher recipe is valid as it is.
+    let v = distill(&["validate", "pipelines/digits-ensemble.yaml"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
     let bad = run_transfer(&tmp.path().join("bad"), &cache, &[&teachers[..], &["--set", "ensemble={weights: [1, 1]}"]].concat());
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ensemble.weights: needs one weight per teacher (3"), "{}", String::from_utf8_lossy(&bad.stderr));

@@ -89,7 +89,9 @@ impl EnsembleSummary {
             .zip(&self.weights)
             .map(|(t, w)| (format!("{} (weight {w:.3})", t.name), format!("test accuracy {}, {} params", acc(t.accuracy), t.params)))
             .collect();
-        out.push((format!("ensemble ({}, T = {})", self.rule, self.temperature), format!("test accuracy {}", acc(self.accuracy))));
+        // The temperature matters to the mean of probabilities only.
+        let rule = if self.rule == "mean_probs" { format!("{}, T = {}", self.rule, self.temperature) } else { self.rule.to_string() };
+        out.push((format!("ensemble ({rule})"), format!("test accuracy {}", acc(self.accuracy))));
         out
     }
 }
