@@ -37,6 +37,20 @@ pub fn summary_table(s: &Summary) -> String {
     if let Some(rule) = &s.baseline_budget {
         out += &format!("\nbaseline budget: {rule}; seeds: {}", s.student().map_or(1, |m| m.per_seed.len().max(1)));
     }
+    if let Some(t) = &s.transfer_confidence {
+        let total: usize = t.unlabelled.iter().sum();
+        if let (Some(min), Some(kept)) = (t.min_teacher_confidence, t.unlabelled_kept) {
+            out += &format!("\nconfidence filter: kept {kept} of {total} unlabelled rows (teacher confidence ≥ {min})");
+        }
+    }
+    if let Some(e) = &s.ensemble {
+        for (name, value) in e.lines() {
+            out += &format!("\n{name}: {value}");
+        }
+    }
+    if let Some(gain) = &s.gain {
+        out += &format!("\nstudent vs baseline: {} (paired by seed; 95% interval, paired t-test)", gain.text);
+    }
     out += &format!(
         "\ntest rows: {}   compression: {}   cache hits: {}\n",
         s.rows.get("test").copied().unwrap_or(0),

@@ -11,16 +11,21 @@
 //! * [`bench`](mod@bench): wall-clock latency percentiles and throughput of a closure.
 //! * [`report`]: `report.md`, a self-contained `report.html` and SVG plots from a
 //!   [`report::ReportInput`].
+//! * [`stats`]: the paired comparison of two models over the same seeds (mean
+//!   difference, 95% confidence interval, paired t-test; the Student-t CDF via the
+//!   regularised incomplete beta).
 //! * [`compare`]: side-by-side comparison of several runs' `metrics.json` and resolved
 //!   pipelines.
 //!
-//! It is not a plotting library, a benchmark harness (no statistics beyond percentiles)
+//! It is not a plotting library, a benchmark harness (no statistics beyond percentiles and
+//! the paired t-test)
 //! nor a storage layer: callers decide where the strings it returns are written.
 
 pub mod bench;
 pub mod compare;
 pub mod metrics;
 pub mod report;
+pub mod stats;
 
 pub use bench::{measure_latency, measure_throughput, LatencyStats};
 pub use compare::{compare_runs, Comparison};

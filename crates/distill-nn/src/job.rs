@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::mlp::Mlp;
-use crate::optim::lr_at;
+use crate::optim::{lr_at, TrainConfig};
 use crate::resume::{self, TrainState};
 use crate::soft_targets::SoftTargets;
 use crate::train::{accuracy, Batch, EpochStats, TrainOptions, TrainTargets, Trainee, Update};
@@ -83,6 +83,9 @@ impl<'a> Job<'a> {
         if options.config.early_stopping.is_some() && self.validation.is_none() {
             tracing::warn!(model = %options.name, "early stopping needs validation rows; training the full budget");
         }
+        if options.config.keep_best && self.validation.is_none() {
+            tracing::warn!(model = %options.name, "keep: best_val needs validation rows; keeping the last epoch's weights");
+        }
         let n = self.data.labels.len();
         let mut progress =
             Progress { step: 0, order: (0..n).collect(), rng: ChaCha8Rng::seed_from_u64(options.seed), history: Vec::new(), best: None, stale: 0, start: 1 };
@@ -94,7 +97,7 @@ impl<'a> Job<'a> {
             // Training is complete: the checkpoint has served its purpose.
             let _ = std::fs::remove_file(&ck.path);
         }
-        if let Some((epoch, acc, weights)) = progress.best {
+        if let Some((epoch, acc, weights)) = progress.best.filter(|_| options.config.keep_best) {
             if trainee.set_params(&weights)? {
                 tracing::info!(model = %options.name, epoch, val_accuracy = acc, "restored the best epoch's weights");
             }
@@ -177,21 +180,23 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    /// Records the epoch for early stopping; true when training should stop.
+    /// Records the epoch for `keep: best_val` and early stopping; true when training should stop.
     fn early_stop(&self, progress: &mut Progress, epoch: usize, val_accuracy: Option<f64>, params: &[Vec<f32>]) -> bool {
-        let (Some(rule), Some(acc)) = (self.options.config.early_stopping.as_ref(), val_accuracy) else { return false };
-        match &progress.best {
-            Some((_, best_acc, _)) if acc <= best_acc + rule.min_delta => progress.stale += 1,
-            _ => {
-                progress.best = Some((epoch, acc, params.to_vec()));
-                progress.stale = 0;
+        let config = &self.options.config;
+        let Some(acc) = val_accuracy.filter(|_| config.keep_best || config.early_stopping.is_some()) else { return false };
+        if improves(progress.best.as_ref().map(|b| b.1), acc, config) {
+            progress.best = Some((epoch, acc, params.to_vec()));
+            progress.stale = 0;
+        } else {
+            progress.stale += 1;
+        }
+        match &config.early_stopping {
+            Some(rule) if progress.stale >= rule.patience => {
+                tracing::info!(model = %self.options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
+                true
             }
+            _ => false,
         }
-        if progress.stale >= rule.patience {
-            tracing::info!(model = %self.options.name, epoch, patience = rule.patience, "early stopping: no validation improvement");
-            return true;
-        }
-        false
     }
 
     /// One pass over the shuffled rows (or up to the step limit); the mean training loss.
@@ -257,6 +262,32 @@ impl<'a> Job<'a> {
     fn advice(&self) -> String {
         format!("lower {}.optimizer.lr (or set {0}.clip_grad_norm)", self.options.train_key)
     }
+}
+
+/// Whether validation accuracy `acc` beats the best so far: by more than early stopping's
+/// `min_delta` (0 without early stopping); the first epoch always does.
+fn improves(best: Option<f64>, acc: f64, config: &TrainConfig) -> bool {
+    let min_delta = config.early_stopping.as_ref().map_or(0.0, |e| e.min_delta);
+    best.is_none_or(|best| acc > best + min_delta)
+}
+
+/// The epoch whose weights a finished training run ended with, from its history: the best
+/// validation epoch under `keep: best_val` (the same rule the loop applies), else the last.
+/// `None` for an empty history.
+pub fn kept_epoch(history: &[EpochStats], config: &TrainConfig) -> Option<usize> {
+    let last = history.last()?.epoch;
+    if !config.keep_best {
+        return Some(last);
+    }
+    let mut best: Option<(usize, f64)> = None;
+    for e in history {
+        if let Some(acc) = e.val_accuracy {
+            if improves(best.map(|b| b.1), acc, config) {
+                best = Some((e.epoch, acc));
+            }
+        }
+    }
+    Some(best.map_or(last, |b| b.0))
 }
 
 fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {

@@ -12,11 +12,13 @@ pub mod bench;
 mod checkpoint;
 #[cfg(test)]
 mod cnn_tests;
+pub mod confidence;
 mod conv;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(any(test, feature = "cuda"))]
 mod device;
+pub mod ensemble;
 mod features;
 mod gemm;
 mod job;
@@ -30,6 +32,7 @@ mod tape_op;
 mod train;
 
 pub use checkpoint::{load_weights, save_weights, CheckpointError};
+pub use job::kept_epoch;
 pub use loss::{
     build_loss, build_loss_with, CrossEntropy, Dkd, HintonKd, Loss, LossResult, MseLogits, PluginLossFactory, SmoothedCrossEntropy, SoftBatch,
     SoftTargetCrossEntropy, TeacherHard, WeightedSum, NO_LABEL,

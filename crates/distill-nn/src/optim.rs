@@ -18,6 +18,8 @@ pub struct TrainConfig {
     /// Rescale gradients to this global L2 norm (over all parameters) when it is exceeded.
     pub clip_grad_norm: Option<f64>,
     pub early_stopping: Option<EarlyStopping>,
+    /// End with the weights of the best validation epoch (`keep: best_val`) instead of the last.
+    pub keep_best: bool,
 }
 
 impl TrainConfig {
@@ -45,6 +47,7 @@ impl TrainConfig {
             warmup_epochs,
             clip_grad_norm: spec.clip_grad_norm,
             early_stopping: spec.early_stopping.as_ref().map(|e| EarlyStopping { patience: e.patience, min_delta: e.min_delta }),
+            keep_best: spec.effective_keep() == distill_spec::KeepRule::BestVal,
         }
     }
 }

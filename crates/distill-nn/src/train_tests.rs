@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::optim::{lr_at, TrainConfig};
-use crate::{load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
+use crate::{kept_epoch, load_weights, save_weights, CrossEntropy, HintonKd, Layer, MlpShape};
 use distill_spec::Activation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -354,6 +354,41 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
     let mut m = Mlp::new(shape(0.0), 3);
     let history = train(&mut m, &data, &CrossEntropy, &TrainOptions { epochs: 5, ..options.clone() }, None).unwrap();
     assert_eq!(history.len(), 5);
+}
+
+#[test]
+fn keep_rule_picks_the_best_validation_epoch_or_the_last() {
+    let (x, y) = blobs(240, 8);
+    let (vx, mut vy) = blobs(60, 9);
+    // Validation labels that disagree with the training labels: the better the model fits, the
+    // lower its validation accuracy, so the best epoch is not the last.
+    for y in vy.iter_mut() {
+        *y = (*y + 1) % 3;
+    }
+    let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+    // The bouncing rate of the early-stopping test, over a fixed budget.
+    let run = |text: &str| {
+        let options = config(text);
+        let mut m = Mlp::new(shape(0.0), 3);
+        let history = train(&mut m, &data, &CrossEntropy, &options, Some((&vx, &vy))).unwrap();
+        (accuracy(&predict_logits(&m, &vx), &vy, 3), history, options)
+    };
+    let (best_acc, history, options) = run("{epochs: 12, batch: 8, optimizer: {kind: sgd, lr: 0.002}, keep: best_val}");
+    assert_eq!(history.len(), 12, "no early stopping: the whole budget runs");
+    let accs: Vec<f64> = history.iter().map(|h| h.val_accuracy.unwrap()).collect();
+    let best = accs.iter().copied().fold(0.0, f64::max);
+    let first_best = history.iter().find(|h| h.val_accuracy == Some(best)).unwrap().epoch;
+    assert_eq!(best_acc, best, "the kept weights score the best validation accuracy");
+    assert_eq!(kept_epoch(&history, &options.config), Some(first_best));
+    assert_ne!(accs.last(), Some(&best), "this case must make `last` differ from `best_val`: {accs:?}");
+    let (last_acc, history, options) = run("{epochs: 12, batch: 8, optimizer: {kind: sgd, lr: 0.002}, keep: last}");
+    assert_eq!(last_acc, *accs.last().unwrap(), "the same run, ending with its last epoch");
+    assert_eq!(kept_epoch(&history, &options.config), Some(12));
+    // `keep: last` under early stopping: stops early, keeps the weights it stopped with.
+    let (acc, history, options) = run("{epochs: 60, batch: 8, optimizer: {kind: sgd, lr: 2.0}, early_stopping: {patience: 2}, keep: last}");
+    assert!(history.len() < 60);
+    assert_eq!(acc, history.last().unwrap().val_accuracy.unwrap());
+    assert_eq!(kept_epoch(&history, &options.config), Some(history.len()));
 }
 
 #[test]

@@ -26,6 +26,10 @@ pub struct ModelMetrics {
     /// Per-seed test accuracy (when trained with several seeds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_seed: Vec<SeedAccuracy>,
+    /// Which epoch's weights were kept: the recipe's `keep` rule and the epoch it chose (one per
+    /// seed, in seed order); absent for a model that was not trained here (given weights).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
     /// Bytes of the saved weights (safetensors).
     pub size_bytes: u64,
     /// Inference latency at batch 1, when measured.
@@ -39,6 +43,15 @@ pub struct ModelMetrics {
     /// precision/recall, the confusion matrix, agreement and KL with the teacher.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<ModelEvaluation>,
+}
+
+/// The `keep` rule a model trained under and the epochs it kept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kept {
+    /// `last` or `best_val`.
+    pub rule: &'static str,
+    /// The kept epoch (1-based) of each seed's run.
+    pub epochs: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +81,7 @@ impl ModelMetrics {
             train_seconds: 0.0,
             accuracy_std: None,
             per_seed: Vec::new(),
+            kept: None,
             size_bytes: 0,
             latency: None,
             throughput_rows_per_s: None,

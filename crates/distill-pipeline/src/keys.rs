@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use distill_cache::{hash_bytes, Fingerprint, FingerprintBuilder};
 use distill_data::{resolve_path, LabelState, Prepared};
-use distill_spec::{BudgetRule, Device, Pipeline, TrainSpec};
+use distill_spec::{BudgetRule, Device, Pipeline, TeacherSpec, TrainSpec};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -44,10 +44,16 @@ fn trained_on(p: &Pipeline, builder: FingerprintBuilder) -> FingerprintBuilder {
 }
 
 /// The teacher's weights: everything that decides them.
-pub(crate) fn teacher(p: &Pipeline, data: &Prepared, plugins: &str) -> Fingerprint {
-    trained_on(p, FingerprintBuilder::new("teacher/v2"))
-        .part("teacher.model", yaml(&p.teacher.model).as_bytes())
-        .part("teacher.train", yaml(&p.teacher.train).as_bytes())
+/// `name` is the teacher's stage name: `teacher`, or `teacher2`, `teacher3`, … for `teachers`
+/// (each its own init seed); the first teacher's key is what it was before `teachers` existed.
+pub(crate) fn teacher(p: &Pipeline, spec: &TeacherSpec, name: &str, data: &Prepared, plugins: &str) -> Fingerprint {
+    let mut builder = trained_on(p, FingerprintBuilder::new("teacher/v2"));
+    if name != "teacher" {
+        builder = builder.part("teacher.name", name.as_bytes());
+    }
+    builder
+        .part("teacher.model", yaml(&spec.model).as_bytes())
+        .part("teacher.train", yaml(&spec.train).as_bytes())
         .part("seed", &p.seed.to_le_bytes())
         .part("data", data.fingerprint.as_bytes())
         .part("data.transfer.teacher_sees_hidden", &[teacher_sees_hidden(p) as u8])
@@ -70,7 +76,13 @@ pub(crate) fn logits(teacher: &str, data: &Prepared, storage: &str) -> Fingerpri
 /// One distilled student: its model, loss and budget, the logits file it learns from, the rows,
 /// its seed (init and batch order) and the plugins.
 pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: u64, plugins: &str) -> Fingerprint {
-    trained_on(p, FingerprintBuilder::new("student/v2"))
+    let transfer = p.data.transfer.as_ref();
+    let mut builder = trained_on(p, FingerprintBuilder::new("student/v2"));
+    // Only when asked for, so the keys of recipes without them stay as they were.
+    if let Some(t) = transfer.filter(|t| t.min_teacher_confidence.is_some() || t.weight.is_some()) {
+        builder = builder.part("data.transfer.confidence", yaml(&(t.min_teacher_confidence, t.weight)).as_bytes());
+    }
+    builder
         .part("student.model", yaml(&p.student.model).as_bytes())
         .part("student.loss", yaml(&p.student.loss).as_bytes())
         .part("student.train", yaml(&p.student.train).as_bytes())
@@ -97,8 +109,8 @@ pub(crate) fn baseline(p: &Pipeline, data: &Prepared, train: &TrainSpec, steps: 
 }
 
 /// How the logits are stored: `full` or `top_k=K` (part of the logits' key).
-pub(crate) fn storage(p: &Pipeline) -> String {
-    match p.teacher.cache.as_ref().and_then(|c| c.top_k) {
+pub(crate) fn storage(spec: &TeacherSpec) -> String {
+    match spec.cache.as_ref().and_then(|c| c.top_k) {
         Some(k) => format!("top_k={k}"),
         None => "full".into(),
     }

@@ -7,6 +7,7 @@
 
 mod evaluate;
 mod external;
+mod gain;
 mod keys;
 mod load;
 mod lock;
@@ -19,13 +20,16 @@ mod run;
 mod rundir;
 mod stages;
 mod sweep;
+mod teachers;
 mod trained;
+mod transfer;
 mod walk;
 mod warnings;
 
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;
-pub use evaluate::{ModelMetrics, TargetResult};
+pub use evaluate::{Kept, ModelMetrics, TargetResult};
+pub use gain::Gain;
 pub use load::load_plugins;
 pub use lock::{keys_in_use, Lock, StageRecord};
 pub use plan::{plan, plan_table};
@@ -35,6 +39,8 @@ pub use results::{ModelResult, ModelResults};
 pub use run::{check, run, CheckOutcome, RunOptions, RunOutcome, Summary};
 pub use stages::{artifact_kinds, force_values, Force, Role, StageKind, REGISTRY};
 pub use sweep::{PointResult, Recommendation, SweepSummary};
+pub use teachers::{EnsembleSummary, TeacherEval};
+pub use transfer::TransferConfidence;
 pub use walk::PlannedStage;
 
 use std::path::PathBuf;

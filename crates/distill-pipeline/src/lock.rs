@@ -56,6 +56,9 @@ pub struct Lock {
     pub cache_hits: Vec<String>,
     #[serde(default)]
     pub stages: Vec<StageRecord>,
+    /// The `keep` rule (`last` | `best_val`) of each trained model, by role.
+    #[serde(default)]
+    pub keep: BTreeMap<String, String>,
     /// The folder the recipe's relative paths were read from (absolute), for `distill rerun`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub recipe_dir: String,

@@ -84,6 +84,10 @@ fn teacher_line(p: &Pipeline) -> String {
     }
 }
 
+fn join(values: &[usize]) -> String {
+    values.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Everything the report shows, saved as `report-input.json` so `distill report` can redraw it.
 pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &BTreeMap<String, Vec<EpochStats>>) -> Option<ReportInput> {
     let mut recipe = vec![
@@ -102,6 +106,20 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
     }
     if let Some(rule) = &s.baseline_budget {
         recipe.push(("baseline budget".to_string(), rule.clone()));
+    }
+    if let Some(gain) = &s.gain {
+        recipe.push(("student vs baseline (paired by seed, 95% interval, paired t-test)".to_string(), gain.text.clone()));
+    }
+    if let Some(t) = &s.transfer_confidence {
+        recipe.extend(t.report_lines());
+    }
+    if let Some(e) = &s.ensemble {
+        recipe.extend(e.lines());
+    }
+    let kept: Vec<String> =
+        s.models.0.iter().filter_map(|m| m.metrics.kept.as_ref().map(|k| format!("{} {} (epoch {})", m.role.key(), k.rule, join(&k.epochs)))).collect();
+    if !kept.is_empty() {
+        recipe.push(("weights kept".to_string(), kept.join("; ")));
     }
     if !s.cache_hits.is_empty() {
         recipe.push(("cache hits".to_string(), s.cache_hits.join(", ")));

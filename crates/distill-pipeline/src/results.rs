@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use distill_data::Prepared;
-use distill_nn::{accuracy, predict_logits, save_weights, EpochStats, Mlp};
+use distill_nn::{accuracy, kept_epoch, predict_logits, save_weights, EpochStats, Mlp, TrainConfig};
+use distill_spec::{Pipeline, TrainSpec};
 
-use crate::evaluate::{ModelMetrics, TargetResult};
+use crate::evaluate::{Kept, ModelMetrics, TargetResult};
 use crate::report::Detail;
 use crate::rundir::RunDir;
 use crate::stages::{Output, Role};
@@ -52,13 +53,8 @@ pub(crate) struct Evaluated {
 
 /// Measures every model the walk produced on the test split; writes the teacher's and the
 /// first seed's student and baseline weights to the run directory.
-pub(crate) fn evaluate(
-    walked: &Walked,
-    data: &Prepared,
-    detail_spec: &distill_spec::EvaluateSpec,
-    run_dir: &RunDir,
-    student: &distill_spec::ModelSpec,
-) -> Result<Evaluated, PipelineError> {
+pub(crate) fn evaluate(walked: &Walked, data: &Prepared, p: &Pipeline, run_dir: &RunDir) -> Result<Evaluated, PipelineError> {
+    let (detail_spec, student) = (&p.evaluate, &p.student.model);
     let teacher = walked.outputs.iter().map(|o| &o.output).find(|o| matches!(o, Output::External(_) | Output::Model { role: Role::Teacher, .. }));
     let teacher_test: Option<Vec<f32>> = match teacher {
         Some(Output::Model { trained, .. }) => Some(predict_logits(&trained.model, &data.test.x)),
@@ -68,11 +64,15 @@ pub(crate) fn evaluate(
     let detail = Detail { data, teacher_test: teacher_test.as_deref(), spec: detail_spec };
     let mut history = BTreeMap::new();
     let mut models = Vec::new();
-    if let Some(m) = teacher.map(|t| teacher_metrics(t, &detail, run_dir, &mut history)).transpose()?.flatten() {
+    if let Some(mut m) = teacher.map(|t| teacher_metrics(t, &detail, run_dir, &mut history)).transpose()?.flatten() {
+        if let Some(Output::Model { trained, .. }) = teacher {
+            m.kept = kept(&p.teacher.train, [&trained.history]);
+        }
         models.push(ModelResult { role: Role::Teacher, metrics: m });
     }
     for role in [Role::Student, Role::Baseline] {
         let mut runs = Vec::new();
+        let mut histories = Vec::new();
         let mut first: Option<&Mlp> = None;
         for produced in &walked.outputs {
             let Output::Model { role: r, trained, seconds } = &produced.output else { continue };
@@ -80,11 +80,14 @@ pub(crate) fn evaluate(
                 continue;
             }
             history.insert(produced.name.clone(), trained.history.clone());
+            histories.push(&trained.history);
             runs.push((produced.seed.unwrap_or_default(), measure(&trained.model, *seconds, data, teacher_test.as_deref())));
             first.get_or_insert(&trained.model);
         }
         let Some(model) = first else { continue };
         let mut metrics = ModelMetrics::aggregate(runs);
+        // The baseline trains with the student's `train:` (its budget rescaled, the same `keep`).
+        metrics.kept = kept(&p.student.train, histories);
         let bytes = save_weights(model, metadata(role.key(), student, None))
             .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {}", role.key()), source })?;
         run_dir.write(&format!("{}.safetensors", role.key()), &bytes)?;
@@ -92,6 +95,14 @@ pub(crate) fn evaluate(
         models.push(ModelResult { role, metrics });
     }
     Ok(Evaluated { models: ModelResults(models), history })
+}
+
+/// The keep rule of `train` and the epoch it kept in each history (none without a history: a
+/// model given, not trained).
+fn kept<'h>(train: &TrainSpec, histories: impl IntoIterator<Item = &'h Vec<EpochStats>>) -> Option<Kept> {
+    let config = TrainConfig::from_spec(train);
+    let epochs: Option<Vec<usize>> = histories.into_iter().map(|h| kept_epoch(h, &config)).collect();
+    epochs.filter(|e| !e.is_empty()).map(|epochs| Kept { rule: train.effective_keep().as_str(), epochs })
 }
 
 /// Test accuracy, validation accuracy and agreement with the teacher of one trained model.

@@ -77,6 +77,17 @@ pub struct Summary {
     /// Student throughput over teacher throughput (rows/s at a large batch), when measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup: Option<f64>,
+    /// Student minus baseline accuracy paired by seed, with its 95% interval and p-value (with
+    /// at least two seeds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gain: Option<crate::gain::Gain>,
+    /// The teacher's confidence on labelled and unlabelled training rows, and what the
+    /// confidence filter kept (with a transfer set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer_confidence: Option<crate::transfer::TransferConfidence>,
+    /// With `teachers`: every teacher and their ensemble (rule, weights, test accuracies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<crate::teachers::EnsembleSummary>,
     /// How the baseline's budget was matched to the student's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_budget: Option<String>,
@@ -152,7 +163,7 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
     walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
 
-    let evaluated = results::evaluate(&walked, &data, &p.evaluate, run_dir, &p.student.model)?;
+    let evaluated = results::evaluate(&walked, &data, p, run_dir)?;
     let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
     run_dir.write_json("history.json", &evaluated.history)?;
     run_dir.write_json("metrics.json", &summary)?;
@@ -182,6 +193,12 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         cache_hits: walked.hits.clone(),
         compression,
         speedup,
+        gain: student.zip(models.get(Role::Baseline)).and_then(|(s, b)| crate::gain::gain(s, b)),
+        ensemble: crate::teachers::evaluate(cx, walked),
+        transfer_confidence: match walked.output("ensemble").or(walked.output(LOGITS.name)) {
+            Some(Output::Logits(l)) => crate::transfer::confidence(p, data, &l.values),
+            _ => None,
+        },
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         models,
         warnings: Vec::new(),
@@ -227,8 +244,22 @@ fn lock(opts: &RunOptions, cx: &Context, resolved: &str, walked: Walked) -> Resu
         cache_dir: cx.cache.root.display().to_string(),
         cache_hits: walked.hits,
         stages: walked.records,
+        keep: keep_rules(cx.pipeline()),
         recipe_dir: std::fs::canonicalize(Path::new(".").join(&cx.loaded.base_dir)).map(|d| d.display().to_string()).unwrap_or_default(),
     })
+}
+
+/// The `keep` rule of every model the recipe trains, by role.
+fn keep_rules(p: &Pipeline) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if p.teacher.logits.is_none() && p.teacher.weights.is_none() {
+        out.insert("teacher".to_string(), p.teacher.train.effective_keep().as_str().to_string());
+    }
+    out.insert("student".to_string(), p.student.train.effective_keep().as_str().to_string());
+    if p.student.baseline {
+        out.insert("baseline".to_string(), p.student.train.effective_keep().as_str().to_string());
+    }
+    out
 }
 
 /// A per-role seed, so teacher and student do not share random streams.

@@ -82,6 +82,25 @@ pub struct TransferSpec {
     /// may be absent). Relative to the pipeline file.
     #[serde(default)]
     pub source: Option<SourceSpec>,
+    /// Leave out of the student's training the rows without a label whose teacher confidence
+    /// (the teacher's largest softmax probability) is below this value, in (0, 1]; labelled rows
+    /// always stay. The student then trains for the optimiser steps it would take on every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_teacher_confidence: Option<f64>,
+    /// Weigh each row without a label in the student's loss by the teacher's `confidence`
+    /// (largest probability) or `entropy` (1 - H / ln k, its certainty); labelled rows weigh 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<TransferWeight>,
+}
+
+/// How an unlabelled row's loss term is weighted from the teacher's prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferWeight {
+    /// The teacher's largest softmax probability.
+    Confidence,
+    /// One minus the teacher's entropy over ln(classes).
+    Entropy,
 }
 
 /// A data file.

@@ -26,6 +26,8 @@ pub(crate) const PATH_KEYS: &[&str] = &[
     "data.transfer.source.labels",
     "teacher.weights",
     "teacher.logits.path",
+    "teachers[].weights",
+    "teachers[].logits.path",
 ];
 
 /// One file of a chain: its own keys (without `extends`), where they are written.

@@ -305,28 +305,33 @@ impl From<LayerSpec> for LayerMap {
 
 /// The teacher's source: a model (trained or with `weights`) or external `logits`, never both.
 pub(crate) fn validate_teacher(t: &TeacherSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
+    validate_teacher_at("teacher", t, plugins_listed, bad);
+}
+
+/// [`validate_teacher`] for the teacher at `key` (`teacher` or `teachers[N]`).
+pub(crate) fn validate_teacher_at(key: &str, t: &TeacherSpec, plugins_listed: bool, bad: &mut impl FnMut(&str, String)) {
     match (&t.model, &t.logits) {
         (Some(model), None) => {
-            validate_model("teacher.model", model, plugins_listed, bad);
-            validate_train("teacher.train", &t.train, bad);
+            validate_model(&format!("{key}.model"), model, plugins_listed, bad);
+            validate_train(&format!("{key}.train"), &t.train, bad);
         }
-        (None, None) => bad("teacher.model", "the teacher needs a `model` (trained here or loaded from `weights`), or its `logits` from a file".into()),
-        (Some(_), Some(_)) => bad("teacher.model", "leave `model` out with `teacher.logits`: the logit file is the teacher".into()),
+        (None, None) => bad(&format!("{key}.model"), "the teacher needs a `model` (trained here or loaded from `weights`), or its `logits` from a file".into()),
+        (Some(_), Some(_)) => bad(&format!("{key}.model"), "leave `model` out with `logits`: the logit file is the teacher".into()),
         (None, Some(_)) => {}
     }
     if t.logits.is_some() {
         if t.weights.is_some() {
-            bad("teacher.logits", "`logits` and `weights` are two teacher sources; give one".into());
+            bad(&format!("{key}.logits"), "`logits` and `weights` are two teacher sources; give one".into());
         }
         if t.train != TrainSpec::default() {
-            bad("teacher.train", "leave `train` out with `teacher.logits`: nothing is trained".into());
+            bad(&format!("{key}.train"), "leave `train` out with `logits`: nothing is trained".into());
         }
         if t.logits.as_ref().is_some_and(|l| l.path.as_os_str().is_empty()) {
-            bad("teacher.logits.path", "must name a Parquet file".into());
+            bad(&format!("{key}.logits.path"), "must name a Parquet file".into());
         }
     }
     if let Some(0) = t.cache.as_ref().and_then(|c| c.top_k) {
-        bad("teacher.cache.top_k", "must be at least 1".into());
+        bad(&format!("{key}.cache.top_k"), "must be at least 1".into());
     }
 }
 

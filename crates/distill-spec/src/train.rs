@@ -29,6 +29,38 @@ pub struct TrainSpec {
     /// Needs validation rows (`data.split.val`); without them training runs the full budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStoppingSpec>,
+    /// Which epoch's weights training ends with: `last`, or `best_val` (the epoch with the
+    /// highest validation accuracy; needs `data.split.val`; the test split is never looked at).
+    /// Default: `best_val` with `early_stopping`, else `last`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<KeepRule>,
+}
+
+/// Which epoch's weights a training run keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepRule {
+    /// The weights after the last epoch run.
+    Last,
+    /// The weights of the epoch with the highest validation accuracy (the first such epoch).
+    BestVal,
+}
+
+impl KeepRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepRule::Last => "last",
+            KeepRule::BestVal => "best_val",
+        }
+    }
+}
+
+impl TrainSpec {
+    /// The keep rule in force: the declared one, else `best_val` under early stopping (which has
+    /// always restored its best epoch), else `last`.
+    pub fn effective_keep(&self) -> KeepRule {
+        self.keep.unwrap_or(if self.early_stopping.is_some() { KeepRule::BestVal } else { KeepRule::Last })
+    }
 }
 
 fn default_epochs() -> usize {
@@ -48,6 +80,7 @@ impl Default for TrainSpec {
             schedule: None,
             clip_grad_norm: None,
             early_stopping: None,
+            keep: None,
         }
     }
 }
@@ -121,6 +154,12 @@ mod tests {
         assert_eq!(train("{clip_grad_norm: 0}")[0].0, "t.clip_grad_norm");
         assert_eq!(train("{early_stopping: {patience: 0}}")[0].0, "t.early_stopping.patience");
         assert!(serde_yaml::from_str::<TrainSpec>("{early_stopping: {patience: 2, monitor: loss}}").is_err());
+        let keep = |text: &str| serde_yaml::from_str::<TrainSpec>(text).unwrap().effective_keep();
+        assert_eq!(keep("{}"), KeepRule::Last);
+        assert_eq!(keep("{early_stopping: {patience: 2}}"), KeepRule::BestVal);
+        assert_eq!(keep("{keep: last, early_stopping: {patience: 2}}"), KeepRule::Last);
+        assert_eq!(keep("{keep: best_val}"), KeepRule::BestVal);
+        assert!(serde_yaml::from_str::<TrainSpec>("{keep: best_test}").is_err());
         let adamw: OptimizerSpec = serde_yaml::from_str("{kind: adamw}").unwrap();
         assert_eq!(adamw.effective_weight_decay(), 0.01);
         assert_eq!(serde_yaml::from_str::<OptimizerSpec>("{lr: 0.5}").unwrap().lr(), 0.5, "adam without `kind`");

@@ -35,12 +35,52 @@ pub struct Pipeline {
     pub plugins: Vec<PluginSpec>,
     pub data: DataSpec,
     pub teacher: TeacherSpec,
+    /// More teachers besides `teacher`, each one trained here, given as `weights` or as `logits`
+    /// (the keys of `teacher`). With any, the student learns from the `ensemble` of all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teachers: Vec<TeacherSpec>,
+    /// How several teachers' logits become the student's soft targets (default: the mean of
+    /// their probabilities, equal weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSpec>,
     pub student: StudentSpec,
     #[serde(default)]
     pub evaluate: EvaluateSpec,
     /// Many students from this recipe: see [`SweepSpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepSpec>,
+}
+
+/// `ensemble:`: how the teachers' logits are combined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleSpec {
+    /// `mean_probs` (default): the weighted mean of the teachers' `softmax(t / T)` at the
+    /// student loss's temperature T; `mean_logits`: the weighted mean of their logits.
+    #[serde(default)]
+    pub rule: EnsembleRule,
+    /// One weight per teacher (`teacher` first, then `teachers` in order), ≥ 0, not all 0;
+    /// normalised to sum 1. Default: equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f64>>,
+}
+
+/// The combination rule of an ensemble of teachers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnsembleRule {
+    #[default]
+    MeanProbs,
+    MeanLogits,
+}
+
+impl EnsembleRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnsembleRule::MeanProbs => "mean_probs",
+            EnsembleRule::MeanLogits => "mean_logits",
+        }
+    }
 }
 
 /// serde default for flags that are on unless turned off.

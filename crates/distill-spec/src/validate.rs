@@ -16,6 +16,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
         bad("name", format!("must be a non-empty name without slashes, got {:?}", p.name));
     }
     validate_split(&p.data, &mut bad);
+    validate_keep(p, &mut bad);
     validate_sources(&p.data, &mut bad);
     if let Some(seeds) = &p.student.seeds {
         if seeds.is_empty() {
@@ -28,6 +29,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     validate_unique(p, &mut bad);
     let plugins = !p.plugins.is_empty();
     crate::model::validate_teacher(&p.teacher, plugins, &mut bad);
+    validate_ensemble(p, plugins, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
     crate::train::validate_train("student.train", &p.student.train, &mut bad);
     validate_cnns(p, &mut bad);
@@ -63,6 +65,35 @@ fn validate_unique(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
     }
 }
 
+/// `teachers` and `ensemble`: every extra teacher like `teacher`, one weight per teacher.
+fn validate_ensemble(p: &Pipeline, plugins: bool, bad: &mut impl FnMut(&str, String)) {
+    for (i, t) in p.teachers.iter().enumerate() {
+        crate::model::validate_teacher_at(&format!("teachers[{i}]"), t, plugins, bad);
+    }
+    let Some(e) = &p.ensemble else { return };
+    if p.teachers.is_empty() {
+        bad("ensemble", "an ensemble needs more teachers: list them under `teachers`".into());
+    }
+    if let Some(w) = &e.weights {
+        let n = 1 + p.teachers.len();
+        if w.len() != n {
+            bad("ensemble.weights", format!("needs one weight per teacher ({n}: `teacher`, then `teachers`), got {}", w.len()));
+        } else if w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || w.iter().all(|v| *v == 0.0) {
+            bad("ensemble.weights", format!("weights must be ≥ 0 and not all 0, got {w:?}"));
+        }
+    }
+}
+
+/// `keep: best_val` ranks epochs on the validation split, so it needs one (never the test split).
+fn validate_keep(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
+    let trained = p.teacher.logits.is_none() && p.teacher.weights.is_none();
+    for (key, train, used) in [("teacher.train", &p.teacher.train, trained), ("student.train", &p.student.train, true)] {
+        if used && train.keep == Some(KeepRule::BestVal) && p.data.split.val <= 0.0 {
+            bad(&format!("{key}.keep"), "`best_val` needs validation rows: set `data.split.val` (the test split is never used to choose weights)".into());
+        }
+    }
+}
+
 /// `data.split` against `data.test_source`, and the transfer set's size.
 fn validate_split(d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
     let split = &d.split;
@@ -85,6 +116,11 @@ fn validate_split(d: &DataSpec, bad: &mut impl FnMut(&str, String)) {
     }
     if test + split.val >= 1.0 {
         bad("data.split", format!("test + val = {} leaves no training rows", test + split.val));
+    }
+    if let Some(m) = d.transfer.as_ref().and_then(|t| t.min_teacher_confidence) {
+        if !(m > 0.0 && m <= 1.0) {
+            bad("data.transfer.min_teacher_confidence", format!("must be in (0, 1], got {m}"));
+        }
     }
     if let Some(l) = d.transfer.as_ref().and_then(|t| t.labelled) {
         let ok = (l > 0.0 && l < 1.0) || (l >= 1.0 && l.fract() == 0.0);

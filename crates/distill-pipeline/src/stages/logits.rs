@@ -8,6 +8,7 @@ use distill_cache::{decode_logits, encode_logits, hash_bytes, Fingerprint, Logit
 use distill_nn::predict_logits;
 
 use super::fit::short;
+use super::teacher::teacher_name;
 use super::{Context, Found, Output, Stage, StageKind, LOGITS};
 use crate::{keys, PipelineError};
 
@@ -21,12 +22,15 @@ pub(crate) struct Logits {
     pub path: PathBuf,
 }
 
-pub(crate) struct LogitsStage;
+/// The logits of teacher `index` (see [`TeacherStage`](super::teacher::TeacherStage)).
+pub(crate) struct LogitsStage {
+    pub index: usize,
+}
 
 impl LogitsStage {
-    fn meta(cx: &Context, teacher_id: &str) -> LogitMeta {
+    fn meta(&self, cx: &Context, teacher_id: &str) -> LogitMeta {
         let data = cx.data;
-        let top_k = cx.pipeline().teacher.cache.as_ref().and_then(|c| c.top_k);
+        let top_k = cx.teacher_at(self.index).0.cache.as_ref().and_then(|c| c.top_k);
         LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k }
     }
 }
@@ -37,28 +41,29 @@ impl Stage for LogitsStage {
     }
 
     fn name(&self) -> String {
-        "logits".into()
+        logits_name(self.index)
     }
 
     fn hit_name(&self) -> String {
-        "teacher_logits".into()
+        format!("{}_logits", teacher_name(self.index))
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec!["teacher".into()]
+        vec![teacher_name(self.index)]
     }
 
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
         let classes = cx.data.classes();
-        if let Some(k) = cx.pipeline().teacher.cache.as_ref().and_then(|c| c.top_k).filter(|&k| k > classes) {
-            return Err(PipelineError::key("teacher.cache.top_k", format!("{k} is more than the {classes} classes")));
+        let (spec, key, _) = cx.teacher_at(self.index);
+        if let Some(k) = spec.cache.as_ref().and_then(|c| c.top_k).filter(|&k| k > classes) {
+            return Err(PipelineError::key(format!("{key}.cache.top_k"), format!("{k} is more than the {classes} classes")));
         }
-        Ok(keys::logits(&inputs[0].identity(), cx.data, &keys::storage(cx.pipeline())))
+        Ok(keys::logits(&inputs[0].identity(), cx.data, &keys::storage(spec)))
     }
 
     fn find(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output], forced: bool) -> Result<Option<Found>, PipelineError> {
         let path = cx.cache.logits(&fp.key);
-        let found = cached_logits(cx, &path, &Self::meta(cx, &inputs[0].identity()), forced);
+        let found = cached_logits(cx, &path, &self.meta(cx, &inputs[0].identity()), forced);
         Ok(found.map(|(values, bytes)| {
             tracing::info!(key = %short(&fp.key), "teacher logits: cache hit, skipped inference");
             Found::Cached(Output::Logits(Logits { values, blake3: hash_bytes(&bytes), key: fp.key.clone(), path }))
@@ -68,8 +73,8 @@ impl Stage for LogitsStage {
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
         let data = cx.data;
         let path = cx.cache.logits(&fp.key);
-        let meta = Self::meta(cx, &inputs[0].identity());
-        tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.pipeline()), "teacher logits: computing");
+        let meta = self.meta(cx, &inputs[0].identity());
+        tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.teacher_at(self.index).0), "teacher logits: computing");
         let logits = match inputs[0] {
             Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
             Output::External(e) => e.train.clone(),
@@ -87,6 +92,15 @@ impl Stage for LogitsStage {
         // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
         let values = decode_logits(&path, bytes.clone())?.logits;
         Ok(Output::Logits(Logits { values, blake3: hash_bytes(&bytes), key: fp.key.clone(), path }))
+    }
+}
+
+/// The stage name of teacher `index`'s logits: `logits`, `logits2`, …
+pub(crate) fn logits_name(index: usize) -> String {
+    if index == 0 {
+        "logits".into()
+    } else {
+        format!("logits{}", index + 1)
     }
 }
 

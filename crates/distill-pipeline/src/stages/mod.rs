@@ -9,6 +9,7 @@
 
 mod baseline;
 mod context;
+mod ensemble;
 mod fit;
 mod logits;
 mod student;
@@ -17,7 +18,9 @@ mod teacher;
 use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
+pub(crate) use ensemble::settings as ensemble_settings;
 pub(crate) use logits::Logits;
+pub(crate) use teacher::teacher_name;
 
 use crate::external::ExternalTeacher;
 use crate::trained::Trained;
@@ -61,10 +64,16 @@ pub const BASELINE: StageKind = StageKind {
     artifact: Some(ArtifactKind { kind: "baseline", dir: "baselines", ext: ".safetensors" }),
     forced_with: &[],
 };
+pub const ENSEMBLE: StageKind = StageKind {
+    name: "ensemble",
+    about: "combine several teachers' logits into the soft targets (with `teachers`; never stored)",
+    artifact: None,
+    forced_with: &[],
+};
 pub const EVALUATE: StageKind = StageKind { name: "evaluate", about: "test metrics, latency, targets, report (always runs)", artifact: None, forced_with: &[] };
 
 /// Every stage kind, in graph order.
-pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &STUDENT, &BASELINE, &EVALUATE];
+pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &STUDENT, &BASELINE, &EVALUATE];
 
 /// The artifact kinds of the cached stages, for the cache (`ls`, `verify`, `gc`, artifact paths).
 pub fn artifact_kinds() -> Vec<ArtifactKind> {
@@ -156,15 +165,24 @@ pub(crate) trait Stage {
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError>;
 }
 
-/// The recipe's stage graph in order: teacher, its logits, then per seed the student and
+/// The recipe's stage graph in order: each teacher and its logits (with `teachers`, their
+/// ensemble), then per seed the student and
 /// (when asked) the baseline.
 pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let p = cx.pipeline();
-    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(teacher::TeacherStage), Box::new(logits::LogitsStage)];
+    let teachers = 1 + p.teachers.len();
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    for index in 0..teachers {
+        stages.push(Box::new(teacher::TeacherStage { index }));
+        stages.push(Box::new(logits::LogitsStage { index }));
+    }
+    if teachers > 1 {
+        stages.push(Box::new(ensemble::EnsembleStage { teachers }));
+    }
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
     for seed in seeds {
-        stages.push(Box::new(student::StudentStage { seed, several }));
+        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1 }));
         if p.student.baseline {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }

@@ -3,6 +3,7 @@
 
 use distill_cache::Fingerprint;
 use distill_data::LabelState;
+use distill_nn::confidence::RowWeighted;
 use distill_nn::NO_LABEL;
 
 use super::fit::{Fit, ModelJob};
@@ -15,6 +16,8 @@ pub(crate) struct StudentStage {
     pub seed: u64,
     /// Whether the recipe trains several seeds (names carry `@seed` then).
     pub several: bool,
+    /// Whether it learns from an ensemble of teachers.
+    pub ensemble: bool,
 }
 
 impl StudentStage {
@@ -38,7 +41,8 @@ impl Stage for StudentStage {
     }
 
     fn inputs(&self) -> Vec<String> {
-        vec!["logits".into()]
+        // Several teachers: the ensemble's combined logits; one: its logits.
+        vec![if self.ensemble { "ensemble" } else { "logits" }.into()]
     }
 
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
@@ -50,20 +54,23 @@ impl Stage for StudentStage {
     }
 
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
-        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teacher's logits")) };
+        let Output::Logits(logits) = inputs[0] else { return Err(PipelineError::Graph("the student's input is not the teachers' logits")) };
         let (data, name) = (cx.data, self.name());
         let job = self.job(cx, &name);
+        let p = cx.pipeline();
         let labels: Vec<u32> = data.train.y.iter().zip(&data.train.state).map(|(&y, &s)| if s == LabelState::Labelled { y } else { NO_LABEL }).collect();
+        let filtered = crate::transfer::filter(p, data, &labels, &logits.values);
+        let weighted = p.data.transfer.as_ref().and_then(|t| t.weight).map(|rule| RowWeighted { inner: cx.student_loss.as_ref(), rule });
         let fit = Fit {
-            x: &data.train.x,
-            labels: &labels,
-            teacher: Some(&logits.values),
-            loss: cx.student_loss.as_ref(),
-            spec: &cx.pipeline().student.train,
+            x: filtered.as_ref().map_or(&data.train.x, |f| &f.x),
+            labels: filtered.as_ref().map_or(&labels, |f| &f.labels),
+            teacher: Some(filtered.as_ref().map_or(&logits.values, |f| &f.teacher)),
+            loss: weighted.as_ref().map_or(cx.student_loss.as_ref(), |w| w as &dyn distill_nn::Loss),
+            spec: filtered.as_ref().map_or(&p.student.train, |f| &f.train),
             seed: job.init_seed,
             name: &name,
-            max_steps: None,
+            max_steps: filtered.as_ref().map(|f| f.max_steps),
         };
-        job.train(cx, fp, data.train.len(), &fit)
+        job.train(cx, fp, fit.labels.len(), &fit)
     }
 }

@@ -13,7 +13,19 @@ use crate::run::derive_seed;
 use crate::trained::Trained;
 use crate::{external, keys, PipelineError};
 
-pub(crate) struct TeacherStage;
+/// The teacher at `index`: 0 is `teacher`, 1.. are `teachers[index - 1]`.
+pub(crate) struct TeacherStage {
+    pub index: usize,
+}
+
+/// The stage name of teacher `index`: `teacher`, `teacher2`, `teacher3`, …
+pub(crate) fn teacher_name(index: usize) -> String {
+    if index == 0 {
+        "teacher".into()
+    } else {
+        format!("teacher{}", index + 1)
+    }
+}
 
 /// Where the recipe's teacher comes from.
 enum Source<'a> {
@@ -22,13 +34,13 @@ enum Source<'a> {
     Trained(&'a MlpShape),
 }
 
-fn source<'a>(cx: &'a Context) -> Result<Source<'a>, PipelineError> {
-    let p = cx.pipeline();
-    match (&p.teacher.logits, &p.teacher.weights, &cx.teacher_shape) {
+fn source<'a>(cx: &'a Context, index: usize) -> Result<Source<'a>, PipelineError> {
+    let (spec, key, shape) = cx.teacher_at(index);
+    match (&spec.logits, &spec.weights, shape) {
         (Some(ext), _, _) => Ok(Source::Logits(&ext.path)),
         (None, Some(path), Some(shape)) => Ok(Source::Weights(path, shape)),
         (None, None, Some(shape)) => Ok(Source::Trained(shape)),
-        _ => Err(PipelineError::key("teacher.model", "the teacher needs a `model` or `logits`")),
+        _ => Err(PipelineError::key(format!("{key}.model"), "the teacher needs a `model` or `logits`")),
     }
 }
 
@@ -43,9 +55,10 @@ fn given(key: &str, id: &str) -> Fingerprint {
 }
 
 impl TeacherStage {
-    fn job<'a>(cx: &'a Context, shape: &'a MlpShape) -> Result<ModelJob<'a>, PipelineError> {
-        let spec = cx.pipeline().teacher.model.as_ref().ok_or_else(|| PipelineError::key("teacher.model", "missing"))?;
-        Ok(ModelJob { kind: &TEACHER, role: Role::Teacher, name: "teacher", shape, init_seed: derive_seed(cx.pipeline().seed, "teacher"), spec })
+    fn job<'a>(&self, cx: &'a Context, shape: &'a MlpShape, name: &'a str) -> Result<ModelJob<'a>, PipelineError> {
+        let (spec, key, _) = cx.teacher_at(self.index);
+        let spec = spec.model.as_ref().ok_or_else(|| PipelineError::key(format!("{key}.model"), "missing"))?;
+        Ok(ModelJob { kind: &TEACHER, role: Role::Teacher, name, shape, init_seed: derive_seed(cx.pipeline().seed, name), spec })
     }
 }
 
@@ -55,50 +68,52 @@ impl Stage for TeacherStage {
     }
 
     fn name(&self) -> String {
-        "teacher".into()
+        teacher_name(self.index)
     }
 
     fn fingerprint(&self, cx: &Context, _: &[&Output]) -> Result<Fingerprint, PipelineError> {
-        Ok(match source(cx)? {
-            Source::Logits(path) => given("teacher.logits", &hash_bytes(&read_given(cx, "teacher.logits.path", path)?)),
-            Source::Weights(path, _) => given("teacher.weights", &hash_bytes(&read_given(cx, "teacher.weights", path)?)),
-            Source::Trained(_) => keys::teacher(cx.pipeline(), cx.data, &cx.plugins_hash),
+        let (spec, key, _) = cx.teacher_at(self.index);
+        Ok(match source(cx, self.index)? {
+            Source::Logits(path) => given("teacher.logits", &hash_bytes(&read_given(cx, &format!("{key}.logits.path"), path)?)),
+            Source::Weights(path, _) => given("teacher.weights", &hash_bytes(&read_given(cx, &format!("{key}.weights"), path)?)),
+            Source::Trained(_) => keys::teacher(cx.pipeline(), spec, &self.name(), cx.data, &cx.plugins_hash),
         })
     }
 
     fn find(&self, cx: &Context, fp: &Fingerprint, _: &[&Output], forced: bool) -> Result<Option<Found>, PipelineError> {
-        Ok(match source(cx)? {
+        let (name, key) = (self.name(), cx.teacher_at(self.index).1);
+        Ok(match source(cx, self.index)? {
             Source::Logits(path) => {
                 let e = external::load(&cx.loaded.base_dir, path, cx.data)?;
                 let what = format!("external logits {} (blake3 {})", path.display(), short(&e.blake3));
                 Some(Found::Given(Output::External(e), what))
             }
             Source::Weights(path, shape) => {
-                let bytes = read_given(cx, "teacher.weights", path)?;
+                let bytes = read_given(cx, &format!("{key}.weights"), path)?;
                 let mut model = Mlp::new(shape.clone(), cx.pipeline().seed);
                 load_weights(&mut model, &bytes)
-                    .map_err(|source| PipelineError::Checkpoint { context: format!("teacher.weights: {}", path.display()), source })?;
-                tracing::info!(path = %path.display(), "teacher: loaded given weights, no training");
+                    .map_err(|source| PipelineError::Checkpoint { context: format!("{key}.weights: {}", path.display()), source })?;
+                tracing::info!(path = %path.display(), "{name}: loaded given weights, no training");
                 let what = format!("weights {} (blake3 {})", path.display(), short(&hash_bytes(&bytes)));
                 Some(Found::Given(Output::Model { role: Role::Teacher, trained: Trained { model, history: Vec::new(), bytes }, seconds: 0.0 }, what))
             }
-            Source::Trained(shape) => Self::job(cx, shape)?.find(cx, fp, forced),
+            Source::Trained(shape) => self.job(cx, shape, &name)?.find(cx, fp, forced),
         })
     }
 
     fn compute(&self, cx: &Context, fp: &Fingerprint, _: &[&Output]) -> Result<Output, PipelineError> {
-        let Source::Trained(shape) = source(cx)? else { return Err(PipelineError::Graph("a given teacher is never computed")) };
-        let job = Self::job(cx, shape)?;
+        let Source::Trained(shape) = source(cx, self.index)? else { return Err(PipelineError::Graph("a given teacher is never computed")) };
+        let name = self.name();
+        let job = self.job(cx, shape, &name)?;
         let rows = cx.data.train.subset(|s| cx.teacher_sees(s));
-        let p = cx.pipeline();
         let fit = Fit {
             x: &rows.x,
             labels: &rows.y,
             teacher: None,
             loss: &CrossEntropy,
-            spec: &p.teacher.train,
+            spec: &cx.teacher_at(self.index).0.train,
             seed: job.init_seed,
-            name: "teacher",
+            name: &name,
             max_steps: None,
         };
         job.train(cx, fp, rows.len(), &fit)

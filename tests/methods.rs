@@ -1,0 +1,234 @@
+//! Methods and statistics through the binary: the paired gain over seeds (interval and
+//! p-value), the `keep` rule, and confidence-aware transfer sets, on the shipped digits recipes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn distill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_distill"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("DISTILL_CACHE_DIR")
+        .output()
+        .expect("the distill binary runs")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// `digits-transfer` (100 labels, 3 seeds) with a small teacher and short budgets.
+fn run_transfer(out: &Path, cache: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "pipelines/digits-transfer.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    args.extend([
+        "--set",
+        "teacher.model.hidden=[32]",
+        "--set",
+        "teacher.train.epochs=10",
+        "--set",
+        "student.train.epochs=6",
+        "--set",
+        "evaluate.latency=false",
+        "--set",
+        "evaluate.targets={}",
+    ]);
+    args.extend(extra);
+    distill(&args)
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn per_seed(m: &Value, role: &str) -> Vec<(u64, f64)> {
+    m[role]["per_seed"].as_array().unwrap().iter().map(|s| (s["seed"].as_u64().unwrap(), s["accuracy"].as_f64().unwrap())).collect()
+}
+
+#[test]
+fn several_seeds_give_the_paired_gain_with_its_interval_and_p_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("run"), tmp.path().join("cache"));
+    let stdout = ok(&run_transfer(&out, &cache, &[]));
+    let m = read_json(&out.join("metrics.json"));
+    let (s, b) = (per_seed(&m, "student"), per_seed(&m, "baseline"));
+    assert_eq!(s.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1, 2]);
+    // Recomputed here from the per-seed accuracies: paired differences, t with 2 degrees of
+    // freedom (95% critical value 4.302653, two-sided p from F(t) = 1/2 + t / (2 √(2 + t²))).
+    let d: Vec<f64> = s.iter().zip(&b).map(|(s, b)| s.1 - b.1).collect();
+    let mean = d.iter().sum::<f64>() / 3.0;
+    let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    let se = sd / 3f64.sqrt();
+    let t = mean / se;
+    let p = 1.0 - t.abs() / (2.0 + t * t).sqrt();
+    let g = &m["gain"];
+    assert_eq!(g["n"], 3);
+    assert_eq!(g["seeds"], serde_json::json!([0, 1, 2]));
+    let close = |key: &str, want: f64| assert!((g[key].as_f64().unwrap() - want).abs() < 1e-9, "{key}: {} vs {want}", g[key]);
+    close("mean", mean);
+    close("std", sd);
+    close("t", t);
+    close("p_value", p);
+    assert!((g["ci95"][0].as_f64().unwrap() - (mean - 4.302_652_729_749_464 * se)).abs() < 1e-9);
+    assert!((g["ci95"][1].as_f64().unwrap() - (mean + 4.302_652_729_749_464 * se)).abs() < 1e-9);
+    let text = g["text"].as_str().unwrap();
+    assert!(text.starts_with(&format!("gain {:+.1} pt [", 100.0 * mean)) && text.ends_with(", 3 seeds"), "{text}");
+    assert!(stdout.contains(text), "the summary table prints it:\n{stdout}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains(text), "the report prints it");
+    // One seed has no spread to test against: no gain block.
+    let one = tmp.path().join("one");
+    ok(&run_transfer(&one, &cache, &["--set", "student.seeds=[0]"]));
+    assert!(read_json(&one.join("metrics.json")).get("gain").is_none());
+}
+
+#[test]
+fn the_keep_rule_is_declared_recorded_and_part_of_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let with_val = ["--set", "data.split.val=0.15", "--set", "student.seeds=[0]", "--set", "student.train.epochs=12"];
+    let best = tmp.path().join("best");
+    ok(&run_transfer(&best, &cache, &[&with_val[..], &["--set", "student.train.keep=best_val"]].concat()));
+    let m = read_json(&best.join("metrics.json"));
+    let history = read_json(&best.join("history.json"));
+    // best_val: the first epoch of the highest validation accuracy, for student and baseline.
+    for (role, stage) in [("student", "student"), ("baseline", "baseline")] {
+        let accs: Vec<f64> = history[stage].as_array().unwrap().iter().map(|e| e["val_accuracy"].as_f64().unwrap()).collect();
+        let top = accs.iter().copied().fold(f64::MIN, f64::max);
+        let first = accs.iter().position(|&a| a == top).unwrap() + 1;
+        assert_eq!(m[role]["kept"], serde_json::json!({"rule": "best_val", "epochs": [first]}), "{role}");
+        assert_eq!(m[role]["val_accuracy"].as_f64().unwrap(), top, "{role}: the kept weights score the best validation accuracy");
+    }
+    assert_eq!(m["teacher"]["kept"]["rule"], "last");
+    let lock = read_json(&best.join("lock.json"));
+    assert_eq!(lock["keep"], serde_json::json!({"baseline": "best_val", "student": "best_val", "teacher": "last"}));
+    assert!(std::fs::read_to_string(best.join("report.md")).unwrap().contains("student best_val (epoch"));
+
+    // `last` is another model: its own cache key, the last epoch kept.
+    let last = tmp.path().join("last");
+    ok(&run_transfer(&last, &cache, &[&with_val[..], &["--set", "student.train.keep=last"]].concat()));
+    let m = read_json(&last.join("metrics.json"));
+    let hits: Vec<&str> = m["cache_hits"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    assert!(hits.contains(&"teacher") && !hits.contains(&"student") && !hits.contains(&"baseline"), "{hits:?}");
+    let epochs = read_json(&last.join("history.json"))["student"].as_array().unwrap().len();
+    assert_eq!(m["student"]["kept"], serde_json::json!({"rule": "last", "epochs": [epochs]}));
+
+    // best_val never looks at the test split: without validation rows it is an error.
+    let o = run_transfer(&tmp.path().join("bad"), &cache, &["--set", "student.train.keep=best_val"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("student.train.keep: `best_val` needs validation rows"), "{err}");
+    assert!(!tmp.path().join("bad").exists());
+}
+
+#[test]
+fn the_confidence_filter_keeps_the_rows_above_the_threshold_and_the_report_shows_the_histograms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let seed = ["--set", "student.seeds=[0]"];
+    let plain = tmp.path().join("plain");
+    ok(&run_transfer(&plain, &cache, &seed));
+    let base = read_json(&plain.join("metrics.json"));
+    let conf = &base["transfer_confidence"];
+    let (labelled, unlabelled): (Vec<u64>, Vec<u64>) =
+        (0..10).map(|i| (conf["labelled"][i].as_u64().unwrap(), conf["unlabelled"][i].as_u64().unwrap())).unzip();
+    assert_eq!(labelled.iter().sum::<u64>(), 100);
+    assert_eq!(unlabelled.iter().sum::<u64>(), base["rows"]["train"].as_u64().unwrap() - 100);
+    assert!(conf.get("unlabelled_kept").is_none());
+
+    // 0.9 is the last bin's lower edge: the filter keeps exactly that bin's unlabelled rows.
+    let filtered = tmp.path().join("filtered");
+    let stdout = ok(&run_transfer(&filtered, &cache, &[&seed[..], &["--set", "data.transfer.min_teacher_confidence=0.9"]].concat()));
+    let m = read_json(&filtered.join("metrics.json"));
+    let kept = m["transfer_confidence"]["unlabelled_kept"].as_u64().unwrap();
+    assert_eq!(kept, unlabelled[9], "the teacher (a cache hit) is the same, so are its confidences");
+    assert!(kept > 0 && kept < unlabelled.iter().sum::<u64>(), "the case must filter something: {kept}");
+    let line = format!("kept {kept} of {} unlabelled rows", unlabelled.iter().sum::<u64>());
+    assert!(stdout.contains(&line), "{stdout}");
+    let report = std::fs::read_to_string(filtered.join("report.md")).unwrap();
+    assert!(report.contains(&line) && report.contains("teacher confidence, unlabelled rows"), "{report}");
+    // The student trained on the labelled rows and the kept ones only.
+    let log = std::fs::read_to_string(filtered.join("run.log")).unwrap();
+    assert!(log.contains(&format!("rows={}", 100 + kept)) && log.contains("kept="), "{log}");
+    let hits: Vec<&str> = m["cache_hits"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    assert!(hits.contains(&"teacher_logits") && hits.contains(&"baseline") && !hits.contains(&"student"), "{hits:?}");
+
+    // Weighting by the teacher's confidence: another student, the same rows.
+    let weighted = tmp.path().join("weighted");
+    ok(&run_transfer(&weighted, &cache, &[&seed[..], &["--set", "data.transfer.weight=entropy"]].concat()));
+    let w = read_json(&weighted.join("metrics.json"));
+    assert_eq!(w["transfer_confidence"]["weight"], "entropy");
+    assert!(!w["cache_hits"].as_array().unwrap().iter().any(|h| h == "student"));
+    assert!(std::fs::read_to_string(weighted.join("report.md")).unwrap().contains("unlabelled rows weighted by"));
+
+    let o = run_transfer(&tmp.path().join("bad"), &cache, &["--set", "data.transfer.min_teacher_confidence=1.5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("data.transfer.min_teacher_confidence: must be in (0, 1], got 1.5"));
+}
+
+fn hits(m: &Value) -> Vec<String> {
+    m["cache_hits"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn several_teachers_are_each_cached_evaluated_and_combined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let teachers =
+        ["--set", "student.seeds=[0]", "--set", "teachers=[{model: {hidden: [24]}, train: {epochs: 10}}, {model: {hidden: [16]}, train: {epochs: 10}}]"];
+    let first = tmp.path().join("first");
+    let stdout = ok(&run_transfer(&first, &cache, &teachers));
+    let m = read_json(&first.join("metrics.json"));
+    let e = &m["ensemble"];
+    assert_eq!(e["rule"], "mean_probs");
+    assert_eq!(e["temperature"], 2.0, "the student's KD temperature");
+    let names: Vec<&str> = e["teachers"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["teacher", "teacher2", "teacher3"]);
+    let params: Vec<u64> = e["teachers"].as_array().unwrap().iter().map(|t| t["params"].as_u64().unwrap()).collect();
+    assert_eq!(params, [64 * 32 + 32 + 330, 64 * 24 + 24 + 250, 64 * 16 + 16 + 170]);
+    assert_eq!(e["teachers"][0]["accuracy"], m["teacher"]["accuracy"]);
+    for t in e["teachers"].as_array().unwrap().iter().chain([e]) {
+        let a = t["accuracy"].as_f64().unwrap();
+        assert!(a > 0.5 && a <= 1.0, "{t}");
+    }
+    assert!(stdout.contains("ensemble (mean_probs, T = 2): test accuracy") && stdout.contains("teacher3 (weight 0.333)"), "{stdout}");
+    let report = std::fs::read_to_string(first.join("report.md")).unwrap();
+    assert!(report.contains("ensemble (mean_probs, T = 2)"), "{report}");
+    // Each teacher's logits are their own cache entry.
+    let lock = read_json(&first.join("lock.json"));
+    let stages: Vec<&str> = lock["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages.iter().filter(|s| **s == "teacher").count(), 3);
+    assert_eq!(stages.iter().filter(|s| **s == "logits").count(), 3);
+    let logits: std::collections::HashSet<&str> =
+        lock["stages"].as_array().unwrap().iter().filter(|s| s["stage"] == "logits").map(|s| s["artifact"].as_str().unwrap()).collect();
+    assert_eq!(logits.len(), 3, "three different logit files");
+
+    // Another rule: every teacher and its logits from the cache, a new student.
+    let again = tmp.path().join("again");
+    ok(&run_transfer(&again, &cache, &[&teachers[..], &["--set", "ensemble={rule: mean_logits}"]].concat()));
+    let h = hits(&read_json(&again.join("metrics.json")));
+    for stage in ["teacher", "teacher2", "teacher3", "teacher_logits", "teacher2_logits", "teacher3_logits", "baseline"] {
+        assert!(h.contains(&stage.to_string()), "{stage} not a hit: {h:?}");
+    }
+    assert!(!h.contains(&"student".to_string()));
+
+    // All the weight on the first teacher's logits is that teacher alone: the same student.
+    let alone = tmp.path().join("alone");
+    ok(&run_transfer(&alone, &cache, &["--set", "student.seeds=[0]"]));
+    let only = tmp.path().join("only");
+    ok(&run_transfer(&only, &cache, &[&teachers[..], &["--set", "ensemble={rule: mean_logits, weights: [1, 0, 0]}"]].concat()));
+    let (a, o) = (read_json(&alone.join("metrics.json")), read_json(&only.join("metrics.json")));
+    assert_eq!(a["student"]["accuracy"], o["student"]["accuracy"]);
+    assert_eq!(o["ensemble"]["accuracy"], a["teacher"]["accuracy"]);
+
+    // The shipped three-teacher recipe is valid as it is.
+    let v = distill(&["validate", "pipelines/digits-ensemble.yaml"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    let bad = run_transfer(&tmp.path().join("bad"), &cache, &[&teachers[..], &["--set", "ensemble={weights: [1, 1]}"]].concat());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ensemble.weights: needs one weight per teacher (3"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
