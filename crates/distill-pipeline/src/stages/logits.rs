@@ -8,7 +8,7 @@ use distill_cache::{decode_logits, encode_logits, hash_bytes, Fingerprint, Logit
 use distill_nn::predict_logits;
 
 use super::fit::short;
-use super::{Context, Found, Output, Stage, StageKind, LOGITS};
+use super::{shards, Context, Found, Output, Stage, StageKind, LOGITS};
 use crate::{keys, PipelineError};
 
 /// The teacher's logits as the students use them.
@@ -24,7 +24,7 @@ pub(crate) struct Logits {
 pub(crate) struct LogitsStage;
 
 impl LogitsStage {
-    fn meta(cx: &Context, teacher_id: &str) -> LogitMeta {
+    pub(crate) fn meta(cx: &Context, teacher_id: &str) -> LogitMeta {
         let data = cx.data;
         let top_k = cx.pipeline().teacher.cache.as_ref().and_then(|c| c.top_k);
         LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k }
@@ -65,17 +65,29 @@ impl Stage for LogitsStage {
         }))
     }
 
+    fn pending(&self, cx: &Context, fp: &Fingerprint) -> Option<String> {
+        match shards::status(cx, &fp.key)? {
+            (count, missing) if missing.is_empty() => Some(format!("all {count} parts are in the cache: assembled, no inference")),
+            (count, missing) => Some(format!("{}: computed here", shards::describe_missing(count, &missing))),
+        }
+    }
+
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
         let data = cx.data;
         let path = cx.cache.logits(&fp.key);
         let meta = Self::meta(cx, &inputs[0].identity());
-        tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.pipeline()), "teacher logits: computing");
-        let logits = match inputs[0] {
-            Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
-            Output::External(e) => e.train.clone(),
-            Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
+        let bytes = match shards::from_parts(cx, &fp.key, &meta, inputs[0])? {
+            Some(bytes) => bytes,
+            None => {
+                tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.pipeline()), "teacher logits: computing");
+                let logits = match inputs[0] {
+                    Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
+                    Output::External(e) => e.train.clone(),
+                    Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
+                };
+                encode_logits(&path, &meta, &data.train.row_ids, &logits)?
+            }
         };
-        let bytes = encode_logits(&path, &meta, &data.train.row_ids, &logits)?;
         cx.cache.store(LOGITS.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;
         // Train on what was stored (top-k rebuilt), so a later cache hit trains the same.
         let values = decode_logits(&path, bytes.clone())?.logits;

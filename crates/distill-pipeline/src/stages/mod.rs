@@ -11,13 +11,14 @@ mod baseline;
 mod context;
 mod fit;
 mod logits;
+pub(crate) mod shards;
 mod student;
 mod teacher;
 
 use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
-pub(crate) use logits::Logits;
+pub(crate) use logits::{Logits, LogitsStage};
 
 use crate::external::ExternalTeacher;
 use crate::trained::Trained;
@@ -152,6 +153,10 @@ pub(crate) trait Stage {
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError>;
     /// Its output when it is had without computing: from the cache (unless forced) or given.
     fn find(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output], forced: bool) -> Result<Option<Found>, PipelineError>;
+    /// What `plan` adds to "not in the cache": work already done in part (logit shards).
+    fn pending(&self, _cx: &Context, _fp: &Fingerprint) -> Option<String> {
+        None
+    }
     /// Computes the output and stores it in the cache.
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError>;
 }
