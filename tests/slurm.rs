@@ -228,3 +228,28 @@ fn two_array_tasks_racing_for_one_artifact_compute_it_once() {
     assert_eq!(logs.matches("pausing 5000 ms before renaming the teacher").count(), 1, "{logs}");
     assert!(logs.contains("teacher: computed by another task while this one waited"), "{logs}");
 }
+
+#[test]
+fn a_dry_run_prints_the_chained_scripts_and_k8s_the_indexed_jobs_without_a_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/digits-sweep.yaml");
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("out"));
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", recipe.to_str().unwrap(), "--shards", "3", "--cache-dir", cache.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend(extra);
+        local(dir.path(), &args)
+    };
+    let dry = submit(&["--slurm", "--dry-run", "--partition", "gpu"]);
+    assert!(dry.contains("#SBATCH --array=0-2\n") && dry.contains("#SBATCH --array=0-44\n"), "3 shards; 15 points x 3 seeds: {dry}");
+    assert!(dry.contains("#SBATCH --partition=gpu\n"));
+    assert!(dry.contains("STUDENTS=$(sbatch --parsable --kill-on-invalid-dep=yes --dependency=afterok:$LOGITS "), "{dry}");
+    assert!(dry.contains("44) set -- --set sweep=null --set student.loss.temperature=4 --set 'student.model.hidden=[64]' --set 'student.seeds=[3]'; task=point-014-seed-3 ;;"), "{dry}");
+    assert!(!out.exists(), "a dry run writes nothing");
+    let k8s = submit(&["--k8s"]);
+    let docs: Vec<serde_yaml::Value> = k8s.split("\n---\n").skip(1).map(|d| serde_yaml::from_str(d).unwrap()).collect();
+    let completions: Vec<u64> = docs.iter().map(|d| d["spec"]["completions"].as_u64().unwrap()).collect();
+    assert_eq!(completions, [1, 3, 45, 1]);
+    assert!(k8s.contains("kubectl wait --for=condition=complete"));
+    let o = Command::new(BIN).args(["submit", recipe.to_str().unwrap(), "--slurm", "--k8s"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "one scheduler: {}", text(&o));
+}
