@@ -28,7 +28,7 @@ pub use distill_plugin_host::inspect as inspect_plugin;
 pub use evaluate::{ModelMetrics, TargetResult};
 pub use load::{cache_dir, load_plugins};
 pub use lock::{keys_in_use, Lock, StageRecord};
-pub use logits_job::{logits, logits_paths, swept_teacher_key, LogitsJob, LogitsOutcome};
+pub use logits_job::{logits, swept_teacher_key, LogitsJob, LogitsOutcome};
 pub use plan::{plan, plan_table};
 pub use report::{compare, write_report};
 pub use rerun::{prepare_rerun, Rerun};

@@ -2,14 +2,12 @@
 //! array: the teacher is found in the cache or trained (under its lock, so racing tasks train it
 //! once), then the whole logits file, or one shard of it, is computed and stored.
 
-use std::path::PathBuf;
-
 use distill_data::CheckReport;
 
 use crate::load::{cache_for, data_stage, load_pipeline, load_plugins};
 use crate::run::RunOptions;
 use crate::stages::shards::{self, PartOutcome, Shard};
-use crate::stages::{self, Context, LogitsStage, Stage, LOGITS, TEACHER};
+use crate::stages::{self, Context, LogitsStage, Stage, TEACHER};
 use crate::walk::{walk, Mode};
 use crate::PipelineError;
 
@@ -71,11 +69,4 @@ pub fn logits(opts: &RunOptions, job: LogitsJob) -> Result<LogitsOutcome, Pipeli
     let part = shards::compute_part(&cx, &fp.key, &meta, teacher, shard)?;
     let teacher = done.into_iter().next().ok_or(PipelineError::Graph("the teacher stage left no record"))?;
     Ok(LogitsOutcome::Part { teacher, key: fp.key, part })
-}
-
-/// Where the logits of `key` live in the cache of `opts`: the whole file and the parts' folder.
-pub fn logits_paths(cache_root: &std::path::Path, key: &str) -> (PathBuf, PathBuf) {
-    let cache = distill_cache::Cache::new(cache_root, &stages::artifact_kinds());
-    let whole = cache.artifact(LOGITS.name, key);
-    (whole.clone(), whole.with_extension(""))
 }
