@@ -64,7 +64,7 @@ enum Command {
     },
     /// Compute the teacher's logits (training or finding the teacher first) without the students:
     /// the whole file, or one shard of the training rows as a part of a partitioned Parquet
-    /// dataset (logits/<key>/part-I-of-N.parquet + manifest.json) that `run` assembles.
+    /// dataset (logits/<key>/part-I-of-N.parquet + _manifest.json) that `run` assembles.
     Logits {
         #[command(flatten)]
         pipeline: PipelineArgs,

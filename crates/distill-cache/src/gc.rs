@@ -266,4 +266,24 @@ mod tests {
         assert_eq!(out.removed, vec![remote]);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_parts_folder_is_removed_when_unused_and_kept_while_a_part_is_locked() {
+        let dir = tempdir("gc-parts");
+        let cache = Cache::new(&dir, &crate::test_kinds());
+        let parts = dir.join("logits").join("k");
+        std::fs::create_dir_all(&parts).unwrap();
+        let part = parts.join("part-0-of-2.parquet");
+        std::fs::write(&part, b"part").unwrap();
+        age(&part);
+        let lock = crate::ArtifactLock::acquire(&parts.join("part-1-of-2.parquet")).unwrap();
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert!(part.exists() && out.kept_for_live_runs == vec![parts.clone()], "a task is writing part 1: {out:?}");
+        drop(lock);
+        assert!(cache.gc(|| HashSet::from(["k".to_string()]), false).unwrap().removed.is_empty(), "a run uses the key");
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert_eq!(out.removed, vec![part.clone()]);
+        assert!(!parts.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
