@@ -5,9 +5,11 @@
 
 mod bench;
 mod init;
+mod logits;
 mod output;
 mod rerun;
 mod runlog;
+mod submit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use distill_pipeline::{Force, RunOptions, RunOutcome};
 
 /// Exit codes, so scripts and CI can tell outcomes apart.
-mod exit {
+pub(crate) mod exit {
     /// An error-level data check failed.
     pub const CHECKS_FAILED: u8 = 1;
     /// Bad input: the pipeline file, the data, the cache or an I/O error.
@@ -59,6 +61,71 @@ enum Command {
         /// Where to train: cpu, cuda or cuda:N (the same as `--set device=...`).
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
+    },
+    /// Compute the teacher's logits (training or finding the teacher first) without the students:
+    /// the whole file, or one shard of the training rows as a part of a partitioned Parquet
+    /// dataset (logits/<key>/part-I-of-N.parquet + _manifest.json) that `run` assembles.
+    Logits {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Cache directory (as for `run`); shared by every task.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Compute only shard I (from 0) of N. Default: the scheduler's index
+        /// ($SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT, or $JOB_COMPLETION_INDEX of --shards),
+        /// else the whole file.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// The shard count where the scheduler gives only the index (Kubernetes Indexed Jobs).
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+        /// Only train (or find) the teacher: the first job of a submitted recipe.
+        #[arg(long, conflicts_with_all = ["shard", "shards"])]
+        teacher_only: bool,
+        /// Continue the teacher's training from an interrupted task's checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Submit the recipe to a cluster as dependent jobs over one shared cache: teacher → logits
+    /// array (one task per shard) → students (one array task per sweep point and seed) → report.
+    /// Each task is an ordinary distill command, so a failed task re-submitted continues from the
+    /// cache and its checkpoints.
+    #[command(group(clap::ArgGroup::new("scheduler").required(true).args(["slurm", "k8s"])))]
+    Submit {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Write sbatch scripts under <out>/jobs/ and submit them with sbatch (--dependency=afterok).
+        #[arg(long)]
+        slurm: bool,
+        /// Print Kubernetes Indexed Job manifests for the same tasks instead (nothing is submitted).
+        #[arg(long)]
+        k8s: bool,
+        /// Tasks of the logits array.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        shards: usize,
+        /// Slurm partition for every job.
+        #[arg(long, value_name = "P")]
+        partition: Option<String>,
+        /// Print the sbatch scripts and the commands that would submit them; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait until the report job has ended (`sbatch --wait`); exit non-zero when a job failed.
+        #[arg(long)]
+        wait: bool,
+        /// The shared cache directory (default as for `run`, made absolute).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// The final run directory; the scripts, logs and the tasks' runs go inside it
+        /// (default: runs/<pipeline-name>/<run-id>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// --k8s: the container image with this distill binary at the same path.
+        #[arg(long, value_name = "IMAGE", default_value = "distill:latest")]
+        image: String,
+        /// --k8s: the PersistentVolumeClaim mounted at the working directory in every pod (the
+        /// recipe, its data and the cache must be under it).
+        #[arg(long, value_name = "NAME", default_value = "distill-shared")]
+        claim: String,
     },
     /// Run a past run's recipe again exactly as it resolved it (its pipeline.resolved.yaml, paths
     /// read from its recipe's folder), first saying what differs: distill version, data, plugins.
@@ -217,7 +284,7 @@ struct PipelineArgs {
 
 /// An error and its causes on one line (`what: why: underlying`), each cause once: messages that
 /// already quote their source are not repeated.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
@@ -267,7 +334,8 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
             let verb = if dry_run { "would remove" } else { "removed" };
             gc.removed.iter().for_each(|path| println!("{verb} {}", path.display()));
             gc.kept_for_live_runs.iter().for_each(|path| println!("kept (a run in progress may use it) {}", path.display()));
-            gc.stale_leases.iter().for_each(|path| println!("{} stale lease {}", if dry_run { "would remove" } else { "removed" }, path.display()));
+            gc.stale_leases.iter().for_each(|path| println!("{verb} stale lease {}", path.display()));
+            gc.stale_locks.iter().for_each(|path| println!("{verb} stale lock (its owner has ended) {}", path.display()));
             println!(
                 "{} files {}; {} keys in use by runs under {}; {} runs in progress",
                 gc.removed.len(),
@@ -397,6 +465,13 @@ fn main() -> ExitCode {
             })
         }
         Command::Cache { command, cache_dir } => cache_command(command, cache_dir),
+        Command::Logits { pipeline, cache_dir, shard, shards, teacher_only, resume } => {
+            logits::command(RunOptions { resume, ..pipeline.options() }, shard.as_deref(), shards, teacher_only, cache_dir)
+        }
+        Command::Submit { pipeline, slurm, k8s: _, shards, partition, dry_run, wait, cache_dir, out, image, claim } => {
+            let target = submit::Target { slurm, shards, partition, dry_run, wait, out, image, claim };
+            submit::command(&pipeline.file, &pipeline.overrides, cache_dir, target)
+        }
         Command::Bench { command } => bench::run(command),
         Command::Run { mut pipeline, out, cache_dir, force, resume, device } => {
             pipeline.overrides.extend(device.map(|d| format!("device={d}")));

@@ -490,9 +490,9 @@ fn a_writer_killed_before_the_rename_leaves_nothing_a_later_run_would_use() {
     }
     child.kill().unwrap(); // SIGKILL: no cleanup runs.
     child.wait().unwrap();
-    let complete: Vec<_> =
-        std::fs::read_dir(&logits_dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| !p.to_string_lossy().ends_with(".tmp")).collect();
-    assert!(complete.is_empty(), "only the temporary file is there: {complete:?}");
+    let left: Vec<_> = std::fs::read_dir(&logits_dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let complete: Vec<_> = left.iter().filter(|p| !p.to_string_lossy().ends_with(".tmp") && !p.to_string_lossy().ends_with(".lock")).collect();
+    assert!(complete.is_empty(), "only the temporary file (and the killed writer's lock) is there: {complete:?}");
     assert!(!out.join("lock.json").exists() && !out.join("metrics.json").exists());
     let o = distill(&["cache", "verify", "--cache-dir", cache.to_str().unwrap()], b.dir.path());
     assert_eq!(o.status.code(), Some(0), "the leftover is not an entry: {}", String::from_utf8_lossy(&o.stdout));
@@ -500,6 +500,8 @@ fn a_writer_killed_before_the_rename_leaves_nothing_a_later_run_would_use() {
     let again = ok(&b, "again", &[]);
     assert_eq!(hits(&again), serde_json::json!(["teacher"]), "the logits are computed again");
     assert_eq!(tmp_files(&logits_dir).len(), 1, "a run ignores another process's temporary file");
+    let locks = std::fs::read_dir(&logits_dir).unwrap().filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".lock"))).count();
+    assert_eq!(locks, 0, "the killed writer's lock was taken over, and released after the store");
     assert!(distill(&["cache", "gc", "--cache-dir", cache.to_str().unwrap()], b.dir.path()).status.success());
     assert!(tmp_files(&logits_dir).is_empty(), "gc removes leftover temporary files");
     assert_eq!(hits(&ok(&b, "third", &[])), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses some of these
 
+pub mod generated;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -75,7 +75,11 @@ pub(crate) fn record_path(artifact: &Path) -> PathBuf {
 }
 
 fn read_record(artifact: &Path) -> Result<EntryRecord, EntryProblem> {
-    let text = match std::fs::read_to_string(record_path(artifact)) {
+    read_record_at(&record_path(artifact))
+}
+
+fn read_record_at(record: &Path) -> Result<EntryRecord, EntryProblem> {
+    let text = match std::fs::read_to_string(record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryProblem::Unrecorded),
         Err(e) => return Err(EntryProblem::BadRecord(e.to_string())),
@@ -120,7 +124,13 @@ impl Cache {
     /// an intact entry that loads is already there (another run sharing the cache stored it), it
     /// is kept as it is; one that is corrupt or does not load is replaced.
     pub fn store(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
-        match self.load_verified(artifact) {
+        self.store_at(kind, key, artifact, &record_path(artifact), bytes, pipeline)
+    }
+
+    /// [`Cache::store`] with the record at `record` instead of beside the artifact (the parts of
+    /// sharded logits keep theirs under names other readers skip).
+    pub fn store_at(&self, kind: &str, key: &str, artifact: &Path, record: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
+        match self.load_verified_at(artifact, record) {
             Ok(Some(existing)) => match check_loads(artifact, &existing) {
                 Ok(()) => {
                     tracing::debug!(path = %artifact.display(), "already in the cache; kept");
@@ -131,17 +141,17 @@ impl Cache {
             Ok(None) => {}
             Err(problem) => tracing::debug!(path = %artifact.display(), %problem, "replacing an unusable cached artifact"),
         }
-        self.write_entry(kind, key, artifact, bytes, pipeline)
+        self.write_entry(kind, key, artifact, record, bytes, pipeline)
     }
 
     /// Writes an artifact and its record even when an intact entry is there: for a caller whose
     /// own load of the existing artifact failed (e.g. weights that do not fit the model), so a
     /// bad artifact is never kept because its bytes happen to match their record.
     pub fn replace(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
-        self.write_entry(kind, key, artifact, bytes, pipeline)
+        self.write_entry(kind, key, artifact, &record_path(artifact), bytes, pipeline)
     }
 
-    fn write_entry(&self, kind: &str, key: &str, artifact: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
+    fn write_entry(&self, kind: &str, key: &str, artifact: &Path, record_at: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
         write_atomic_then(artifact, bytes, || pause_hook(kind))?;
         let record = EntryRecord {
             kind: kind.to_string(),
@@ -153,17 +163,22 @@ impl Cache {
             distill_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let text = serde_json::to_string_pretty(&record).map_err(|e| CacheError::file(artifact, e))?;
-        write_atomic(&record_path(artifact), text.as_bytes())
+        write_atomic(record_at, text.as_bytes())
     }
 
     /// The artifact's bytes if it exists and matches its record; `Ok(None)` if it does not exist.
     pub fn load_verified(&self, artifact: &Path) -> Result<Option<Vec<u8>>, EntryProblem> {
+        self.load_verified_at(artifact, &record_path(artifact))
+    }
+
+    /// [`Cache::load_verified`] against the record at `record`.
+    pub fn load_verified_at(&self, artifact: &Path, record: &Path) -> Result<Option<Vec<u8>>, EntryProblem> {
         let bytes = match std::fs::read(artifact) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(EntryProblem::BadRecord(format!("cannot read the artifact: {e}"))),
         };
-        check(&bytes, &read_record(artifact)?)?;
+        check(&bytes, &read_record_at(record)?)?;
         Ok(Some(bytes))
     }
 

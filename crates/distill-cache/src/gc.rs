@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::entries::record_path;
 use crate::lease::{alive, live_leases, LeaseLock};
+use crate::lock::{abandoned, held};
 use crate::{ArtifactKind, Cache, CacheError};
 
 /// Files written this close to the cut-off count as newer: file times can be coarse.
@@ -21,6 +22,8 @@ pub struct GcOutcome {
     pub live_runs: usize,
     /// Lease files of processes that have ended (removed unless a dry run).
     pub stale_leases: Vec<PathBuf>,
+    /// Artifact locks whose owner, a process of this host, has ended (removed unless a dry run).
+    pub stale_locks: Vec<PathBuf>,
     /// How many keys the finished runs use.
     pub keys_in_use: usize,
 }
@@ -45,7 +48,7 @@ impl Cache {
                 continue;
             }
             let files: Vec<PathBuf> = [record_path(&entry.path), entry.path.clone()].into_iter().filter(|p| p.exists()).collect();
-            if live.keys.contains(&entry.key) || files.iter().any(|p| newer(p, cutoff)) {
+            if live.keys.contains(&entry.key) || held(&entry.path) || files.iter().any(|p| newer(p, cutoff)) {
                 out.kept_for_live_runs.push(entry.path);
                 continue;
             }
@@ -54,8 +57,12 @@ impl Cache {
                 out.removed.push(path);
             }
         }
-        for path in self.temporaries() {
-            if writer_alive(&path) {
+        self.gc_parts(&keep, &live.keys, cutoff, dry_run, &mut out)?;
+        // Files of part folders removed above are not listed twice.
+        let temporaries: Vec<PathBuf> = self.temporaries().into_iter().filter(|p| !out.removed.contains(p)).collect();
+        for path in temporaries {
+            // A writer on another host has a pid this host cannot check, but holds the lock.
+            if writer_alive(&path) || written_under_lock(&path) {
                 out.kept_for_live_runs.push(path);
             } else {
                 remove(&path, dry_run)?;
@@ -66,15 +73,75 @@ impl Cache {
             remove(&path, dry_run)?;
             out.stale_leases.push(path);
         }
+        let stale_locks: Vec<PathBuf> = self.in_artifact_dirs(".lock").into_iter().filter(|p| abandoned(p) && !out.removed.contains(p)).collect();
+        for path in stale_locks {
+            remove(&path, dry_run)?;
+            out.stale_locks.push(path);
+        }
         Ok(out)
+    }
+
+    /// The part folders of sharded logits whose key no run uses and that no task is writing.
+    fn gc_parts(
+        &self,
+        keep: &HashSet<String>,
+        held_keys: &HashSet<String>,
+        cutoff: Option<SystemTime>,
+        dry_run: bool,
+        out: &mut GcOutcome,
+    ) -> Result<(), CacheError> {
+        for dir in self.part_dirs() {
+            let key = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if keep.contains(&key) {
+                continue;
+            }
+            let files: Vec<PathBuf> = std::fs::read_dir(&dir).map(|l| l.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+            let writing = files.iter().any(|f| newer(f, cutoff) || (f.to_string_lossy().ends_with(".lock") && !abandoned(f)));
+            if held_keys.contains(&key) || writing {
+                out.kept_for_live_runs.push(dir);
+                continue;
+            }
+            for path in files {
+                remove(&path, dry_run)?;
+                out.removed.push(path);
+            }
+            if !dry_run {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folders of sharded logits (`logits/<key>/`), named by their key.
+    fn part_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for ArtifactKind { dir, .. } in &self.kinds {
+            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            out.extend(list.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()));
+        }
+        out.sort();
+        out
     }
 
     /// Temporary files (`.<name>.<pid>.tmp`) in the artifact folders.
     fn temporaries(&self) -> Vec<PathBuf> {
+        self.in_artifact_dirs(".tmp")
+    }
+
+    /// Files whose names end with `suffix` in the artifact folders and one level below (the
+    /// parts of sharded logits).
+    fn in_artifact_dirs(&self, suffix: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for ArtifactKind { dir, .. } in &self.kinds {
-            let Ok(list) = std::fs::read_dir(self.root.join(dir)) else { continue };
-            out.extend(list.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.to_string_lossy().ends_with(".tmp")));
+        let mut dirs: Vec<PathBuf> = self.kinds.iter().map(|ArtifactKind { dir, .. }| self.root.join(dir)).collect();
+        while let Some(dir) = dirs.pop() {
+            let Ok(list) = std::fs::read_dir(&dir) else { continue };
+            for path in list.filter_map(|e| e.ok().map(|e| e.path())) {
+                if path.is_dir() && dir.parent().is_some_and(|p| p == self.root) {
+                    dirs.push(path);
+                } else if path.to_string_lossy().ends_with(suffix) {
+                    out.push(path);
+                }
+            }
         }
         out.sort();
         out
@@ -91,6 +158,19 @@ fn writer_alive(tmp: &Path) -> bool {
     let name = tmp.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let pid = name.strip_suffix(".tmp").and_then(|s| s.rsplit('.').next()).and_then(|p| p.parse::<u32>().ok());
     pid.is_some_and(|pid| alive(pid, None))
+}
+
+/// Whether the artifact a temporary file (`.<name>.<pid>.tmp`, or its record's
+/// `.<name>.entry.json.<pid>.tmp`, `._<name>.entry.json.<pid>.tmp` for a logit part) becomes has
+/// a held lock.
+fn written_under_lock(tmp: &Path) -> bool {
+    let name = tmp.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let artifact = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(n, _pid)| n.trim_end_matches(".entry.json").trim_start_matches('_'));
+    artifact.is_some_and(|a| held(&tmp.with_file_name(a)))
 }
 
 fn remove(path: &Path, dry_run: bool) -> Result<(), CacheError> {
@@ -166,6 +246,44 @@ mod tests {
         let out = cache.gc(HashSet::new, false).unwrap();
         assert_eq!(out.removed, vec![ended.clone()]);
         assert!(mine.exists() && !ended.exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_temporary_under_a_held_lock_is_kept_whoever_wrote_it() {
+        let dir = tempdir("gc-locked");
+        let cache = Cache::new(&dir, &crate::test_kinds());
+        let artifact = cache.artifact("teacher", "k");
+        let lock = crate::ArtifactLock::acquire(&artifact).unwrap();
+        // A pid this host does not have: a writer on another host.
+        let remote = artifact.with_file_name(".k.safetensors.4294967294.tmp");
+        std::fs::write(&remote, b"partial").unwrap();
+        age(&remote);
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert!(remote.exists() && out.kept_for_live_runs == vec![remote.clone()], "{out:?}");
+        drop(lock);
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert_eq!(out.removed, vec![remote]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_parts_folder_is_removed_when_unused_and_kept_while_a_part_is_locked() {
+        let dir = tempdir("gc-parts");
+        let cache = Cache::new(&dir, &crate::test_kinds());
+        let parts = dir.join("logits").join("k");
+        std::fs::create_dir_all(&parts).unwrap();
+        let part = parts.join("part-0-of-2.parquet");
+        std::fs::write(&part, b"part").unwrap();
+        age(&part);
+        let lock = crate::ArtifactLock::acquire(&parts.join("part-1-of-2.parquet")).unwrap();
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert!(part.exists() && out.kept_for_live_runs == vec![parts.clone()], "a task is writing part 1: {out:?}");
+        drop(lock);
+        assert!(cache.gc(|| HashSet::from(["k".to_string()]), false).unwrap().removed.is_empty(), "a run uses the key");
+        let out = cache.gc(HashSet::new, false).unwrap();
+        assert_eq!(out.removed, vec![part.clone()]);
+        assert!(!parts.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -25,6 +25,10 @@ const LEASE_DIR: &str = "leases";
 /// What a lease file says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseRecord {
+    /// The host the run is on (absent in leases written before hosts were recorded). A lease of
+    /// another host cannot be checked from here, so it counts as live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub pid: u32,
     /// The process's start time as the OS counts it (Linux: clock ticks after boot); `None`
     /// where it cannot be read.
@@ -80,7 +84,7 @@ impl Cache {
     pub fn lease(&self) -> Result<Lease, CacheError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
-        let record = LeaseRecord { pid, proc_start: process_start(pid), started_ms: now_ms(), keys: Vec::new() };
+        let record = LeaseRecord { host: Some(crate::lock::host_name()), pid, proc_start: process_start(pid), started_ms: now_ms(), keys: Vec::new() };
         let name = format!("{pid}-{}-{}.json", record.started_ms, COUNTER.fetch_add(1, Ordering::Relaxed));
         let lease = Lease { root: self.root.clone(), path: self.root.join(LEASE_DIR).join(name), record };
         lease.write()?;
@@ -147,7 +151,8 @@ pub(crate) fn live_leases(root: &Path) -> LiveLeases {
                     continue;
                 }
             };
-        if !alive(record.pid, record.proc_start) {
+        let elsewhere = record.host.as_ref().is_some_and(|h| *h != crate::lock::host_name());
+        if !elsewhere && !alive(record.pid, record.proc_start) {
             live.stale.push(path);
             continue;
         }
@@ -186,7 +191,7 @@ pub(crate) fn alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
-fn process_start(pid: u32) -> Option<u64> {
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
     proc_stat(pid).and_then(|(_, start)| start)
 }
 
@@ -234,7 +239,7 @@ pub(crate) mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!alive(pid, None));
-        let record = LeaseRecord { pid, proc_start: None, started_ms: 1, keys: vec!["old".into()] };
+        let record = LeaseRecord { host: Some(crate::lock::host_name()), pid, proc_start: None, started_ms: 1, keys: vec!["old".into()] };
         write_atomic(&dir.join(LEASE_DIR).join("x.json"), serde_json::to_string(&record).unwrap().as_bytes()).unwrap();
         let live = live_leases(&dir);
         assert_eq!((live.count, live.stale.len()), (0, 1));

@@ -10,13 +10,17 @@
 //! baselines/<key>.safetensors  a trained baseline (one per seed), key = hash(student model and budget, data, seed)
 //! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
 //! leases/<pid>-<ms>-<n>.json   a run in progress and the keys it holds (gc keeps them)
+//! _<artifact>.lock             the task computing it: owner and heartbeat (others wait)
+//! logits/<key>/part-I-of-N.parquet  one shard of sharded logits (records and _manifest.json beside)
 //! ```
 //!
 //! Writes are atomic (temporary file + rename) and write-once per key for entries that are
 //! intact and load, so runs sharing a cache directory never see a half-written artifact; the
 //! record is written last and checked on every read, so an interrupted or corrupted artifact is
 //! recomputed, never used, and replaced by the next store. `gc` removes only what neither a
-//! finished run (its `lock.json`) nor a run in progress (its [`Lease`]) can use.
+//! finished run (its `lock.json`) nor a run in progress (its [`Lease`]) can use, nor what a task
+//! holding an [`ArtifactLock`] may be writing. Tasks on many machines may share one directory
+//! (see the README for what the file system must do).
 //!
 //! Not here: what a stage computes (distill-pipeline) or how (distill-nn, distill-data).
 
@@ -26,6 +30,7 @@ mod fingerprint;
 mod formats;
 mod gc;
 mod lease;
+mod lock;
 mod logits;
 
 pub use atomic::write_atomic;
@@ -33,6 +38,7 @@ pub use entries::{ArtifactKind, Entry, EntryProblem, EntryRecord};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use gc::GcOutcome;
 pub use lease::{Lease, LeaseRecord};
+pub use lock::{host_name, lock_path, stale_after, ArtifactLock, LockOwner};
 pub use logits::{
     decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION,
 };

@@ -40,7 +40,7 @@ pub use loss::{
 pub use mlp::{Layer, Mlp, MlpShape};
 pub use optim::{lr_at, EarlyStopping, LrSchedule, OptimizerConfig, TrainConfig};
 pub use resume::Checkpointing;
-pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets};
+pub use train::{accuracy, argmax, predict_logits, train, EpochStats, TrainOptions, TrainTargets, PREDICT_BLOCK_ROWS};
 
 /// The device of the canonical network and of CPU training (GPU training copies it: `device.rs`).
 pub type Dev = dfdx::tensor::Cpu;

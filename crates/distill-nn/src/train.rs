@@ -217,8 +217,10 @@ pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
     blocks.concat()
 }
 
-/// Rows per inference block: large enough for the products to run near the GEMM's peak.
-const PREDICT_BLOCK_ROWS: usize = 512;
+/// Rows per inference block: large enough for the products to run near the GEMM's peak. Blocks
+/// start at multiples of it, so predicting a range that starts at a multiple runs the very
+/// products (and gives the very bits) that predicting every row does (sharded logits rely on it).
+pub const PREDICT_BLOCK_ROWS: usize = 512;
 
 /// Fraction of rows whose highest logit is the label. Empty input gives 0.
 pub fn accuracy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {

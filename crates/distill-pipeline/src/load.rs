@@ -138,6 +138,12 @@ pub(crate) fn cache_for(opts: &RunOptions, loaded: &Loaded) -> Cache {
     Cache::new(cache_root(opts, loaded), &crate::stages::artifact_kinds())
 }
 
+/// The cache directory a run of `opts` uses (`--cache-dir`, `$DISTILL_CACHE_DIR`, the recipe's
+/// `cache_dir`, `.distill-cache`), as the tasks of a submitted recipe are all given it.
+pub fn cache_dir(opts: &RunOptions) -> Result<PathBuf, PipelineError> {
+    Ok(cache_root(opts, &load_pipeline(opts)?))
+}
+
 fn cache_root(opts: &RunOptions, loaded: &Loaded) -> PathBuf {
     if let Some(dir) = &opts.cache_dir {
         return dir.clone();

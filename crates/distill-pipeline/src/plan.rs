@@ -28,8 +28,7 @@ pub fn plan(opts: &RunOptions) -> Result<Vec<PlannedStage>, PipelineError> {
         return plan_one(opts, &loaded, &plugins);
     }
     let mut out = Vec::new();
-    let keys: Vec<&str> = points[0].sets.iter().map(|(k, _)| k.as_str()).collect();
-    if let Some(key) = keys.iter().find(|k| k.starts_with("teacher.") || k.starts_with("data.") || **k == "seed") {
+    if let Some(key) = crate::logits_job::swept_teacher_key(&points) {
         out.push(line("sweep", "note", format!("`{key}` is swept: the teacher is trained (and its logits computed) once per value")));
     }
     let mut planned: HashSet<String> = HashSet::new();

@@ -89,11 +89,15 @@ pub(crate) fn walk(
             Some(Found::Cached(output)) => (Some(output), "cached", format!("key {} in the cache; {why}", short(&fp.key))),
             None => {
                 let state = if forced { "--force" } else { "not in the cache" };
-                let output = match mode {
-                    Mode::Run => Some(stage.compute(cx, &fp, &inputs)?),
-                    Mode::Plan => None,
-                };
-                (output, "run", format!("key {} {state}; {why}", short(&fp.key)))
+                match mode {
+                    Mode::Run => match compute_locked(cx, stage.as_ref(), &fp, &inputs, forced)? {
+                        (output, true) => (Some(output), "cached", format!("key {} computed by another task while this one waited; {why}", short(&fp.key))),
+                        (output, false) => (Some(output), "run", format!("key {} {state}; {why}", short(&fp.key))),
+                    },
+                    Mode::Plan => {
+                        (None, "run", format!("key {} {state}{}; {why}", short(&fp.key), stage.pending(cx, &fp).map(|p| format!(" ({p})")).unwrap_or_default()))
+                    }
+                }
             }
         };
         walked.planned.push(PlannedStage { stage: name.clone(), action, reason, key: Some(fp.key.clone()) });
@@ -106,6 +110,23 @@ pub(crate) fn walk(
         }
     }
     Ok(walked)
+}
+
+/// Computes a cached stage under its artifact's lock, so tasks sharing the cache compute it
+/// once: one that another task computed while this one waited for the lock is found in the cache
+/// instead (`true`).
+fn compute_locked(cx: &Context, stage: &dyn Stage, fp: &Fingerprint, inputs: &[&Output], forced: bool) -> Result<(Output, bool), PipelineError> {
+    let Some(artifact) = stage.kind().artifact else { return Ok((stage.compute(cx, fp, inputs)?, false)) };
+    let lock = cx.cache.lock(artifact.kind, &fp.key)?;
+    if !forced {
+        if let Some(Found::Cached(output)) = stage.find(cx, fp, inputs, false)? {
+            tracing::info!(waited_s = format!("{:.1}", lock.waited.as_secs_f64()), "{}: computed by another task while this one waited", stage.name());
+            return Ok((output, true));
+        }
+    }
+    let output = stage.compute(cx, fp, inputs)?;
+    drop(lock);
+    Ok((output, false))
 }
 
 fn short(s: &str) -> &str {

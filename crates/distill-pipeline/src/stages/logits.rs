@@ -9,7 +9,7 @@ use distill_nn::predict_logits;
 
 use super::fit::short;
 use super::teacher::teacher_name;
-use super::{Context, Found, Output, Stage, StageKind, LOGITS};
+use super::{shards, Context, Found, Output, Stage, StageKind, LOGITS};
 use crate::{keys, PipelineError};
 
 /// The teacher's logits as the students use them.
@@ -28,7 +28,7 @@ pub(crate) struct LogitsStage {
 }
 
 impl LogitsStage {
-    fn meta(&self, cx: &Context, teacher_id: &str) -> LogitMeta {
+    pub(crate) fn meta(&self, cx: &Context, teacher_id: &str) -> LogitMeta {
         let data = cx.data;
         let top_k = cx.teacher_at(self.index).0.cache.as_ref().and_then(|c| c.top_k);
         LogitMeta { teacher_fingerprint: teacher_id.to_string(), data_fingerprint: data.fingerprint.clone(), class_names: data.class_names.clone(), top_k }
@@ -70,17 +70,29 @@ impl Stage for LogitsStage {
         }))
     }
 
+    fn pending(&self, cx: &Context, fp: &Fingerprint) -> Option<String> {
+        match shards::status(cx, &fp.key)? {
+            (count, missing) if missing.is_empty() => Some(format!("all {count} parts are in the cache: assembled, no inference")),
+            (count, missing) => Some(format!("{}: computed here", shards::describe_missing(count, &missing))),
+        }
+    }
+
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError> {
         let data = cx.data;
         let path = cx.cache.logits(&fp.key);
         let meta = self.meta(cx, &inputs[0].identity());
-        tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.teacher_at(self.index).0), "teacher logits: computing");
-        let logits = match inputs[0] {
-            Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
-            Output::External(e) => e.train.clone(),
-            Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
+        let bytes = match shards::from_parts(cx, &fp.key, &meta, inputs[0])? {
+            Some(bytes) => bytes,
+            None => {
+                tracing::info!(key = %short(&fp.key), rows = data.train.len(), storage = keys::storage(cx.teacher_at(self.index).0), "teacher logits: computing");
+                let logits = match inputs[0] {
+                    Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
+                    Output::External(e) => e.train.clone(),
+                    Output::Logits(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
+                };
+                encode_logits(&path, &meta, &data.train.row_ids, &logits)?
+            }
         };
-        let bytes = encode_logits(&path, &meta, &data.train.row_ids, &logits)?;
         // An intact entry that loads but is for another teacher or other rows is why they were
         // computed: replace it, or every run would recompute and keep it.
         if matches!(cx.cache.load_verified(&path), Ok(Some(old)) if fitting(cx, &path, old.clone(), &meta).is_err()) {

@@ -12,6 +12,7 @@ mod context;
 mod ensemble;
 mod fit;
 mod logits;
+pub(crate) mod shards;
 mod student;
 mod teacher;
 
@@ -19,7 +20,7 @@ use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
 pub(crate) use ensemble::settings as ensemble_settings;
-pub(crate) use logits::Logits;
+pub(crate) use logits::{Logits, LogitsStage};
 pub(crate) use teacher::teacher_name;
 
 use crate::external::ExternalTeacher;
@@ -161,6 +162,10 @@ pub(crate) trait Stage {
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError>;
     /// Its output when it is had without computing: from the cache (unless forced) or given.
     fn find(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output], forced: bool) -> Result<Option<Found>, PipelineError>;
+    /// What `plan` adds to "not in the cache": work already done in part (logit shards).
+    fn pending(&self, _cx: &Context, _fp: &Fingerprint) -> Option<String> {
+        None
+    }
     /// Computes the output and stores it in the cache.
     fn compute(&self, cx: &Context, fp: &Fingerprint, inputs: &[&Output]) -> Result<Output, PipelineError>;
 }
