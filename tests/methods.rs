@@ -232,3 +232,31 @@ fn several_teachers_are_each_cached_evaluated_and_combined() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ensemble.weights: needs one weight per teacher (3"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[test]
+fn a_feature_hint_trains_with_the_student_and_its_projection_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let seed = ["--set", "student.seeds=[0]"];
+    let plain = tmp.path().join("plain");
+    ok(&run_transfer(&plain, &cache, &seed));
+    let hinted = tmp.path().join("hinted");
+    ok(&run_transfer(&hinted, &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 0, student_layer: 0, weight: 0.5}"]].concat()));
+    let (p, h) = (read_json(&plain.join("metrics.json")), read_json(&hinted.join("metrics.json")));
+    assert_eq!(h["student"]["params"], p["student"]["params"], "the projection is not part of the student");
+    assert_eq!(std::fs::metadata(hinted.join("student.safetensors")).unwrap().len(), std::fs::metadata(plain.join("student.safetensors")).unwrap().len());
+    let hits = hits(&h);
+    assert!(hits.contains(&"teacher".to_string()) && hits.contains(&"baseline".to_string()) && !hits.contains(&"student".to_string()), "{hits:?}");
+    assert_ne!(h["student"]["evaluation"]["nll"], p["student"]["evaluation"]["nll"], "the hint changed the student");
+    assert!(std::fs::read_to_string(hinted.join("report.md")).unwrap().contains("feature hint"));
+    let cosine = tmp.path().join("cosine");
+    ok(&run_transfer(&cosine, &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 0, student_layer: 0, kind: cosine}"]].concat()));
+
+    let o = run_transfer(&tmp.path().join("bad"), &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 4, student_layer: 0}"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("student.hint.teacher_layer: the teacher has no hidden layer 4"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -64,6 +64,7 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], schedule: BenchS
         checkpoint: None,
         device: Default::default(),
         train_key: "train".into(),
+        hint: None,
     };
     let data = TrainTargets { x, labels: y, teacher_logits: None };
     let mut model = Mlp::new(shape.clone(), seed);

@@ -47,6 +47,7 @@ fn options(epochs: usize) -> TrainOptions {
         checkpoint: None,
         device: Default::default(),
         train_key: "train".into(),
+        hint: None,
     }
 }
 

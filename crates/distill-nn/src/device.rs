@@ -387,8 +387,8 @@ mod tests {
             let masks: Vec<Vec<f32>> = widths.iter().map(|&h| (0..b * h).map(|_| if rng.gen::<f32>() < 0.3 { 0.0 } else { 1.0 / 0.7 }).collect()).collect();
             let update = Update { clip: options.config.clip_grad_norm, lr: options.lr, step: i as i32 + 1 };
             let mut grad = |logits: &[f32]| CrossEntropy.value_and_grad(logits, None, &labels, 3).map(|(_, g)| g);
-            cpu.step(Batch { x: batch_x.clone(), rows: b, masks: masks.clone() }, &mut grad, update).unwrap();
-            dev.step(Batch { x: batch_x, rows: b, masks }, &mut grad, update).unwrap();
+            cpu.step(Batch { x: batch_x.clone(), rows: b, masks: masks.clone(), hint: None }, &mut grad, update).unwrap();
+            dev.step(Batch { x: batch_x, rows: b, masks, hint: None }, &mut grad, update).unwrap();
             close(&format!("{text}, step {}", i + 1), &dev.params().unwrap(), &cpu.params().unwrap());
         }
         let (state, want) = (dev.optimizer_state().unwrap(), cpu.optimizer_state().unwrap());

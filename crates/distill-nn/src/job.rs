@@ -77,6 +77,22 @@ impl<'a> Job<'a> {
         Ok(Self { data, loss, options, validation, teacher, soft_targets, inputs, classes, dropouts: model.dropout_layers() })
     }
 
+    /// The hint's state for a CPU trainee: where it joins `model`, the projection (seeded from
+    /// the job's seed, trained at its base rate); `None` without a hint.
+    pub(crate) fn hint_projection(&self, model: &Mlp) -> Result<Option<crate::train::HintState>, String> {
+        let Some(h) = &self.options.hint else { return Ok(None) };
+        let n = self.data.labels.len();
+        if h.features.len() != n * h.width {
+            return Err(format!("{} hint features for {n} rows × {}", h.features.len(), h.width));
+        }
+        let pos = model.hidden_output_index(h.student_layer).ok_or_else(|| format!("the student has no hidden layer {} for the hint", h.student_layer))?;
+        // The layer's width, from one row.
+        let (_, width) = model.hidden_features(&self.data.x[..self.inputs.min(self.data.x.len())], h.student_layer).unwrap_or_default();
+        let seed = self.options.seed ^ 0x68696e74;
+        let projection = crate::hint::Projection::new(width, h.width, self.options.lr, seed);
+        Ok(Some(crate::train::HintState { pos, width, targets: h.clone(), projection: std::sync::Arc::new(std::sync::Mutex::new(projection)) }))
+    }
+
     /// The training loop on `trainee`.
     pub(crate) fn run(&self, trainee: &mut dyn Trainee) -> Result<Vec<EpochStats>, String> {
         let options = self.options;
@@ -254,7 +270,8 @@ impl<'a> Job<'a> {
             loss = value;
             Ok(grad)
         };
-        trainee.step(Batch { x, rows: b, masks }, &mut loss_grad, update)?;
+        let hint = self.options.hint.as_ref().map(|h| gather_rows(&h.features, h.width, rows));
+        trainee.step(Batch { x, rows: b, masks, hint }, &mut loss_grad, update)?;
         Ok(loss)
     }
 

@@ -21,6 +21,7 @@ mod device;
 pub mod ensemble;
 mod features;
 mod gemm;
+pub mod hint;
 mod job;
 mod loss;
 mod mlp;

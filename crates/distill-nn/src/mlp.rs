@@ -288,6 +288,44 @@ impl Mlp {
         forward_nodes(&self.nodes, x, dropout_masks, &mut next_mask, InputGrad::Skip)
     }
 
+    /// The node index of hidden layer `layer`'s output: its activation (0-based, top-level
+    /// activations counted), where a feature hint reads or joins the network.
+    pub fn hidden_output_index(&self, layer: usize) -> Option<usize> {
+        self.nodes.iter().enumerate().filter(|(_, n)| matches!(n, Node::Activation(_))).nth(layer).map(|(i, _)| i)
+    }
+
+    /// The output of hidden layer `layer` for every row of `x` (evaluation mode), row-major, and
+    /// its width; `None` when the network has no such layer.
+    pub fn hidden_features(&self, x: &[f32], layer: usize) -> Option<(Vec<f32>, usize)> {
+        let pos = self.hidden_output_index(layer)?;
+        let inputs = self.shape.inputs();
+        let mut width = 0;
+        let mut out = Vec::new();
+        for block in x.chunks(512 * inputs.max(1)) {
+            let t = self.dev.tensor_from_vec(block.to_vec(), (block.len() / inputs, inputs));
+            let h = forward_nodes(&self.nodes[..=pos], t, None, &mut 0, InputGrad::Skip);
+            width = h.shape().1;
+            out.extend(h.as_vec());
+        }
+        Some((out, width))
+    }
+
+    /// [`Mlp::forward`] with `op` (an identity with an extra gradient: a feature hint) on the
+    /// output of the top-level node `pos`.
+    pub(crate) fn forward_hinted<T: Tape<f32, Dev>>(
+        &self,
+        x: Tensor<(usize, usize), f32, Dev, T>,
+        dropout_masks: Option<&[Matrix]>,
+        pos: usize,
+        op: crate::hint::HintOp,
+    ) -> Tensor<(usize, usize), f32, Dev, T> {
+        let mut next_mask = 0;
+        let h = forward_nodes(&self.nodes[..=pos], x, dropout_masks, &mut next_mask, InputGrad::Skip);
+        let shape = *h.shape();
+        let h = crate::tape_op::apply(op, h, shape);
+        forward_nodes(&self.nodes[pos + 1..], h, dropout_masks, &mut next_mask, InputGrad::Needed)
+    }
+
     /// (probability, width) of each dropout layer that drops anything, in forward order: the
     /// masks [`Mlp::forward`] expects.
     pub(crate) fn dropout_layers(&self) -> Vec<(f32, usize)> {

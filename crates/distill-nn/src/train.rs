@@ -34,6 +34,8 @@ pub struct TrainOptions {
     /// (`student.train.optimizer.lr`): [`TrainOptions::from_spec`] says `teacher.train` for the
     /// teacher and `student.train` for students and baselines (which train with the student's).
     pub train_key: String,
+    /// A feature hint trained with the model (students only; CPU only).
+    pub hint: Option<crate::hint::HintTargets>,
 }
 
 impl TrainOptions {
@@ -58,6 +60,7 @@ impl TrainOptions {
             checkpoint: None,
             device: Device::Cpu,
             train_key,
+            hint: None,
         }
     }
 }
@@ -91,9 +94,24 @@ pub fn train(
     validation: Option<(&[f32], &[u32])>,
 ) -> Result<Vec<EpochStats>, String> {
     crate::flush_denormals();
+    // The hint's projection is not part of the epoch checkpoints: such a job is never resumed.
+    let unchecked;
+    let options = if options.hint.is_some() && options.checkpoint.is_some() {
+        unchecked = TrainOptions { checkpoint: None, ..options.clone() };
+        &unchecked
+    } else {
+        options
+    };
+    if options.hint.is_some() && !matches!(options.device, Device::Cpu) {
+        return Err("feature hints train on the CPU only".into());
+    }
     let job = Job::new(model, data, loss, options, validation)?;
     match options.device {
-        Device::Cpu => job.run(&mut CpuTrainee::new(model, &options.config.optimizer)),
+        Device::Cpu => {
+            let mut trainee = CpuTrainee::new(model, &options.config.optimizer);
+            trainee.hint = job.hint_projection(trainee.model)?;
+            job.run(&mut trainee)
+        }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => crate::cuda::train(model, ordinal, &job),
         #[cfg(not(feature = "cuda"))]
@@ -107,6 +125,8 @@ pub(crate) struct Batch {
     pub x: Vec<f32>,
     pub rows: usize,
     pub masks: Vec<Vec<f32>>,
+    /// The batch's teacher features, with a feature hint.
+    pub hint: Option<Vec<f32>>,
 }
 
 /// How [`Trainee::step`] updates the parameters after the backward pass.
@@ -147,12 +167,22 @@ pub(crate) struct CpuTrainee<'m> {
     optimizer: Optimizer,
     /// Width of each dropout layer's mask.
     mask_widths: Vec<usize>,
+    /// With a feature hint: where it joins (node, student width), its targets and projection.
+    pub(crate) hint: Option<HintState>,
+}
+
+/// A feature hint during training.
+pub(crate) struct HintState {
+    pub pos: usize,
+    pub width: usize,
+    pub targets: crate::hint::HintTargets,
+    pub projection: std::sync::Arc<std::sync::Mutex<crate::hint::Projection>>,
 }
 
 impl<'m> CpuTrainee<'m> {
     pub(crate) fn new(model: &'m mut Mlp, config: &OptimizerConfig) -> Self {
         let mask_widths = model.dropout_layers().into_iter().map(|(_, width)| width).collect();
-        Self { model, optimizer: Optimizer::new(config), mask_widths }
+        Self { model, optimizer: Optimizer::new(config), mask_widths, hint: None }
     }
 }
 
@@ -164,7 +194,13 @@ impl Trainee for CpuTrainee<'_> {
         let x = dev.tensor_from_vec(batch.x, (b, model.shape.inputs()));
         let masks: Vec<Tensor<(usize, usize), f32, Dev>> =
             batch.masks.into_iter().zip(&self.mask_widths).map(|(m, &h)| dev.tensor_from_vec(m, (b, h))).collect();
-        let logits = model.forward(x.leaky_traced(), Some(&masks));
+        let logits = match (&self.hint, batch.hint) {
+            (Some(h), Some(target)) => {
+                let op = crate::hint::HintOp::new(h.projection.clone(), target, &h.targets, h.width);
+                model.forward_hinted(x.leaky_traced(), Some(&masks), h.pos, op)
+            }
+            _ => model.forward(x.leaky_traced(), Some(&masks)),
+        };
         let grad = loss_grad(&logits.as_vec())?;
         // d/dθ sum(logits * g) = (dL/dlogits) · dlogits/dθ: the host loss joins dfdx's tape.
         let g = dev.tensor_from_vec(grad, (b, model.shape.classes()));

@@ -38,6 +38,7 @@ pub(crate) fn options(seed: u64) -> TrainOptions {
         checkpoint: None,
         device: Device::Cpu,
         train_key: "train".into(),
+        hint: None,
     }
 }
 
@@ -389,6 +390,33 @@ fn keep_rule_picks_the_best_validation_epoch_or_the_last() {
     assert!(history.len() < 60);
     assert_eq!(acc, history.last().unwrap().val_accuracy.unwrap());
     assert_eq!(kept_epoch(&history, &options.config), Some(history.len()));
+}
+
+#[test]
+fn a_feature_hint_joins_the_backward_pass_and_weight_zero_changes_nothing() {
+    let (x, y) = blobs(120, 3);
+    let data = TrainTargets { x: &x, labels: &y, teacher_logits: None };
+    // Targets: 4 features per row from a fixed map of the inputs.
+    let features: Vec<f32> = x.chunks(2).flat_map(|r| [r[0], r[1], r[0] - r[1], 0.5 * r[0]]).collect();
+    let hinted = |weight: f64, kind: crate::hint::HintKind| {
+        let hint = crate::hint::HintTargets { features: std::sync::Arc::new(features.clone()), width: 4, student_layer: 0, kind, weight };
+        let mut m = Mlp::new(shape(0.1), 5);
+        train(&mut m, &data, &CrossEntropy, &TrainOptions { hint: Some(hint), epochs: 5, ..options(9) }, None).unwrap();
+        predict_logits(&m, &x)
+    };
+    let mut plain = Mlp::new(shape(0.1), 5);
+    train(&mut plain, &data, &CrossEntropy, &TrainOptions { epochs: 5, ..options(9) }, None).unwrap();
+    let plain = predict_logits(&plain, &x);
+    assert_eq!(bits(&hinted(0.0, crate::hint::HintKind::Mse)), bits(&plain), "a zero hint adds nothing to the gradient");
+    for kind in [crate::hint::HintKind::Mse, crate::hint::HintKind::Cosine] {
+        let h = hinted(1.0, kind);
+        assert_ne!(bits(&h), bits(&plain), "{kind:?}: the hint changes the student");
+        assert_eq!(bits(&h), bits(&hinted(1.0, kind)), "{kind:?}: deterministic");
+    }
+    let bad =
+        crate::hint::HintTargets { features: std::sync::Arc::new(features.clone()), width: 4, student_layer: 3, kind: crate::hint::HintKind::Mse, weight: 1.0 };
+    let err = train(&mut Mlp::new(shape(0.0), 5), &data, &CrossEntropy, &TrainOptions { hint: Some(bad), ..options(9) }, None).unwrap_err();
+    assert!(err.contains("no hidden layer 3"), "{err}");
 }
 
 #[test]

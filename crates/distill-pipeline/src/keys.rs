@@ -82,6 +82,9 @@ pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: 
     if let Some(t) = transfer.filter(|t| t.min_teacher_confidence.is_some() || t.weight.is_some()) {
         builder = builder.part("data.transfer.confidence", yaml(&(t.min_teacher_confidence, t.weight)).as_bytes());
     }
+    if let Some(h) = &p.student.hint {
+        builder = builder.part("student.hint", yaml(h).as_bytes());
+    }
     builder
         .part("student.model", yaml(&p.student.model).as_bytes())
         .part("student.loss", yaml(&p.student.loss).as_bytes())

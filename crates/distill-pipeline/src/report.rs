@@ -107,6 +107,11 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
     if let Some(rule) = &s.baseline_budget {
         recipe.push(("baseline budget".to_string(), rule.clone()));
     }
+    if let Some(h) = &p.student.hint {
+        let what =
+            format!("teacher layer {} ← student layer {} through a learned projection, {:?}, weight {}", h.teacher_layer, h.student_layer, h.kind, h.weight);
+        recipe.push(("feature hint".to_string(), what.to_lowercase()));
+    }
     if let Some(gain) = &s.gain {
         recipe.push(("student vs baseline (paired by seed, 95% interval, paired t-test)".to_string(), gain.text.clone()));
     }

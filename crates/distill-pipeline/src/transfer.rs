@@ -12,6 +12,8 @@ use distill_spec::{Pipeline, TrainSpec};
 /// The student's training rows after the confidence filter, and the budget that keeps its
 /// optimiser steps those of training on every row.
 pub(crate) struct Filtered {
+    /// The kept training rows, in order.
+    pub rows: Vec<usize>,
     pub x: Vec<f32>,
     pub labels: Vec<u32>,
     pub teacher: Vec<f32>,
@@ -36,6 +38,7 @@ pub(crate) fn filter(p: &Pipeline, data: &Prepared, labels: &[u32], teacher: &[f
         teacher: gather(teacher, k),
         train: TrainSpec { epochs, ..spec.clone() },
         max_steps,
+        rows,
     })
 }
 

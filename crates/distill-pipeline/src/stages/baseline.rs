@@ -53,8 +53,17 @@ impl Stage for BaselineStage {
         if rows.len() != data.train.len() {
             tracing::info!(rows = rows.len(), steps, epochs = train.epochs, rule = ?p.student.baseline_budget, "baseline: labelled rows only");
         }
-        let fit =
-            Fit { x: &rows.x, labels: &rows.y, teacher: None, loss: &CrossEntropy, spec: &train, seed: job.init_seed, name: &name, max_steps: Some(steps) };
+        let fit = Fit {
+            x: &rows.x,
+            labels: &rows.y,
+            teacher: None,
+            loss: &CrossEntropy,
+            spec: &train,
+            seed: job.init_seed,
+            name: &name,
+            max_steps: Some(steps),
+            hint: None,
+        };
         job.train(cx, fp, rows.len(), &fit)
     }
 }

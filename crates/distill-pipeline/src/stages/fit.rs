@@ -22,6 +22,8 @@ pub(crate) struct Fit<'a> {
     pub seed: u64,
     pub name: &'a str,
     pub max_steps: Option<usize>,
+    /// A feature hint (students with `student.hint`).
+    pub hint: Option<distill_nn::hint::HintTargets>,
 }
 
 /// Where training jobs keep their per-epoch checkpoints: in the cache, keyed by the whole
@@ -50,6 +52,7 @@ impl Fit<'_> {
         let options = TrainOptions {
             checkpoint: Some(cx.checkpoints.for_job(self.name, self.seed)),
             device: cx.pipeline().device,
+            hint: self.hint.clone(),
             ..TrainOptions::from_spec(spec, self.seed, self.name, self.max_steps)
         };
         let targets = TrainTargets { x: self.x, labels: self.labels, teacher_logits: self.teacher };

@@ -187,7 +187,7 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
     for seed in seeds {
-        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1 }));
+        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint: p.student.hint.is_some() }));
         if p.student.baseline {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }

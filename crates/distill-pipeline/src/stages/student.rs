@@ -4,6 +4,7 @@
 use distill_cache::Fingerprint;
 use distill_data::LabelState;
 use distill_nn::confidence::RowWeighted;
+use distill_nn::hint::{HintKind, HintTargets};
 use distill_nn::NO_LABEL;
 
 use super::fit::{Fit, ModelJob};
@@ -18,6 +19,8 @@ pub(crate) struct StudentStage {
     pub several: bool,
     /// Whether it learns from an ensemble of teachers.
     pub ensemble: bool,
+    /// Whether it has a feature hint (then it also reads the teacher's model).
+    pub hint: bool,
 }
 
 impl StudentStage {
@@ -25,6 +28,33 @@ impl StudentStage {
         let spec = &cx.pipeline().student.model;
         ModelJob { kind: &STUDENT, role: Role::Student, name, shape: &cx.student_shape, init_seed: derive_seed(self.seed, "student"), spec }
     }
+}
+
+/// The teacher's features at `student.hint.teacher_layer` for the student's training rows
+/// (computed from the teacher's model on the fly; `rows`: the confidence filter's).
+fn hint_targets(
+    p: &distill_spec::Pipeline,
+    teacher: Option<&Output>,
+    data: &distill_data::Prepared,
+    rows: Option<&[usize]>,
+) -> Result<Option<HintTargets>, PipelineError> {
+    let Some(h) = &p.student.hint else { return Ok(None) };
+    let Some(Output::Model { trained, .. }) = teacher else {
+        return Err(PipelineError::key("student.hint", "a hint needs the teacher's model (not external logits)"));
+    };
+    let (features, width) = trained
+        .model
+        .hidden_features(&data.train.x, h.teacher_layer)
+        .ok_or_else(|| PipelineError::key("student.hint.teacher_layer", format!("the teacher has no hidden layer {}", h.teacher_layer)))?;
+    let features = match rows {
+        Some(rows) => rows.iter().flat_map(|&r| features[r * width..(r + 1) * width].iter().copied()).collect(),
+        None => features,
+    };
+    let kind = match h.kind {
+        distill_spec::HintKindSpec::Mse => HintKind::Mse,
+        distill_spec::HintKindSpec::Cosine => HintKind::Cosine,
+    };
+    Ok(Some(HintTargets { features: std::sync::Arc::new(features), width, student_layer: h.student_layer, kind, weight: h.weight }))
 }
 
 impl Stage for StudentStage {
@@ -42,7 +72,11 @@ impl Stage for StudentStage {
 
     fn inputs(&self) -> Vec<String> {
         // Several teachers: the ensemble's combined logits; one: its logits.
-        vec![if self.ensemble { "ensemble" } else { "logits" }.into()]
+        let mut inputs = vec![if self.ensemble { "ensemble" } else { "logits" }.to_string()];
+        if self.hint {
+            inputs.push("teacher".into());
+        }
+        inputs
     }
 
     fn fingerprint(&self, cx: &Context, inputs: &[&Output]) -> Result<Fingerprint, PipelineError> {
@@ -70,6 +104,7 @@ impl Stage for StudentStage {
             seed: job.init_seed,
             name: &name,
             max_steps: filtered.as_ref().map(|f| f.max_steps),
+            hint: hint_targets(p, inputs.get(1).copied(), data, filtered.as_ref().map(|f| f.rows.as_slice()))?,
         };
         job.train(cx, fp, fit.labels.len(), &fit)
     }

@@ -115,6 +115,7 @@ impl Stage for TeacherStage {
             seed: job.init_seed,
             name: &name,
             max_steps: None,
+            hint: None,
         };
         job.train(cx, fp, rows.len(), &fit)
     }
