@@ -174,6 +174,14 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Print the JSON Schema (draft 2020-12) of a recipe, for editors: descriptions, kinds,
+    /// defaults, unknown keys flagged. The repository ships it as schema/distill.schema.json.
+    Schema {
+        /// The schema of a base file that recipes extend (every key optional), shipped as
+        /// schema/distill-base.schema.json.
+        #[arg(long)]
+        base: bool,
+    },
     /// Redraw a run's report (report.md, report.html, SVG plots) from its saved results.
     Report {
         /// The run directory (runs/<name>/<run-id>).
@@ -350,6 +358,14 @@ fn cache_command(command: CacheCommand, dir: Option<PathBuf>) -> Result<u8, Stri
 }
 
 /// Schema, values, and the plugins the recipe names (loaded, their losses and architectures found).
+/// `distill schema [--base]`: the JSON Schema on stdout.
+fn schema(base: bool) -> Result<u8, String> {
+    let of = if base { distill_spec::SchemaFor::Base } else { distill_spec::SchemaFor::Recipe };
+    let text = serde_json::to_string_pretty(&distill_spec::json_schema(of)).map_err(|e| format!("cannot write the schema: {e}"))?;
+    println!("{text}");
+    Ok(0)
+}
+
 fn validate(args: &PipelineArgs, explain: bool) -> Result<u8, String> {
     if explain {
         let composed = distill_spec::compose_file(&args.file, &args.overrides).map_err(|e| error_chain(&e))?;
@@ -426,6 +442,7 @@ fn main() -> ExitCode {
             print!("{text}");
             0
         }),
+        Command::Schema { base } => schema(base),
         Command::Init { file, label, out, force } => init::command(&file, label.as_deref(), &out, force),
         Command::Report { run } => distill_pipeline::write_report(&run).map_err(|e| error_chain(&e)).map(|()| {
             println!("{}", run.join("report.html").display());

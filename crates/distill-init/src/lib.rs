@@ -57,6 +57,7 @@ pub fn recipe(req: &Request) -> Result<Written, String> {
         left_out: &left_out,
         checks: &checks,
         name: name_of(req.data),
+        schema: schema_path(req.out),
     };
     let text = render::recipe(&facts);
     // The recipe must be one `distill validate` accepts; anything else is a bug here.
@@ -93,6 +94,16 @@ fn data_path(data: &Path, out: &Path) -> Result<String, String> {
     }
     let rel: PathBuf = distill_spec::relative_to(&out_dir, dir).join(data.file_name().unwrap_or_default());
     Ok(rel.to_string_lossy().into_owned())
+}
+
+/// `schema/distill.schema.json` in the recipe's folder or the nearest folder above that has one
+/// (a distill checkout, or a project that keeps the schema there), relative to the recipe.
+fn schema_path(out: &Path) -> Option<String> {
+    let out_dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_dir = std::fs::canonicalize(out_dir).ok()?;
+    let dir = out_dir.ancestors().find(|d| d.join("schema/distill.schema.json").is_file())?;
+    let rel = distill_spec::relative_to(&out_dir, dir).join("schema/distill.schema.json");
+    Some(rel.to_string_lossy().into_owned())
 }
 
 /// The recipe's name: the file name without its extensions, as letters, digits, `-` and `_`.

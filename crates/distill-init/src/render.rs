@@ -20,6 +20,9 @@ pub struct Facts<'a> {
     /// `distill profile`'s `checks:` block for the data.
     pub checks: &'a str,
     pub name: String,
+    /// A JSON Schema for the recipe (`schema/distill.schema.json` in its folder or one above),
+    /// relative to the recipe, for the editor's modeline.
+    pub schema: Option<String>,
 }
 
 /// Model sizes and budgets that follow from the data's shape.
@@ -95,13 +98,20 @@ pub fn recipe(f: &Facts) -> String {
     let size = sizing(f.features.len(), f.rows, test);
     let label = &f.cols[f.label];
     let classes = label.distinct;
-    let mut out = format!(
+    let mut out = match &f.schema {
+        Some(schema) => format!("# yaml-language-server: $schema={schema}\n"),
+        None => String::new(),
+    };
+    out += &format!(
         "# Written by `{}` from {} rows × {} columns.\n# Review it (the checks describe this file, not the domain), then:\n#   distill check {recipe} && distill run {recipe}\n",
         f.command,
         f.rows,
         f.cols.len(),
         recipe = f.recipe
     );
+    if f.schema.is_none() {
+        out += "# Editor help (descriptions, completion, unknown keys): `distill schema > distill.schema.json`, then\n#   make this file's first line `# yaml-language-server: $schema=distill.schema.json`.\n";
+    }
     out += &format!("version: 1\nname: {}\n", q(&f.name));
     out += &commented("seed: 0".into(), "split, initialisation, dropout, batch order");
     out += "\ndata:\n";

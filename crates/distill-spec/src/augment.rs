@@ -1,9 +1,10 @@
 //! `data.augment`: extra training rows, one entry per augmentation, its keys decided by its `kind`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::Mapping;
 
-use crate::tagged::{self, fields_of, no_keys, Family, Nested};
+use crate::tagged::{self, Family, Kind, Nested};
 
 /// One augmentation of the training split.
 ///
@@ -31,8 +32,9 @@ pub enum AugmentSpec {
     Flip,
 }
 
-/// `gaussian_noise`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `gaussian_noise`: a copy of each training row with Gaussian noise added to every feature;
+/// keeps the row's label state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GaussianNoise {
     /// How many new rows per training row (default 1).
@@ -42,8 +44,9 @@ pub struct GaussianNoise {
     pub std: f64,
 }
 
-/// `mixup`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `mixup`: convex mixes of two random training rows; mixed rows have no label, so only the
+/// teacher's soft targets label them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mixup {
     /// How many new rows per training row (default 1).
@@ -54,8 +57,9 @@ pub struct Mixup {
     pub alpha: Option<f64>,
 }
 
-/// `oversample`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `oversample`: new labelled rows for classes with fewer labelled training rows than the
+/// largest class.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Oversample {
     /// How new rows of a rare class are made: `smote` (default) interpolates between a row and
@@ -71,8 +75,9 @@ pub struct Oversample {
     pub neighbours: Option<usize>,
 }
 
-/// `shift`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `shift`: a copy of each training image (needs `data.image`) shifted by up to `pixels`
+/// pixels; keeps the row's label state.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shift {
     /// How many new rows per training row (default 1).
@@ -84,7 +89,8 @@ pub struct Shift {
     pub pixels: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// How `oversample` makes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OversampleMethod {
     /// Random duplication of the class's rows.
@@ -97,11 +103,11 @@ pub enum OversampleMethod {
 static AUGMENTATIONS: Family = Family {
     describe: |k| format!("`{k}`"),
     kinds: &[
-        ("gaussian_noise", fields_of::<GaussianNoise>),
-        ("mixup", fields_of::<Mixup>),
-        ("oversample", fields_of::<Oversample>),
-        ("shift", fields_of::<Shift>),
-        ("flip", no_keys),
+        Kind::of::<GaussianNoise>("gaussian_noise"),
+        Kind::of::<Mixup>("mixup"),
+        Kind::of::<Oversample>("oversample"),
+        Kind::of::<Shift>("shift"),
+        Kind::unit("flip", "`flip`: one horizontally mirrored copy of each training image (needs `data.image`); keeps the row's label state. No keys."),
     ],
     leading: &[],
     trailing: &[],
@@ -127,6 +133,17 @@ impl AugmentSpec {
             AugmentSpec::Shift(a) => a.copies,
             AugmentSpec::Oversample(_) | AugmentSpec::Flip => None,
         }
+    }
+}
+
+impl JsonSchema for AugmentSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AugmentSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let description = "An augmentation of the training split: a `kind` with that kind's keys.";
+        AUGMENTATIONS.tagged_schema(g, &crate::schema::Shape { description, ..Default::default() })
     }
 }
 

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::{Mapping, Value};
 
-use crate::tagged::{self, fields_of, Family, Nested};
+use crate::tagged::{self, Family, Kind, Nested};
 use crate::{ColumnSelection, Threshold};
 
 /// One data-quality check: an `id`, a `kind` with the keys of that kind, and thresholds.
@@ -19,38 +20,61 @@ use crate::{ColumnSelection, Threshold};
 /// `leakage`), columns (`schema`, `drift`) or classes (`class_balance`); `row_count` fails as
 /// a whole (1 of 1).
 #[derive(Debug, Clone, PartialEq)]
+///
+/// The keys' user docs are on `CheckCommon` (they are the schema's descriptions).
 pub struct CheckSpec {
     /// Name shown in the report; defaults to the kind.
     pub id: Option<String>,
     /// What is checked, with the keys of that kind.
     pub kind: CheckKind,
-    /// Failures above which the check warns: a count (`"> 0"`, `">= 10"`, `3` = `"> 3"`) or a
-    /// percentage of the rows, columns or classes checked (`"> 5%"`).
+    /// The warn threshold.
     pub warn: Option<Threshold>,
-    /// Failures above which the check is an error (an error-level check stops the run); same
-    /// forms as `warn`.
+    /// The error threshold.
     pub error: Option<Threshold>,
-    /// Shorthand for thresholds: `error` (any failure stops the run) or `warn` (only
-    /// reported). Not together with `warn`/`error`.
+    /// Shorthand for thresholds.
     pub severity: Option<Severity>,
     /// How many failing rows (or columns, classes) the report lists (default 5).
     pub samples: Option<usize>,
 }
 
-/// The keys every check takes, whatever its kind.
-#[derive(Default, Serialize, Deserialize)]
+/// The keys every check takes, whatever its kind (their docs are the schema's; see
+/// [`CheckSpec`] for how thresholds combine).
+#[derive(Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckCommon {
+    /// Name shown in the report; defaults to the kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// Failures above which the check warns: a count (`"> 0"`, `">= 10"`, `3` = `"> 3"`) or a
+    /// percentage of the rows, columns or classes checked (`"> 5%"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     warn: Option<Threshold>,
+    /// Failures above which the check is an error (an error-level check stops the run); same
+    /// forms as `warn`. With neither `warn`, `error` nor `severity`, any failure is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<Threshold>,
+    /// Shorthand for thresholds: `error` (any failure stops the run) or `warn` (only
+    /// reported). Not together with `warn`/`error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     severity: Option<Severity>,
+    /// How many failing rows (or columns, classes) the report lists (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     samples: Option<usize>,
+}
+
+impl JsonSchema for CheckSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CheckSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let shape = crate::schema::Shape {
+            description: "A data-quality check: a `kind` with that kind's keys, an `id`, and thresholds (`warn`, `error` or `severity`).",
+            shared: Some(CheckCommon::json_schema(g)),
+            ..Default::default()
+        };
+        CHECKS.tagged_schema(g, &shape)
+    }
 }
 
 /// A check kind and its keys.
@@ -89,15 +113,18 @@ pub enum CheckKind {
 /// `columns`: which columns a check looks at (`not_null`, `finite`, `unique` key columns,
 /// `leakage` features): `all`, a name or `*` glob, or a list of them. Default: every column
 /// (every feature for `leakage`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnsCheck {
+    /// The columns: `all`, a name or `*` glob, or a list of them (default: every column; every
+    /// feature for `leakage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<ColumnSelection>,
 }
 
-/// `schema`: at least one of `columns`, `types`, `allow_extra`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `schema`: required columns (`columns`), column types (`types`), and whether other columns
+/// may exist (`allow_extra`); at least one of them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaCheck {
     /// Columns that must exist: names or `*` globs.
@@ -112,8 +139,9 @@ pub struct SchemaCheck {
     pub allow_extra: Option<bool>,
 }
 
-/// `range`: `min`, `max` or both.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `range`: every value of the selected columns lies within [`min`, `max`] (`min`, `max` or
+/// both; nulls and NaN are left to `not_null` and `finite`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeCheck {
     /// Columns to check (default: every column).
@@ -127,28 +155,32 @@ pub struct RangeCheck {
     pub max: Option<f64>,
 }
 
-/// `in_set`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `in_set`: every value of `column` is one of `values`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InSetCheck {
     /// The column to check.
     pub column: String,
     /// Allowed values (numbers compare as numbers, so `3` matches 3.0).
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub values: Vec<Value>,
 }
 
-/// `row_count`: `min`, `max` or both, in rows.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `row_count`: the table has at least `min` and at most `max` rows (`min`, `max` or both).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RowCountCheck {
+    /// Fewest rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    /// Most rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
 }
 
-/// `class_balance`: `min_fraction`, `max_ratio` or both.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `class_balance`: each class of `column` has at least `min_fraction` of the labelled rows,
+/// and/or the largest class has at most `max_ratio` times the rows of the smallest.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassBalanceCheck {
     /// The class column (default: `data.label`).
@@ -162,8 +194,9 @@ pub struct ClassBalanceCheck {
     pub max_ratio: Option<f64>,
 }
 
-/// `drift`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `drift`: per feature, the distance between the training and test distributions stays
+/// within `max_distance`. Runs on the prepared splits.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftCheck {
     /// Features to compare (default: every feature).
@@ -182,8 +215,8 @@ pub struct DriftCheck {
     pub bins: Option<usize>,
 }
 
-/// `sql`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `sql`: every row satisfies the SQL `predicate` (false or null fails).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlCheck {
     /// A boolean SQL expression over the columns that every row must satisfy, e.g.
@@ -194,17 +227,23 @@ pub struct SqlCheck {
 static CHECKS: Family = Family {
     describe: |k| format!("{} `{k}` check", tagged::article(k)),
     kinds: &[
-        ("schema", fields_of::<SchemaCheck>),
-        ("not_null", fields_of::<ColumnsCheck>),
-        ("finite", fields_of::<ColumnsCheck>),
-        ("range", fields_of::<RangeCheck>),
-        ("in_set", fields_of::<InSetCheck>),
-        ("unique", fields_of::<ColumnsCheck>),
-        ("row_count", fields_of::<RowCountCheck>),
-        ("class_balance", fields_of::<ClassBalanceCheck>),
-        ("leakage", fields_of::<ColumnsCheck>),
-        ("drift", fields_of::<DriftCheck>),
-        ("sql", fields_of::<SqlCheck>),
+        Kind::of::<SchemaCheck>("schema"),
+        Kind::noted::<ColumnsCheck>("not_null", "No null values in the selected `columns` (default: every column)."),
+        Kind::noted::<ColumnsCheck>("finite", "No NaN or infinite values in the selected `columns` (default: every column; text columns are skipped)."),
+        Kind::of::<RangeCheck>("range"),
+        Kind::of::<InSetCheck>("in_set"),
+        Kind::noted::<ColumnsCheck>(
+            "unique",
+            "No two rows share the values of `columns` (default: whole rows); every repeat of an earlier row counts as a failure.",
+        ),
+        Kind::of::<RowCountCheck>("row_count"),
+        Kind::of::<ClassBalanceCheck>("class_balance"),
+        Kind::noted::<ColumnsCheck>(
+            "leakage",
+            "No validation or test row has exactly the features (`columns`, default: every feature) of a training row. Runs on the prepared splits.",
+        ),
+        Kind::of::<DriftCheck>("drift"),
+        Kind::of::<SqlCheck>("sql"),
     ],
     leading: &["id"],
     trailing: &["warn", "error", "severity", "samples"],
@@ -345,16 +384,19 @@ impl CheckSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A check's level when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Reported; the run goes on.
     Warn,
+    /// Stops the run before the teacher (exit 1).
     #[default]
     Error,
 }
 
 /// A column type for `schema` checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     /// Signed or unsigned integers.
@@ -381,7 +423,8 @@ impl ColumnType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The distance of a `drift` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftMethod {
     /// Population stability index.

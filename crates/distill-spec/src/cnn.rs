@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -18,7 +19,7 @@ use crate::{Arch, DataFormat, DataSpec, ImageSpec, LayerSpec, ModelSpec};
 /// ```yaml
 /// conv: [{filters: 8, kernel: 3, padding: 1}, {filters: 16, kernel: 3, stride: 2}]
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvSpec {
     /// Output channels (feature maps), ≥ 1.
@@ -68,13 +69,40 @@ pub struct PoolSpec {
     pub kind: PoolKind,
 }
 
-/// The map form of a pool.
-#[derive(Deserialize)]
+/// `{size: 2, kind: max|avg}`: the window side and how each window is reduced.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PoolMap {
+    /// Window side in pixels, ≥ 1.
     size: usize,
+    /// `max` (default) or `avg`.
     #[serde(default)]
     kind: PoolKind,
+}
+
+/// The forms a pool is written in (for the schema; [`PoolSpec`]'s `Deserialize` reads them).
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum PoolForm {
+    /// `2`: max pooling over 2×2 windows.
+    Size(usize),
+    Map(PoolMap),
+}
+
+impl JsonSchema for PoolSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PoolSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = PoolForm::json_schema(g);
+        schema.insert(
+            "description".into(),
+            "Pooling over non-overlapping size×size windows (a remainder at the edge is dropped): `2` (max) or `{size: 2, kind: max|avg}`.".into(),
+        );
+        schema
+    }
 }
 
 impl<'de> Deserialize<'de> for PoolSpec {
@@ -98,7 +126,7 @@ impl<'de> Deserialize<'de> for PoolSpec {
 }
 
 /// How a pooling window is reduced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolKind {
     /// The largest value (its gradient goes to the first maximum).

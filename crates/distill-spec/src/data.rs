@@ -2,27 +2,31 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::types::yes;
 use crate::{AugmentSpec, CheckSpec};
 
 /// The data stage: where rows come from, which column is the label, how to split and check them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
+    /// The data file: `{path, format}` (CSV options, or IDX `labels`, beside them).
     pub source: SourceSpec,
     /// Name of the label column. Integer or string classes; string classes are sorted by name.
     pub label: String,
     /// Which columns are features (default: every column but the label).
     #[serde(default)]
     pub features: FeatureSpec,
+    /// Train/validation/test fractions (default: 20 % test, no validation), seeded.
     #[serde(default)]
     pub split: SplitSpec,
     /// A separate file for the test split (same columns), e.g. Fashion-MNIST's t10k files.
     /// With it, `split.test` must be left out: every source row is for training and validation.
     #[serde(default)]
     pub test_source: Option<SourceSpec>,
+    /// Feature scaling (default none), fitted on the training split only.
     #[serde(default)]
     pub scale: ScaleSpec,
     /// Data-quality checks, run before anything is trained.
@@ -46,7 +50,7 @@ pub struct DataSpec {
 }
 
 /// Image layout of the feature vector: row-major pixels, channels last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// Pixels per column of the image.
@@ -63,7 +67,7 @@ fn one() -> usize {
 }
 
 /// The transfer set: training rows the student sees without their labels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferSpec {
     /// Keep labels on only this many training rows (a whole number ≥ 1) or this fraction of them
@@ -94,7 +98,7 @@ pub struct TransferSpec {
 }
 
 /// How an unlabelled row's loss term is weighted from the teacher's prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferWeight {
     /// The teacher's largest softmax probability.
@@ -104,7 +108,7 @@ pub enum TransferWeight {
 }
 
 /// A data file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// Path of the file, relative to the pipeline file. `${VAR}` and `${VAR:-default}` are
@@ -148,27 +152,32 @@ impl SourceSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+/// A data file's format.
 pub enum DataFormat {
+    /// Comma-separated (or `delimiter`) text with a header line (or `header: false`).
     Csv,
+    /// Apache Parquet.
     Parquet,
     /// MNIST-style IDX (u8 images, gzipped or not): pixels become columns `px0`, `px1`, ...
     Idx,
 }
 
 /// Feature columns: `include` (names or `*` globs) minus `exclude`. The label is never a feature.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
+    /// Feature columns: names or `*` globs (default: every column). Each must match a column.
     #[serde(default)]
     pub include: Option<Vec<String>>,
+    /// Columns (names or `*` globs) left out of the features.
     #[serde(default)]
     pub exclude: Vec<String>,
 }
 
 /// Train/validation/test split, seeded by the pipeline seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitSpec {
     /// Fraction of rows held out for the test split (default 0.2; none with `test_source`).
@@ -192,16 +201,19 @@ impl Default for SplitSpec {
 }
 
 /// Feature scaling; statistics are fitted on the training split only.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleSpec {
+    /// `none` (default), `minmax`, `minmax_global` or `standard`.
     #[serde(default)]
     pub kind: ScaleKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+/// How features are scaled.
 pub enum ScaleKind {
+    /// Features as they are.
     #[default]
     None,
     /// Map each feature's training range to [0, 1].

@@ -4,6 +4,7 @@
 //! This crate turns text into a typed, validated [`Pipeline`]. It is strict: unknown keys, wrong
 //! types, missing fields and out-of-range values are errors that name the file, line, column and
 //! key path. It knows nothing about data frames or tensors; the other crates consume its types.
+//! [`json_schema`] describes the same format as a JSON Schema for editors (`distill schema`).
 //!
 //! ```
 //! let text = "version: 1\nname: demo\ndata: {source: {path: d.csv}, label: y}\n\
@@ -27,6 +28,7 @@ pub mod memory;
 mod model;
 mod optim;
 mod overrides;
+mod schema;
 pub mod sweep;
 mod tagged;
 mod threshold;
@@ -51,6 +53,7 @@ pub use loss::*;
 pub use memory::{Memory, Need, Shape};
 pub use model::*;
 pub use optim::*;
+pub use schema::{json_schema, SchemaFor};
 pub use sweep::{Objective, SweepPoint, SweepSpec};
 pub use threshold::*;
 pub use train::*;

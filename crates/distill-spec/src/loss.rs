@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::{Mapping, Value};
 
-use crate::tagged::{self, fields_of, no_keys, Family, Nested};
+use crate::tagged::{self, fields_of, Family, Kind, Nested};
 
 /// The student's loss: one `kind` with its parameters, or a weighted sum of `terms`.
 ///
@@ -60,8 +61,10 @@ pub enum LossSpec {
     Terms(BTreeMap<String, LossTermSpec>),
 }
 
-/// `kd`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `kd` (the default when `kind` is left out): Hinton et al. (2015),
+/// `alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)`, averaged over the
+/// batch; the hard-label term counts only rows with a label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KdLoss {
     /// Softmax temperature T (> 0). Default 2.
@@ -69,11 +72,13 @@ pub struct KdLoss {
     pub temperature: f64,
     /// Weight of the soft term, in [0, 1]; the hard-label term gets `1 - alpha`. Default 0.5.
     #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub alpha: f64,
 }
 
-/// `ce`, as a loss or a term.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `ce`: cross-entropy with the labels, with optional `label_smoothing` ε (target
+/// `(1 - ε) * onehot(y) + ε / k`). Ignores the teacher (what the baseline uses).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CeLoss {
     /// Label smoothing ε in [0, 1). Default 0.
@@ -81,8 +86,9 @@ pub struct CeLoss {
     pub label_smoothing: Option<f64>,
 }
 
-/// `soft_ce`, as a loss or a term.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `soft_ce`: `T^2 * CE(softmax(t/T), softmax(s/T))`, cross-entropy against the teacher's
+/// soft targets (the same gradients as `kd`'s soft part).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SoftCeLoss {
     /// Softmax temperature T (> 0). Default 2.
@@ -90,8 +96,10 @@ pub struct SoftCeLoss {
     pub temperature: f64,
 }
 
-/// `dkd`, as a loss or a term.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `dkd`: decoupled KD (Zhao et al., 2022), `T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD)` at
+/// temperature T: the target-class and the non-target-class parts of the KL. The target is the
+/// label (the teacher's top class on rows without one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DkdLoss {
     /// Softmax temperature T (> 0). Default 2.
@@ -105,8 +113,8 @@ pub struct DkdLoss {
     pub dkd_beta: Option<f64>,
 }
 
-/// A plugin loss: its name is the recipe's `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A loss from a plugin library named under `plugins:`: its name is the recipe's `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginLoss {
     /// The loss's name in its plugin (the recipe's `kind`).
@@ -117,6 +125,7 @@ pub struct PluginLoss {
     pub temperature: f64,
     /// Weight in [0, 1], passed to the plugin. Default 0.5.
     #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub alpha: f64,
     /// Extra parameters, passed to the plugin as JSON with `temperature` and `alpha`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,11 +133,12 @@ pub struct PluginLoss {
 }
 
 /// One term of a weighted-sum loss; its kind is its key in `terms`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 pub struct LossTermSpec {
     /// The term's weight, ≥ 0.
     pub weight: f64,
     /// The term's loss and its keys.
+    #[schemars(skip)]
     pub kind: LossKind,
 }
 
@@ -145,8 +155,8 @@ pub enum LossKind {
     Plugin(PluginTerm),
 }
 
-/// A `kd` term.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A `kd` term: the soft part of Hinton KD alone (`alpha: 1`); add a `ce` term for the labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KdTerm {
     /// Softmax temperature T (> 0). Default 2.
@@ -154,8 +164,8 @@ pub struct KdTerm {
     pub temperature: f64,
 }
 
-/// A plugin term: its name is its key in `terms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A term from a plugin library named under `plugins:`: its name is its key in `terms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginTerm {
     #[serde(skip)]
@@ -198,12 +208,12 @@ impl Default for LossSpec {
 static LOSSES: Family = Family {
     describe: |k| format!("the `{k}` loss"),
     kinds: &[
-        ("kd", fields_of::<KdLoss>),
-        ("ce", fields_of::<CeLoss>),
-        ("teacher_hard", no_keys),
-        ("soft_ce", fields_of::<SoftCeLoss>),
-        ("mse_logits", no_keys),
-        ("dkd", fields_of::<DkdLoss>),
+        Kind::of::<KdLoss>("kd"),
+        Kind::of::<CeLoss>("ce"),
+        Kind::unit("teacher_hard", TEACHER_HARD),
+        Kind::of::<SoftCeLoss>("soft_ce"),
+        Kind::unit("mse_logits", MSE_LOGITS),
+        Kind::of::<DkdLoss>("dkd"),
     ],
     leading: &[],
     trailing: &[],
@@ -213,17 +223,21 @@ static LOSSES: Family = Family {
 static TERMS: Family = Family {
     describe: |k| format!("the `{k}` term"),
     kinds: &[
-        ("kd", fields_of::<KdTerm>),
-        ("ce", fields_of::<CeLoss>),
-        ("teacher_hard", no_keys),
-        ("soft_ce", fields_of::<SoftCeLoss>),
-        ("mse_logits", no_keys),
-        ("dkd", fields_of::<DkdLoss>),
+        Kind::of::<KdTerm>("kd"),
+        Kind::of::<CeLoss>("ce"),
+        Kind::unit("teacher_hard", TEACHER_HARD),
+        Kind::of::<SoftCeLoss>("soft_ce"),
+        Kind::unit("mse_logits", MSE_LOGITS),
+        Kind::of::<DkdLoss>("dkd"),
     ],
     leading: &["weight"],
     trailing: &[],
     tagged: false,
 };
+
+const TEACHER_HARD: &str =
+    "`teacher_hard`: cross-entropy with the teacher's top class as the label on every row (pseudo-labelling, the control for soft targets). No keys.";
+const MSE_LOGITS: &str = "`mse_logits`: the mean over classes of `(s - t)^2`, matching the logits directly (Ba & Caruana). No keys.";
 
 impl LossSpec {
     /// The built-in loss kinds.
@@ -287,6 +301,49 @@ impl LossKind {
             LossKind::Dkd(_) => "dkd",
             LossKind::Plugin(p) => &p.name,
         }
+    }
+}
+
+impl JsonSchema for LossSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LossSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use crate::schema::Shape;
+        let plugin = (PluginLoss::json_schema(g), "A loss from a plugin library named under `plugins:` (its name is the `kind`).");
+        let mut schema = LOSSES.tagged_schema(
+            g,
+            &Shape {
+                description: "The student's loss: one `kind` (default `kd`) with that kind's keys, a plugin's loss, or a weighted sum of `terms`.",
+                default_kind: Some("kd"),
+                plugin: Some(plugin),
+                ..Default::default()
+            },
+        );
+        let plugin_term = (PluginTerm::json_schema(g), "A term from a plugin library named under `plugins:` (its name is the key).");
+        let shared = Some(LossTermSpec::json_schema(g));
+        let terms = TERMS.keyed_schema(
+            g,
+            &Shape {
+                description: "Loss kind → its term: `weight` and that loss's keys (a `kd` term has no `alpha`).",
+                shared,
+                plugin: Some(plugin_term),
+                ..Default::default()
+            },
+        );
+        let weighted = serde_json::json!({
+            "title": "terms",
+            "description": "A weighted sum of losses, keyed by kind, each with its `weight` and that loss's keys, e.g. `{kd: {weight: 0.7, temperature: 4}, ce: {weight: 0.3}}`. Terms are added in key order.",
+            "type": "object",
+            "properties": { "terms": terms },
+            "required": ["terms"],
+            "additionalProperties": false
+        });
+        if let Some(serde_json::Value::Array(kinds)) = schema.get_mut("oneOf") {
+            kinds.push(weighted);
+        }
+        schema
     }
 }
 

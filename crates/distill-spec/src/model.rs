@@ -4,6 +4,7 @@
 //! Keys added after the first release are left out when serialised at their defaults, so the
 //! resolved YAML (and every cache key hashed from it) of an older recipe does not change.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::train::validate_train;
@@ -11,7 +12,7 @@ use crate::{ConvSpec, LossSpec, PoolSpec, TrainSpec};
 
 /// The teacher: trained here from `model` and `train`, loaded from `weights`, or given only as
 /// its `logits` (a Parquet file computed elsewhere).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeacherSpec {
     /// The teacher's network. Required unless `logits` is given (then leave it out: the file is
@@ -37,7 +38,7 @@ pub struct TeacherSpec {
 }
 
 /// `teacher.logits`: a logit file made outside this pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalLogitsSpec {
     /// The Parquet file, relative to the pipeline file; `${VAR}` expands. Its content (blake3)
@@ -46,7 +47,7 @@ pub struct ExternalLogitsSpec {
 }
 
 /// `teacher.cache`: the storage of the teacher's logits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogitCacheSpec {
     /// Keep only the `top_k` largest logits of each row (their class indices and values, plus
@@ -58,7 +59,7 @@ pub struct LogitCacheSpec {
 }
 
 /// The student, its distillation loss, and whether to train a from-scratch baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StudentSpec {
     /// The student's network.
@@ -89,7 +90,7 @@ pub struct StudentSpec {
 }
 
 /// `student.hint`: which layers, how they are compared, and the term's weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HintSpec {
     /// The teacher's hidden layer (0-based: the output of its first hidden layer is 0).
@@ -109,7 +110,7 @@ fn one() -> f64 {
 }
 
 /// How a hint compares the projected student features with the teacher's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HintKindSpec {
     /// Mean squared error over rows and features.
@@ -120,7 +121,7 @@ pub enum HintKindSpec {
 }
 
 /// How a baseline's budget is matched to the student's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetRule {
     /// The same number of optimiser steps.
@@ -154,7 +155,7 @@ pub enum BudgetRule {
 ///     - {activation: relu}
 ///     - {residual: [{dense: 64}, {norm: layer}, {activation: gelu}, {dropout: 0.1}]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// The architecture family: `mlp` (the default) covers both forms above; `cnn` conv layers
@@ -197,8 +198,9 @@ pub struct ModelSpec {
 }
 
 /// The architecture family: `mlp`, or the name of an architecture a plugin provides.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "String", into = "String")]
+#[schemars(extend("examples" = ["mlp", "cnn"]))]
 pub enum Arch {
     /// Fully connected layers (given by `hidden` or `layers`).
     #[default]
@@ -235,7 +237,7 @@ impl From<Arch> for String {
 }
 
 /// An element-wise nonlinearity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// `max(x, 0)`.
@@ -249,7 +251,7 @@ pub enum Activation {
 }
 
 /// A normalisation layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
     /// Layer normalisation over the features of each row (epsilon 1e-5), then a learnable
@@ -258,7 +260,7 @@ pub enum Norm {
 }
 
 /// One layer of a `layers:` list; each is a one-key map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "LayerMap", into = "LayerMap")]
 pub enum LayerSpec {
     /// `{dense: 64}`: an affine layer `x W + b` with this many outputs.
@@ -277,23 +279,41 @@ pub enum LayerSpec {
     Pool(PoolSpec),
 }
 
-/// The YAML form of a layer: serde_yaml 0.9 wants `!tags` for enums, recipes use one-key maps.
-#[derive(Default, Serialize, Deserialize)]
+/// One layer: a map with exactly one of these keys.
+///
+/// (The YAML form of a [`LayerSpec`]: serde_yaml 0.9 wants `!tags` for enums, recipes use
+/// one-key maps. Its field docs are the schema's.)
+#[derive(Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 struct LayerMap {
+    /// `{dense: 64}`: an affine layer `x W + b` with this many outputs (≥ 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "usize")]
     dense: Option<usize>,
+    /// `{activation: relu}`: `relu`, `tanh` or `gelu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Activation")]
     activation: Option<Activation>,
+    /// `{dropout: 0.1}`: dropout with this drop probability in [0, 1) (training only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
     dropout: Option<f64>,
+    /// `{norm: layer}`: layer normalisation with a learnable scale and shift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Norm")]
     norm: Option<Norm>,
+    /// `{residual: [...]}`: `x + f(x)`, where `f` is the inner layer list; it must keep the width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<LayerSpec>")]
     residual: Option<Vec<LayerSpec>>,
+    /// `{conv: {filters: 8, kernel: 3, stride: 1, padding: 1}}` (`arch: cnn`): a 2-D convolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "ConvSpec")]
     conv: Option<ConvSpec>,
+    /// `{pool: 2}` or `{pool: {size: 2, kind: avg}}` (`arch: cnn`): pooling over square windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "PoolSpec")]
     pool: Option<PoolSpec>,
 }
 

@@ -1,9 +1,10 @@
 //! `train.optimizer` and `train.schedule`: one struct per optimiser and per schedule kind.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::Mapping;
 
-use crate::tagged::{self, fields_of, Family, Nested};
+use crate::tagged::{self, Family, Kind, Nested};
 
 /// The optimiser: `adam` (the default when `kind` is left out), `adamw` or `sgd`.
 ///
@@ -21,8 +22,8 @@ pub enum OptimizerSpec {
     Sgd(SgdSpec),
 }
 
-/// `adam` and `adamw`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `adam` and `adamw`: Adam (Kingma & Ba), with L2 or decoupled weight decay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdamSpec {
     /// Learning rate (the peak rate when a `schedule` is given). Default 1.0e-3.
@@ -41,8 +42,8 @@ pub struct AdamSpec {
     pub eps: Option<f64>,
 }
 
-/// `sgd`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `sgd`: stochastic gradient descent, optionally with (Nesterov) momentum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SgdSpec {
     /// Learning rate (the peak rate when a `schedule` is given). Default 1.0e-3.
@@ -77,7 +78,11 @@ impl Default for OptimizerSpec {
 
 static OPTIMIZERS: Family = Family {
     describe: |k| format!("the `{k}` optimizer"),
-    kinds: &[("adam", fields_of::<AdamSpec>), ("adamw", fields_of::<AdamSpec>), ("sgd", fields_of::<SgdSpec>)],
+    kinds: &[
+        Kind::noted::<AdamSpec>("adam", "Adam (Kingma & Ba); `weight_decay` is L2 regularisation added to the gradient."),
+        Kind::noted::<AdamSpec>("adamw", "Adam with decoupled weight decay (Loshchilov & Hutter); `weight_decay` defaults to 0.01."),
+        Kind::of::<SgdSpec>("sgd"),
+    ],
     leading: &[],
     trailing: &[],
     tagged: true,
@@ -107,6 +112,23 @@ impl OptimizerSpec {
             OptimizerSpec::AdamW(a) => a.weight_decay.unwrap_or(0.01),
             OptimizerSpec::Sgd(s) => s.weight_decay.unwrap_or(0.0),
         }
+    }
+}
+
+impl JsonSchema for OptimizerSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OptimizerSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        OPTIMIZERS.tagged_schema(
+            g,
+            &crate::schema::Shape {
+                description: "The optimiser: `adam` (the default when `kind` is left out), `adamw` or `sgd`, with that kind's keys.",
+                default_kind: Some("adam"),
+                ..Default::default()
+            },
+        )
     }
 }
 
@@ -154,8 +176,8 @@ pub enum ScheduleSpec {
     Cosine(CosineSchedule),
 }
 
-/// `constant`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `constant` (the default): the rate stays at `lr` after any warm-up.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConstantSchedule {
     /// Linear warm-up: the rate rises from `lr / warm-up steps` to `lr` over this many epochs
@@ -164,8 +186,8 @@ pub struct ConstantSchedule {
     pub warmup_epochs: f64,
 }
 
-/// `step`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `step`: step decay, `lr * gamma^(epoch / every)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSchedule {
     /// Linear warm-up epochs before the schedule starts (as for `constant`). Default 0.
@@ -178,8 +200,8 @@ pub struct StepSchedule {
     pub gamma: Option<f64>,
 }
 
-/// `cosine`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `cosine`: half a cosine from `lr` down to `min_lr` over the steps after the warm-up.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CosineSchedule {
     /// Linear warm-up epochs before the schedule starts (as for `constant`). Default 0.
@@ -196,7 +218,7 @@ pub(crate) fn is_zero(v: &f64) -> bool {
 
 static SCHEDULES: Family = Family {
     describe: |k| format!("a `{k}` schedule"),
-    kinds: &[("constant", fields_of::<ConstantSchedule>), ("step", fields_of::<StepSchedule>), ("cosine", fields_of::<CosineSchedule>)],
+    kinds: &[Kind::of::<ConstantSchedule>("constant"), Kind::of::<StepSchedule>("step"), Kind::of::<CosineSchedule>("cosine")],
     leading: &[],
     trailing: &[],
     tagged: true,
@@ -218,6 +240,23 @@ impl ScheduleSpec {
             ScheduleSpec::Step(s) => s.warmup_epochs,
             ScheduleSpec::Cosine(s) => s.warmup_epochs,
         }
+    }
+}
+
+impl JsonSchema for ScheduleSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScheduleSpec".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        SCHEDULES.tagged_schema(
+            g,
+            &crate::schema::Shape {
+                description: "A learning-rate schedule with an optional linear warm-up: `constant` (the default when `kind` is left out), `step` or `cosine`.",
+                default_kind: Some("constant"),
+                ..Default::default()
+            },
+        )
     }
 }
 

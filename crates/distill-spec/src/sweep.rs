@@ -8,6 +8,7 @@ use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
@@ -22,15 +23,17 @@ use crate::{Pipeline, SpecError, SpecErrors};
 ///   sample: {n: 6, seed: 1}
 ///   objective: smallest
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
     /// Recipe keys (dotted paths, as for `--set`) and their values; every combination is a point.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, Vec<serde_json::Value>>", extend("propertyNames" = { "pattern": KEY_PATH, "not": { "pattern": SWEEP_KEY } }, "additionalProperties" = { "type": "array", "minItems": 1 }))]
     pub grid: BTreeMap<String, Vec<Value>>,
     /// Keys whose value lists (all the same length) are walked together; each position is
     /// combined with every grid combination.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "BTreeMap<String, Vec<serde_json::Value>>", extend("propertyNames" = { "pattern": KEY_PATH, "not": { "pattern": SWEEP_KEY } }, "additionalProperties" = { "type": "array", "minItems": 1 }))]
     pub zip: BTreeMap<String, Vec<Value>>,
     /// Run only a seeded random sample of `n` of the points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +48,7 @@ pub struct SweepSpec {
     /// once. Results do not depend on it: the products split their outputs among threads, never
     /// their sums.
     #[serde(default = "one")]
+    #[schemars(range(min = 1))]
     pub parallel: usize,
 }
 
@@ -52,20 +56,31 @@ fn one() -> usize {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A dotted recipe key, as `--set` takes it (`student.model.hidden`, `data.checks.0.min`).
+const KEY_PATH: &str = r"^[^.]+(\.[^.]+)*$";
+/// A sweep cannot sweep itself.
+const SWEEP_KEY: &str = r"^sweep(\.|$)";
+
+/// `sample`: a seeded random sample of the sweep's points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleSpec {
     /// How many points, ≥ 1 (all of them when there are fewer).
+    #[schemars(range(min = 1))]
     pub n: usize,
+    /// Seed of the sample (default 0).
     #[serde(default)]
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a sweep's recommendation minimises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
+    /// The fewest parameters.
     #[default]
     Smallest,
+    /// The lowest p95 latency (needs `evaluate.latency`).
     Fastest,
 }
 

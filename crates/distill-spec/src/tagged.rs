@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::{DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::{Mapping, Value};
@@ -75,15 +76,40 @@ pub(crate) fn join_nested(path: &str, message: &str) -> Option<(String, String)>
     Some((joined.path, joined.message))
 }
 
-/// A kind's name and a function giving its struct's keys.
-pub(crate) type KindKeys = (&'static str, fn() -> &'static [&'static str]);
+/// One kind of a family: its name, its struct's keys, and its JSON Schema (the struct's, whose
+/// doc comment describes the kind unless `note` does).
+pub(crate) struct Kind {
+    pub name: &'static str,
+    pub keys: fn() -> &'static [&'static str],
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// What the schema says of this kind, when its struct's doc does not (a struct several
+    /// kinds share, or a kind without keys).
+    pub note: &'static str,
+}
+
+impl Kind {
+    /// A kind whose keys are the fields of `T`.
+    pub const fn of<T: DeserializeOwned + JsonSchema>(name: &'static str) -> Kind {
+        Kind { name, keys: fields_of::<T>, schema: T::json_schema, note: "" }
+    }
+
+    /// [`Kind::of`], described by `note` rather than by `T`'s doc comment.
+    pub const fn noted<T: DeserializeOwned + JsonSchema>(name: &'static str, note: &'static str) -> Kind {
+        Kind { note, ..Kind::of::<T>(name) }
+    }
+
+    /// A kind without keys.
+    pub const fn unit(name: &'static str, note: &'static str) -> Kind {
+        Kind { name, keys: no_keys, schema: crate::schema::no_keys, note }
+    }
+}
 
 /// A family of kinds: how messages name a kind, each kind's keys, and the keys around them.
 pub(crate) struct Family {
     /// How a message names kind `k`: "a `k` check", "the `k` loss".
     pub describe: fn(&str) -> String,
-    /// Every built-in kind and the keys of its struct (besides the shared ones).
-    pub kinds: &'static [KindKeys],
+    /// Every built-in kind with the keys of its struct (besides the shared ones).
+    pub kinds: &'static [Kind],
     /// Keys every kind takes, listed before `kind` and after the kind's own keys in messages.
     pub leading: &'static [&'static str],
     pub trailing: &'static [&'static str],
@@ -94,11 +120,11 @@ pub(crate) struct Family {
 impl Family {
     /// The kind names, for "expected one of" messages.
     pub fn names(&self) -> Vec<&'static str> {
-        self.kinds.iter().map(|(k, _)| *k).collect()
+        self.kinds.iter().map(|k| k.name).collect()
     }
 
     fn keys_of(&self, kind: &str) -> Option<&'static [&'static str]> {
-        self.kinds.iter().find(|(k, _)| *k == kind).map(|(_, keys)| keys())
+        self.kinds.iter().find(|k| k.name == kind).map(|k| (k.keys)())
     }
 
     /// Every key a mapping of `kind` may have (with `own`, the kind's own keys), in the order
@@ -110,7 +136,7 @@ impl Family {
 
     /// Whether some kind of the family takes `key`.
     pub fn takes(&self, key: &str) -> bool {
-        self.kinds.iter().any(|(_, keys)| keys().contains(&key))
+        self.kinds.iter().any(|k| (k.keys)().contains(&key))
     }
 
     /// The error for a key that kind `kind` (whose keys are `own`) does not take.
@@ -293,7 +319,7 @@ pub(crate) fn no_keys() -> &'static [&'static str] {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Deserialize, PartialEq)]
+    #[derive(Debug, Deserialize, PartialEq, JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Demo {
         a: f64,
@@ -301,14 +327,10 @@ mod tests {
         b: Option<Vec<u32>>,
     }
 
+    static DEMO_KINDS: [Kind; 3] = [Kind::of::<Demo>("one"), Kind { keys: || &["c"], ..Kind::unit("two", "") }, Kind::unit("none", "")];
+
     fn family() -> Family {
-        Family {
-            describe: |k| format!("a `{k}` demo"),
-            kinds: &[("one", fields_of::<Demo>), ("two", || &["c"]), ("none", no_keys)],
-            leading: &["id"],
-            trailing: &[],
-            tagged: true,
-        }
+        Family { describe: |k| format!("a `{k}` demo"), kinds: &DEMO_KINDS, leading: &["id"], trailing: &[], tagged: true }
     }
 
     fn map(text: &str) -> Mapping {

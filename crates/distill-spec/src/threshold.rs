@@ -1,9 +1,11 @@
 //! Check thresholds (`warn: "> 5%"`) and column selections (`columns: "px*"`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A bound on a check's failures: more than (`>`) or at least (`>=`) a count or a percentage.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A bound on a check's failures: more than (`>`) or at least (`>=`) a count or a percentage
+/// of the rows, columns or classes checked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "ThresholdText", into = "String")]
 pub struct Threshold {
     /// `>=` rather than `>`.
@@ -68,11 +70,13 @@ impl std::fmt::Display for Threshold {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum ThresholdText {
-    Number(f64),
-    Text(String),
+    /// A count: `3` is `"> 3"`.
+    Number(#[schemars(range(min = 0.0))] f64),
+    /// `"> 0"`, `">= 10"`, `"> 5%"` or `"5%"` (quote values that start with `>`).
+    Text(#[schemars(regex(pattern = r"^\s*(>=?)?\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*%?\s*$"))] String),
 }
 
 impl TryFrom<ThresholdText> for Threshold {
@@ -91,8 +95,8 @@ impl From<Threshold> for String {
     }
 }
 
-/// `all`, one name or glob, or a list of names and globs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Columns: `all`, one name or `*` glob, or a list of names and globs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ColumnSelection {
     One(String),

@@ -1,19 +1,22 @@
 //! `train:`: the budget, optimiser, schedule, clipping and early stopping of one model.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::{is_zero, validate_optimizer, validate_schedule};
 use crate::{OptimizerSpec, ScheduleSpec};
 
 /// Training budget, optimiser, learning-rate schedule, clipping and early stopping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
     /// Passes over the training rows (default 20).
     #[serde(default = "default_epochs")]
+    #[schemars(range(min = 1))]
     pub epochs: usize,
     /// Rows per optimiser step (default 32).
     #[serde(default = "default_batch")]
+    #[schemars(range(min = 1))]
     pub batch: usize,
     /// The optimiser (default: Adam, `lr: 1.0e-3`).
     #[serde(default)]
@@ -37,7 +40,7 @@ pub struct TrainSpec {
 }
 
 /// Which epoch's weights a training run keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeepRule {
     /// The weights after the last epoch run.
@@ -86,10 +89,11 @@ impl Default for TrainSpec {
 }
 
 /// Early stopping on validation accuracy; the weights of the best epoch are restored at the end.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStoppingSpec {
     /// Stop after this many epochs (≥ 1) without an improvement.
+    #[schemars(range(min = 1))]
     pub patience: usize,
     /// The smallest rise in validation accuracy that counts as an improvement, ≥ 0. Default 0
     /// (any strict rise).

@@ -3,16 +3,18 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSpec;
 use crate::model::{StudentSpec, TeacherSpec};
 
 /// A whole recipe: data, teacher, student, evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pipeline {
     /// Format version of the file. Only `1` exists.
+    #[schemars(extend("const" = 1))]
     pub version: u32,
     /// Name of the recipe; runs go to `runs/<name>/<run-id>/`.
     pub name: String,
@@ -33,7 +35,9 @@ pub struct Pipeline {
     /// Plugin libraries whose losses and architectures the recipe may use by name.
     #[serde(default)]
     pub plugins: Vec<PluginSpec>,
+    /// The data: source files, label, features, split, scaling, checks, transfer set.
     pub data: DataSpec,
+    /// The teacher: a model trained here (or loaded from `weights`), or logits from a file.
     pub teacher: TeacherSpec,
     /// More teachers besides `teacher`, each one trained here, given as `weights` or as `logits`
     /// (the keys of `teacher`). With any, the student learns from the `ensemble` of all of them.
@@ -43,16 +47,19 @@ pub struct Pipeline {
     /// their probabilities, equal weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleSpec>,
+    /// The student: its model, distillation loss, training, and the from-scratch baseline.
     pub student: StudentSpec,
+    /// What to measure on the test split, and the targets the student must meet.
     #[serde(default)]
     pub evaluate: EvaluateSpec,
-    /// Many students from this recipe: see [`SweepSpec`].
+    /// Many students from this recipe: a grid and/or zip over recipe keys, each point an
+    /// ordinary run over one shared cache, ranked on the validation split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
 /// `ensemble:`: how the teachers' logits are combined.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnsembleSpec {
     /// `mean_probs` (default): the weighted mean of the teachers' `softmax(t / T)` at the
@@ -66,7 +73,7 @@ pub struct EnsembleSpec {
 }
 
 /// The combination rule of an ensemble of teachers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EnsembleRule {
     #[default]
@@ -93,7 +100,7 @@ fn default_seed() -> u64 {
 }
 
 /// A plugin library (a cdylib built against `distill-plugin`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSpec {
     /// Path of the `.so`/`.dylib`/`.dll`, relative to the pipeline file; `${VAR}` expands.
@@ -101,8 +108,9 @@ pub struct PluginSpec {
 }
 
 /// Where training runs: `cpu`, `cuda` (the first GPU) or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^(cpu|cuda(:[0-9]+)?)$", "examples" = ["cpu", "cuda", "cuda:1"]))]
 pub enum Device {
     #[default]
     Cpu,
@@ -146,16 +154,19 @@ pub fn device_unavailable(device: Device) -> Option<String> {
 }
 
 /// What to report and which targets the student must meet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateSpec {
+    /// Pass/fail targets; a missed one makes `distill run` exit with code 3.
     #[serde(default)]
     pub targets: Targets,
     /// k of the top-k accuracy.
     #[serde(default = "default_top_k")]
+    #[schemars(range(min = 1))]
     pub top_k: usize,
     /// Number of equal-width confidence bins of the expected calibration error.
     #[serde(default = "default_ece_bins")]
+    #[schemars(range(min = 1))]
     pub ece_bins: usize,
     /// Measure inference latency (batch 1, p50/p95) and throughput of teacher and student.
     #[serde(default = "yes")]
@@ -177,7 +188,7 @@ impl Default for EvaluateSpec {
 }
 
 /// Pass/fail targets for the distilled student; a missed target makes `distill run` exit with code 3.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
     /// Lowest acceptable test accuracy.
