@@ -155,3 +155,16 @@ fn an_idx_file_of_no_images_is_an_error_not_an_abort() {
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("img-idx3-ubyte") && e.contains("holds no images"), "{e}");
 }
+
+/// Found by fuzzing the Parquet loader: a corrupt footer made polars panic ("thrift bool
+/// field"); now an error naming the file, exit 2.
+#[test]
+fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("corrupt.parquet");
+    std::fs::write(&path, include_bytes!("fixtures/data/thrift-panic.parquet")).unwrap();
+    let o = distill(&["profile", path.to_str().unwrap()], &[]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("corrupt.parquet") && e.contains("the Parquet file is corrupt"), "{e}");
+}
