@@ -134,3 +134,37 @@ fn sizes_that_cannot_fit_are_refused_before_allocation_with_key_estimate_and_mem
         "{e}"
     );
 }
+
+/// Found by fuzzing the IDX loader: a header of no images with huge images aborted allocating
+/// ~10¹³ empty columns. Now an error naming the file, through `distill check`.
+#[test]
+fn an_idx_file_of_no_images_is_an_error_not_an_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut images = vec![0u8, 0, 8, 3];
+    for d in [0u32, 196_608, 50_331_656] {
+        images.extend(d.to_be_bytes());
+    }
+    std::fs::write(tmp.path().join("img-idx3-ubyte"), &images).unwrap();
+    std::fs::write(tmp.path().join("lab-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    let source = "  source: {path: img-idx3-ubyte, labels: lab-idx1-ubyte, format: idx}\n";
+    let yaml = format!("version: 1\nname: idx\ndata:\n{source}  label: label\nteacher: {{model: {{hidden: [4]}}}}\nstudent: {{model: {{hidden: [2]}}}}\n");
+    let r = tmp.path().join("idx.yaml");
+    std::fs::write(&r, yaml).unwrap();
+    let o = distill(&["check", r.to_str().unwrap()], &[]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("img-idx3-ubyte") && e.contains("holds no images"), "{e}");
+}
+
+/// Found by fuzzing the Parquet loader: a corrupt footer made polars panic ("thrift bool
+/// field"); now an error naming the file, exit 2.
+#[test]
+fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("corrupt.parquet");
+    std::fs::write(&path, include_bytes!("fixtures/data/thrift-panic.parquet")).unwrap();
+    let o = distill(&["profile", path.to_str().unwrap()], &[]);
+    let e = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("corrupt.parquet") && e.contains("the Parquet file is corrupt"), "{e}");
+}

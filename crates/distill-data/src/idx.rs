@@ -35,7 +35,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         return Err(err("IDX header is truncated".into()));
     }
     let dims: Vec<usize> = (0..ndims).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
-    let expected = dims.iter().product::<usize>();
+    // Sizes come from the file: an overflowing product is a bad header, not a wrapped size.
+    let Some(expected) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return Err(err(format!("IDX dimensions {dims:?} are too large to be a file")));
+    };
     if bytes.len() - header != expected {
         return Err(err(format!("IDX dimensions {dims:?} need {expected} values, the file has {}", bytes.len() - header)));
     }
@@ -46,6 +49,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
 pub fn load_idx(images: &Path, labels: Option<&Path>) -> Result<DataFrame, DataError> {
     let img = read_idx(images)?;
     let n = img.dims[0];
+    // With no images every pixel count "fits" the zero values: refuse it before making columns.
+    if n == 0 {
+        return Err(DataError::Load { path: images.display().to_string(), message: format!("the IDX file holds no images (dimensions {:?})", img.dims) });
+    }
     let width: usize = img.dims[1..].iter().product();
     let mut columns: Vec<Column> = (0..width)
         .map(|j| {
@@ -99,6 +106,11 @@ mod tests {
         assert!(load_idx(&images, Some(&labels)).unwrap_err().to_string().contains("3 labels for 2 images"));
         std::fs::write(&images, idx(&[2, 2, 2], &[0, 1])).unwrap();
         assert!(load_idx(&images, None).unwrap_err().to_string().contains("need 8 values"));
+        // Found by fuzzing: no images of 196,608 × 50,331,656 pixels made ~10¹³ empty columns.
+        std::fs::write(&images, idx(&[0, 196_608, 50_331_656], &[])).unwrap();
+        assert!(load_idx(&images, None).unwrap_err().to_string().contains("holds no images"));
+        std::fs::write(&images, idx(&[65_536, 65_536, 65_536, 65_536, 65_536], &[])).unwrap();
+        assert!(load_idx(&images, None).unwrap_err().to_string().contains("too large"));
         std::fs::write(&images, b"hello").unwrap();
         assert!(load_idx(&images, None).unwrap_err().to_string().contains("bad magic"));
         std::fs::remove_dir_all(dir).unwrap();

@@ -16,6 +16,7 @@ mod load;
 mod predicate;
 mod prepare;
 mod profile;
+mod repeats;
 mod row_checks;
 mod split_checks;
 

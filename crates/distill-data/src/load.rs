@@ -144,13 +144,15 @@ fn read_frame(path: &Path, format: DataFormat, options: &SourceSpec) -> Result<D
         let (bytes, _) = read_decompressed(path)?;
         let result = match format {
             DataFormat::Csv => csv.into_reader_with_file_handle(Cursor::new(bytes.as_slice())).finish(),
-            _ => ParquetReader::new(Cursor::new(bytes.as_slice())).finish(),
+            _ => parquet_guarded(|| ParquetReader::new(Cursor::new(bytes.as_slice())).finish()),
         };
         (result, Some(bytes))
     } else {
         let result = match format {
             DataFormat::Csv => csv.try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()),
-            _ => File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| ParquetReader::new(f).finish()),
+            _ => {
+                File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| parquet_guarded(|| ParquetReader::new(f).finish()))
+            }
         };
         (result, None)
     };
@@ -162,6 +164,15 @@ fn read_frame(path: &Path, format: DataFormat, options: &SourceSpec) -> Result<D
             Some(line) => format!("{line} ({})", e.to_string().lines().next().unwrap_or_default()),
             None => e.to_string(),
         }
+    })
+}
+
+/// polars' Parquet reader panics on some corrupt footers (found by fuzzing: "thrift bool
+/// field"); such a file is an error like any other unreadable one, not a crash.
+fn parquet_guarded(read: impl FnOnce() -> PolarsResult<DataFrame>) -> PolarsResult<DataFrame> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+        Err(PolarsError::ComputeError(format!("the Parquet file is corrupt (its metadata does not decode: {why})").into()))
     })
 }
 

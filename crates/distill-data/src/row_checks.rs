@@ -135,11 +135,8 @@ impl RowRule {
     /// The failing-row count, as an aggregate over the whole table.
     fn count(&self) -> Expr {
         match &self.kind {
-            RowKind::Unique { columns, .. } => {
-                // Every repeat of an earlier key fails: rows minus distinct keys.
-                let key = as_struct(columns.iter().map(|c| col(c.as_str())).collect());
-                (len().cast(DataType::Int64) - key.n_unique().cast(DataType::Int64)).cast(DataType::UInt64)
-            }
+            // Counted apart, on the few rows whose hash repeats (`repeats`).
+            RowKind::Unique { .. } => lit(0u64),
             _ => self.failing().cast(DataType::UInt64).sum(),
         }
     }
@@ -180,6 +177,8 @@ impl RowRule {
                 out
             }
             RowKind::Unique { columns, .. } => {
+                // Only rows whose key hash repeats can repeat a key: the window runs over those.
+                let rows = crate::repeats::candidates(df, columns, ROW)?.lazy();
                 let keys: Vec<Expr> = columns.iter().map(|c| col(c.as_str())).collect();
                 let first = col(ROW).min().over(&keys)?.alias(FIRST);
                 let found = rows.with_column(first).filter(col(ROW).neq(col(FIRST))).limit(limit).collect()?;
@@ -263,8 +262,13 @@ pub(crate) fn evaluate(df: &DataFrame, rules: &[(&CheckSpec, RowRule)]) -> Vec<R
 fn count_all(df: &DataFrame, rules: &[(&CheckSpec, RowRule)]) -> Result<Vec<Result<usize, DataError>>, DataError> {
     let exprs: Vec<Expr> = rules.iter().enumerate().map(|(i, (_, r))| r.count().alias(format!("c{i}"))).collect();
     let out = df.clone().lazy().select(exprs).collect()?;
-    Ok((0..rules.len())
-        .map(|i| {
+    Ok(rules
+        .iter()
+        .enumerate()
+        .map(|(i, (_, rule))| {
+            if let RowKind::Unique { columns, .. } = &rule.kind {
+                return crate::repeats::count(df, columns);
+            }
             let c = out.column(&format!("c{i}"))?.as_materialized_series().cast(&DataType::UInt64)?;
             Ok(c.u64()?.get(0).unwrap_or(0) as usize)
         })
