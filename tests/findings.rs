@@ -2,12 +2,13 @@
 //! binary: each is a warning under the run's summary (and in metrics.json) or an error, naming
 //! the key; sizes are refused before anything is allocated, with the estimate and the memory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn distill(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_distill"));
-    c.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("RUST_LOG").env_remove("DISTILL_MEMORY_LIMIT");
+    let mut c = common::distill_command(args, Path::new(env!("CARGO_MANIFEST_DIR")));
     c.envs(env.iter().copied()).output().expect("distill runs")
 }
 

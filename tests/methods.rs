@@ -1,19 +1,15 @@
 //! Methods and statistics through the binary: the paired gain over seeds (interval and
 //! p-value), the `keep` rule, and confidence-aware transfer sets, on the shipped digits recipes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 fn distill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("DISTILL_CACHE_DIR")
-        .output()
-        .expect("the distill binary runs")
+    common::distill_in(args, Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn read_json(path: &Path) -> Value {

@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 }
 
 fn distill(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill")).args(args).current_dir(dir).env_remove("RUST_LOG").output().expect("the distill binary runs")
+    common::distill_in(args, dir)
 }
 
 /// A Python with `jsonschema` and PyYAML, in a virtual environment of its own.

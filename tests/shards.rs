@@ -11,15 +11,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn distill(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_distill"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .env_remove("DISTILL_CACHE_DIR")
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("JOB_COMPLETION_INDEX")
-        .output()
-        .expect("distill runs")
+    common::distill_in(args, cwd)
 }
 
 fn text(o: &Output) -> String {

@@ -12,8 +12,32 @@ pub mod generated;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+/// The distill binary of this build on `args` in `cwd`, with the environment variables distill
+/// reads cleared (a developer's shell may set them; a test that needs one sets it itself).
+pub fn distill_command(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_distill"));
+    c.args(args).current_dir(cwd);
+    for var in [
+        "RUST_LOG",
+        "DISTILL_CACHE_DIR",
+        "DISTILL_MEMORY_LIMIT",
+        "DISTILL_TEST_PAUSE_BEFORE_RENAME",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "JOB_COMPLETION_INDEX",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// [`distill_command`] run to completion.
+pub fn distill_in(args: &[&str], cwd: &Path) -> Output {
+    distill_command(args, cwd).output().expect("the distill binary runs")
+}
 
 /// The Python packages the interoperability tests import.
 pub const PYTHON_PACKAGES: [&str; 3] = ["pyarrow", "safetensors", "numpy"];
