@@ -16,21 +16,24 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
+/// The `--set`s that make `digits-transfer` small: a small teacher and short budgets.
+const TRANSFER_SETS: [&str; 10] = [
+    "--set",
+    "teacher.model.hidden=[32]",
+    "--set",
+    "teacher.train.epochs=10",
+    "--set",
+    "student.train.epochs=6",
+    "--set",
+    "evaluate.latency=false",
+    "--set",
+    "evaluate.targets={}",
+];
+
 /// `digits-transfer` (100 labels, 3 seeds) with a small teacher and short budgets.
 fn run_transfer(out: &Path, cache: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["run", "pipelines/digits-transfer.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
-    args.extend([
-        "--set",
-        "teacher.model.hidden=[32]",
-        "--set",
-        "teacher.train.epochs=10",
-        "--set",
-        "student.train.epochs=6",
-        "--set",
-        "evaluate.latency=false",
-        "--set",
-        "evaluate.targets={}",
-    ]);
+    args.extend(TRANSFER_SETS);
     args.extend(extra);
     distill(&args)
 }
@@ -229,30 +232,77 @@ fn several_teachers_are_each_cached_evaluated_and_combined() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ensemble.weights: needs one weight per teacher (3"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
+/// `--set` for a loss of KD plus a feature hint with these keys.
+fn hint_loss(hint: &str) -> String {
+    format!("student.loss={{terms: {{kd: {{weight: 0.5, temperature: 2}}, ce: {{weight: 0.5}}, hint: {{{hint}}}}}}}")
+}
+
+/// The tensor bytes of a safetensors file (its header holds run-specific metadata).
+fn tensors(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[8 + header..].to_vec()
+}
+
 #[test]
 fn a_feature_hint_trains_with_the_student_and_its_projection_is_dropped() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let seed = ["--set", "student.seeds=[0]"];
     let plain = tmp.path().join("plain");
-    ok(&run_transfer(&plain, &cache, &seed));
+    ok(&run_transfer(&plain, &cache, &[&seed[..], &["--set", "student.loss={terms: {kd: {weight: 0.5, temperature: 2}, ce: {weight: 0.5}}}"]].concat()));
     let hinted = tmp.path().join("hinted");
-    ok(&run_transfer(&hinted, &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 0, student_layer: 0, weight: 0.5}"]].concat()));
+    let hint = hint_loss("weight: 0.5, teacher_layer: 0, student_layer: 0");
+    ok(&run_transfer(&hinted, &cache, &[&seed[..], &["--set", &hint]].concat()));
     let (p, h) = (read_json(&plain.join("metrics.json")), read_json(&hinted.join("metrics.json")));
     assert_eq!(h["student"]["params"], p["student"]["params"], "the projection is not part of the student");
     assert_eq!(std::fs::metadata(hinted.join("student.safetensors")).unwrap().len(), std::fs::metadata(plain.join("student.safetensors")).unwrap().len());
-    let hits = hits(&h);
-    assert!(hits.contains(&"teacher".to_string()) && hits.contains(&"baseline".to_string()) && !hits.contains(&"student".to_string()), "{hits:?}");
+    let found = hits(&h);
+    assert!(found.contains(&"teacher".to_string()) && !found.contains(&"features".to_string()) && !found.contains(&"student".to_string()), "{found:?}");
     assert_ne!(h["student"]["evaluation"]["nll"], p["student"]["evaluation"]["nll"], "the hint changed the student");
     assert!(std::fs::read_to_string(hinted.join("report.md")).unwrap().contains("feature hint"));
-    let cosine = tmp.path().join("cosine");
-    ok(&run_transfer(&cosine, &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 0, student_layer: 0, kind: cosine}"]].concat()));
 
-    let o = run_transfer(&tmp.path().join("bad"), &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 4, student_layer: 0}"]].concat());
+    // Features computed on the fly train the very same student as cached ones; nothing is stored.
+    let computed = tmp.path().join("computed");
+    ok(&run_transfer(&computed, &cache, &[&seed[..], &["--set", &hint_loss("weight: 0.5, teacher_layer: 0, student_layer: 0, features: computed")]].concat()));
+    assert_eq!(tensors(&computed.join("student.safetensors")), tensors(&hinted.join("student.safetensors")));
+    assert!(!hits(&read_json(&computed.join("metrics.json"))).contains(&"features".to_string()));
+    let stored: Vec<_> = std::fs::read_dir(cache.join("features")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".features.parquet")).collect();
+    assert_eq!(stored.len(), 1, "one feature file for one teacher and layer");
+
+    let cosine = tmp.path().join("cosine");
+    ok(&run_transfer(&cosine, &cache, &[&seed[..], &["--set", &hint_loss("weight: 0.5, teacher_layer: 0, student_layer: 0, measure: cosine")]].concat()));
+    let found = hits(&read_json(&cosine.join("metrics.json")));
+    assert!(found.contains(&"features".to_string()) && !found.contains(&"student".to_string()), "the same layer's features are a cache hit: {found:?}");
+
+    let o = run_transfer(&tmp.path().join("bad"), &cache, &[&seed[..], &["--set", &hint_loss("weight: 1, teacher_layer: 4, student_layer: 0")]].concat());
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("student.hint.teacher_layer: the teacher has no hidden layer 4"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("student.loss.terms.hint.teacher_layer: the teacher has no hidden layer 4"), "{err}");
+    let old = run_transfer(&tmp.path().join("old"), &cache, &[&seed[..], &["--set", "student.hint={teacher_layer: 0, student_layer: 0}"]].concat());
+    assert_eq!(old.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("the hint is a loss term now: `student.loss.terms.hint"), "{}", String::from_utf8_lossy(&old.stderr));
+    let alone = run_transfer(&tmp.path().join("alone"), &cache, &["--set", "student.loss={terms: {hint: {weight: 1, teacher_layer: 0, student_layer: 0}}}"]);
+    assert_eq!(alone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("a hint adds to the logit terms"), "{}", String::from_utf8_lossy(&alone.stderr));
+}
+
+#[test]
+fn a_hinted_student_resumes_to_the_same_weights_as_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hint = hint_loss("weight: 0.5, teacher_layer: 0, student_layer: 0");
+    let args = ["--set", "student.seeds=[0]", "--set", hint.as_str()];
+    let whole = tmp.path().join("whole");
+    ok(&run_transfer(&whole, &tmp.path().join("cache-whole"), &args));
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("stopped");
+    let mut stopped = vec!["run", "pipelines/digits-transfer.yaml", "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+    stopped.extend(TRANSFER_SETS.iter().chain(&args));
+    let o = common::distill_command(&stopped, Path::new(env!("CARGO_MANIFEST_DIR"))).env("DISTILL_TEST_INTERRUPT_AFTER", "student:3").output().unwrap();
+    assert!(!o.status.success(), "the hook stops the run after the student's epoch 3");
+    let resumed = tmp.path().join("resumed");
+    let o = run_transfer(&resumed, &cache, &[&args[..], &["--resume"]].concat());
+    let log = ok(&o) + &String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("resuming from the checkpoint of an interrupted run"), "{log}");
+    assert_eq!(tensors(&resumed.join("student.safetensors")), tensors(&whole.join("student.safetensors")), "the projection was restored too");
 }

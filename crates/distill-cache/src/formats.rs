@@ -4,12 +4,17 @@
 
 use std::path::Path;
 
+use crate::features::decode_features;
 use crate::logits::decode_logits;
 
-/// `Ok` when `bytes` load as the format of `artifact`'s extension (`.parquet`: a cache logit
-/// file, footer, schema and metadata; `.safetensors`: the header and every tensor's extent);
+/// `Ok` when `bytes` load as the format of `artifact`'s extension (`.features.parquet`: a feature
+/// file; `.parquet`: a cache logit file, footer, schema and metadata; `.safetensors`: the header and every tensor's extent);
 /// an extension with no known format is not checked.
 pub(crate) fn check_loads(artifact: &Path, bytes: &[u8]) -> Result<(), String> {
+    let name = artifact.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(crate::features::FEATURES_EXT) {
+        return decode_features(artifact, bytes.to_vec()).map(|_| ()).map_err(|e| without_path(&e.to_string(), artifact));
+    }
     match artifact.extension().and_then(|e| e.to_str()) {
         Some("parquet") => decode_logits(artifact, bytes.to_vec()).map(|_| ()).map_err(|e| without_path(&e.to_string(), artifact)),
         Some("safetensors") => safetensors::SafeTensors::deserialize(bytes).map(|_| ()).map_err(|e| format!("not a safetensors file: {e}")),

@@ -7,6 +7,7 @@
 //! teachers/<key>.safetensors   trained teacher weights, key = hash(teacher config, data, seed)
 //! logits/<key>.parquet         teacher logits, key = hash(teacher weights or external file, data rows, top-k)
 //! students/<key>.safetensors   a trained student (one per seed), key = hash(student config, logits, data, seed)
+//! features/<key>.features.parquet  a teacher's hidden-layer features for feature hints, key = hash(teacher weights, data rows, layer)
 //! baselines/<key>.safetensors  a trained baseline (one per seed), key = hash(student model and budget, data, seed)
 //! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
 //! leases/<pid>-<ms>-<n>.json   a run in progress and the keys it holds (gc keeps them)
@@ -26,6 +27,7 @@
 
 mod atomic;
 mod entries;
+mod features;
 mod fingerprint;
 mod formats;
 mod gc;
@@ -35,6 +37,7 @@ mod logits;
 
 pub use atomic::write_atomic;
 pub use entries::{ArtifactKind, Entry, EntryProblem, EntryRecord};
+pub use features::{decode_features, encode_features, FeatureFile, FeatureMeta, FEATURES_EXT, FEATURE_SCHEMA_VERSION};
 pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use gc::GcOutcome;
 pub use lease::{Lease, LeaseRecord};

@@ -67,7 +67,7 @@ pub fn write_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f3
     write_atomic(path, &encode_logits(path, meta, row_ids, logits)?)
 }
 
-fn fixed_list<T: polars_arrow::types::NativeType>(name: &str, dtype: &DataType, values: Vec<T>, width: usize, rows: usize) -> Column {
+pub(crate) fn fixed_list<T: polars_arrow::types::NativeType>(name: &str, dtype: &DataType, values: Vec<T>, width: usize, rows: usize) -> Column {
     let values = PrimitiveArray::<T>::from_vec(values).boxed();
     ArrayChunked::from_aligned_values(name.into(), dtype, width, vec![values], rows).into_series().into()
 }
@@ -156,7 +156,7 @@ struct Parsed {
 
 /// Every value of the column `name` as `rows × width` values of type `to`; lists of any length
 /// are cast to `width` (a row of another length is an error).
-fn list_values(df: &DataFrame, name: &str, width: usize, to: DataType, err: &dyn Fn(String) -> CacheError) -> Result<Series, CacheError> {
+pub(crate) fn list_values(df: &DataFrame, name: &str, width: usize, to: DataType, err: &dyn Fn(String) -> CacheError) -> Result<Series, CacheError> {
     let column = df.column(name).map_err(|_| err(format!("column `{name}` is missing")))?.as_materialized_series().clone();
     let array = match column.dtype() {
         DataType::Array(_, w) if *w != width => return Err(err(format!("column `{name}` has {w} values per row; expected {width} (the class count)"))),

@@ -18,7 +18,7 @@ use crate::Dev;
 
 /// A row-major `rows × cols` view of a buffer, or its transpose through strides.
 #[derive(Clone, Copy)]
-struct View<'a> {
+pub(crate) struct View<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -27,11 +27,11 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 
-    fn transposed(self) -> Self {
+    pub(crate) fn transposed(self) -> Self {
         Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
 
@@ -45,7 +45,7 @@ impl<'a> View<'a> {
 ///
 /// Panics if the views do not fit their buffers or each other: callers pass shapes that
 /// [`crate::MlpShape::check`] validated, so a mismatch is a bug here, never bad input.
-fn product(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
+pub(crate) fn product(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: {m}×{k} · {}×{n} into {} values", b.rows, dst.len());
     if m == 0 || n == 0 {

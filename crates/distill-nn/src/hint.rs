@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::gemm::{product, View};
 use crate::tape_op::HostOp;
 
 /// How the projection's output is compared with the teacher's features.
@@ -37,67 +38,63 @@ pub struct HintTargets {
 pub struct HintGrads {
     pub value: f64,
     pub dh: Vec<f32>,
-    pub dw: Vec<f64>,
-    pub db: Vec<f64>,
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
 }
 
-/// The hint loss of one batch (see [`HintKind`]) and its gradients.
+/// The hint loss of one batch (see [`HintKind`]) and its gradients. The three products
+/// (`P = h W + b`, `dW = hᵀ dP`, `dh = dP Wᵀ`) run on the GEMM; the value and `dP` per row in f64.
 pub fn hint_loss(h: &[f32], w: &[f32], b: &[f32], f: &[f32], ds: usize, kind: HintKind, weight: f64) -> HintGrads {
     let dt = b.len();
     let n = h.len() / ds.max(1);
-    // Row by row, inner loops over contiguous memory (the projection is ds × dt, row-major).
-    let mut p = vec![0f64; n * dt];
-    for i in 0..n {
-        let pi = &mut p[i * dt..(i + 1) * dt];
-        pi.iter_mut().zip(b).for_each(|(v, &bj)| *v = bj as f64);
-        for c in 0..ds {
-            let hic = h[i * ds + c] as f64;
-            pi.iter_mut().zip(&w[c * dt..(c + 1) * dt]).for_each(|(v, &wj)| *v += hic * wj as f64);
-        }
-    }
-    let mut dp = vec![0f64; n * dt];
+    let (hv, wv) = (View::row_major(h, n, ds), View::row_major(w, ds, dt));
+    let mut p = vec![0f32; n * dt];
+    product(&mut p, false, hv, wv);
+    p.chunks_mut(dt.max(1)).for_each(|row| row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj));
+    let mut dp = vec![0f32; n * dt];
     let mut value = 0.0;
     for i in 0..n {
         let (pi, fi) = (&p[i * dt..(i + 1) * dt], &f[i * dt..(i + 1) * dt]);
-        let out = &mut dp[i * dt..(i + 1) * dt];
-        match kind {
-            HintKind::Mse => {
-                let scale = weight / (n * dt) as f64;
-                for j in 0..dt {
-                    let d = pi[j] - fi[j] as f64;
-                    value += scale * d * d;
-                    out[j] = 2.0 * scale * d;
-                }
-            }
-            HintKind::Cosine => {
-                let np = pi.iter().map(|v| v * v).sum::<f64>().sqrt();
-                let nf = fi.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
-                let scale = weight / n as f64;
-                if np == 0.0 || nf == 0.0 {
-                    value += scale;
-                    continue;
-                }
-                let cos = pi.iter().zip(fi).map(|(a, &b)| a * b as f64).sum::<f64>() / (np * nf);
-                value += scale * (1.0 - cos);
-                for j in 0..dt {
-                    out[j] = -scale * (fi[j] as f64 / (np * nf) - cos * pi[j] / (np * np));
-                }
-            }
-        }
+        value += row_gradient(pi, fi, &mut dp[i * dt..(i + 1) * dt], kind, weight, n);
     }
+    let dpv = View::row_major(&dp, n, dt);
+    let mut dw = vec![0f32; ds * dt];
+    product(&mut dw, false, hv.transposed(), dpv);
     let mut dh = vec![0f32; n * ds];
-    let mut dw = vec![0f64; ds * dt];
+    product(&mut dh, false, dpv, wv.transposed());
     let mut db = vec![0f64; dt];
-    for i in 0..n {
-        let dpi = &dp[i * dt..(i + 1) * dt];
-        db.iter_mut().zip(dpi).for_each(|(d, g)| *d += g);
-        for c in 0..ds {
-            let (hic, wc) = (h[i * ds + c] as f64, &w[c * dt..(c + 1) * dt]);
-            dw[c * dt..(c + 1) * dt].iter_mut().zip(dpi).for_each(|(d, g)| *d += hic * g);
-            dh[i * ds + c] = dpi.iter().zip(wc).map(|(g, &wj)| g * wj as f64).sum::<f64>() as f32;
+    dp.chunks(dt.max(1)).for_each(|row| db.iter_mut().zip(row).for_each(|(d, &g)| *d += g as f64));
+    HintGrads { value, dh, dw, db: db.into_iter().map(|v| v as f32).collect() }
+}
+
+/// One row's share of the hint value, and its gradient with respect to the row's projection.
+fn row_gradient(pi: &[f32], fi: &[f32], out: &mut [f32], kind: HintKind, weight: f64, n: usize) -> f64 {
+    let dt = pi.len();
+    match kind {
+        HintKind::Mse => {
+            let scale = weight / (n * dt) as f64;
+            let mut value = 0.0;
+            for j in 0..dt {
+                let d = pi[j] as f64 - fi[j] as f64;
+                value += scale * d * d;
+                out[j] = (2.0 * scale * d) as f32;
+            }
+            value
+        }
+        HintKind::Cosine => {
+            let np = pi.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            let nf = fi.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            let scale = weight / n as f64;
+            if np == 0.0 || nf == 0.0 {
+                return scale;
+            }
+            let cos = pi.iter().zip(fi).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (np * nf);
+            for j in 0..dt {
+                out[j] = (-scale * (fi[j] as f64 / (np * nf) - cos * pi[j] as f64 / (np * np))) as f32;
+            }
+            scale * (1.0 - cos)
         }
     }
-    HintGrads { value, dh, dw, db }
 }
 
 /// The learned projection and its Adam state (β = 0.9, 0.999, ε = 1e-8).
@@ -119,12 +116,40 @@ impl Projection {
         Self { w, b, moments: vec![(0.0, 0.0); ds * dt + dt], step: 0, lr }
     }
 
-    fn adam(&mut self, dw: &[f64], db: &[f64]) {
+    /// Everything a resumed run needs to continue bit-identically: weights, moments, step.
+    pub(crate) fn state(&self) -> Vec<(String, Vec<f64>)> {
+        let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        vec![
+            ("hint.w".into(), wide(&self.w)),
+            ("hint.b".into(), wide(&self.b)),
+            ("hint.m".into(), self.moments.iter().map(|m| m.0).collect()),
+            ("hint.v".into(), self.moments.iter().map(|m| m.1).collect()),
+            ("hint.step".into(), vec![self.step as f64]),
+        ]
+    }
+
+    /// Restores [`Projection::state`]; false (and nothing changed) when it does not fit.
+    pub(crate) fn restore(&mut self, state: &[(String, Vec<f64>)]) -> bool {
+        let get = |name: &str, len: usize| state.iter().find(|(n, v)| n == name && v.len() == len).map(|(_, v)| v.as_slice());
+        let (w, b, k) = (self.w.len(), self.b.len(), self.moments.len());
+        let (Some(wv), Some(bv), Some(m), Some(v), Some(step)) = (get("hint.w", w), get("hint.b", b), get("hint.m", k), get("hint.v", k), get("hint.step", 1))
+        else {
+            return false;
+        };
+        self.w = wv.iter().map(|&x| x as f32).collect();
+        self.b = bv.iter().map(|&x| x as f32).collect();
+        self.moments = m.iter().copied().zip(v.iter().copied()).collect();
+        self.step = step[0] as i32;
+        true
+    }
+
+    fn adam(&mut self, dw: &[f32], db: &[f32]) {
         self.step += 1;
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
         let params = self.w.iter_mut().chain(self.b.iter_mut());
         for ((p, g), m) in params.zip(dw.iter().chain(db)).zip(self.moments.iter_mut()) {
+            let g = *g as f64;
             m.0 = b1 * m.0 + (1.0 - b1) * g;
             m.1 = b2 * m.1 + (1.0 - b2) * g * g;
             *p -= (self.lr * (m.0 / c1) / ((m.1 / c2).sqrt() + eps)) as f32;
@@ -187,7 +212,7 @@ mod tests {
                     hh[i] += e;
                     hint_loss(&hh, &w, &b, &f, 2, kind, 0.7).value
                 });
-                assert!((num - g.dh[i] as f64).abs() < 1e-4, "{kind:?} dh[{i}]: {num} vs {}", g.dh[i]);
+                assert!((num - g.dh[i] as f64).abs() < 2e-4, "{kind:?} dh[{i}]: {num} vs {}", g.dh[i]);
             }
             for i in 0..w.len() {
                 let num = fd(&|e| {
@@ -195,7 +220,7 @@ mod tests {
                     ww[i] += e;
                     hint_loss(&h, &ww, &b, &f, 2, kind, 0.7).value
                 });
-                assert!((num - g.dw[i]).abs() < 1e-4, "{kind:?} dw[{i}]: {num} vs {}", g.dw[i]);
+                assert!((num - g.dw[i] as f64).abs() < 2e-4, "{kind:?} dw[{i}]: {num} vs {}", g.dw[i]);
             }
             for i in 0..b.len() {
                 let num = fd(&|e| {
@@ -203,11 +228,40 @@ mod tests {
                     bb[i] += e;
                     hint_loss(&h, &w, &bb, &f, 2, kind, 0.7).value
                 });
-                assert!((num - g.db[i]).abs() < 1e-4, "{kind:?} db[{i}]: {num} vs {}", g.db[i]);
+                assert!((num - g.db[i] as f64).abs() < 2e-4, "{kind:?} db[{i}]: {num} vs {}", g.db[i]);
             }
         }
         // A perfect projection has no MSE hint.
         let exact = hint_loss(&[1.0, 2.0], &[1.0, 0.0, 0.0, 1.0], &[0.0, 0.0], &[1.0, 2.0], 2, HintKind::Mse, 1.0);
         assert_eq!(exact.value, 0.0);
+    }
+
+    /// The products by plain f64 loops, for comparing with the GEMM on a shape with several
+    /// blocks of every dimension.
+    fn reference(h: &[f32], w: &[f32], b: &[f32], f: &[f32], ds: usize, kind: HintKind) -> HintGrads {
+        let (dt, n) = (b.len(), h.len() / ds);
+        let p: Vec<f32> = (0..n * dt).map(|k| (b[k % dt] as f64 + (0..ds).map(|c| h[k / dt * ds + c] as f64 * w[c * dt + k % dt] as f64).sum::<f64>()) as f32).collect();
+        let mut dp = vec![0f32; n * dt];
+        let value = (0..n).map(|i| row_gradient(&p[i * dt..(i + 1) * dt], &f[i * dt..(i + 1) * dt], &mut dp[i * dt..(i + 1) * dt], kind, 1.0, n)).sum();
+        let dw = (0..ds * dt).map(|k| (0..n).map(|i| h[i * ds + k / dt] as f64 * dp[i * dt + k % dt] as f64).sum::<f64>() as f32).collect();
+        let dh = (0..n * ds).map(|k| (0..dt).map(|j| dp[k / ds * dt + j] as f64 * w[k % ds * dt + j] as f64).sum::<f64>() as f32).collect();
+        let db = (0..dt).map(|j| (0..n).map(|i| dp[i * dt + j] as f64).sum::<f64>() as f32).collect();
+        HintGrads { value, dh, dw, db }
+    }
+
+    #[test]
+    fn the_gemm_products_match_plain_loops() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (n, ds, dt) = (37, 19, 53);
+        let mut draw = |len: usize| (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect::<Vec<_>>();
+        let (h, w, b, f) = (draw(n * ds), draw(ds * dt), draw(dt), draw(n * dt));
+        for kind in [HintKind::Mse, HintKind::Cosine] {
+            let (got, want) = (hint_loss(&h, &w, &b, &f, ds, kind, 1.0), reference(&h, &w, &b, &f, ds, kind));
+            assert!((got.value - want.value).abs() < 1e-5 * want.value.abs().max(1.0), "{kind:?}: {} vs {}", got.value, want.value);
+            for (name, g, r) in [("dh", &got.dh, &want.dh), ("dw", &got.dw, &want.dw), ("db", &got.db, &want.db)] {
+                let worst = g.iter().zip(r.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-5, "{kind:?} {name}: off by {worst}");
+            }
+        }
     }
 }

@@ -137,7 +137,10 @@ impl<'a> Job<'a> {
         let options = self.options;
         let Some(ck) = options.checkpoint.as_ref().filter(|ck| ck.resume) else { return Ok(()) };
         let Some(state) = resume::load(&ck.path, &ck.job)? else { return Ok(()) };
-        let restored = state.order.len() == self.data.labels.len() && trainee.set_params(&state.params)? && trainee.set_optimizer_state(&state.optimizer)?;
+        let restored = state.order.len() == self.data.labels.len()
+            && trainee.set_params(&state.params)?
+            && trainee.set_optimizer_state(&state.optimizer)?
+            && trainee.set_extra_state(&state.extra);
         if !restored {
             return Err(format!("checkpoint {} does not fit this model and data", ck.path.display()));
         }
@@ -185,6 +188,7 @@ impl<'a> Job<'a> {
                     stale: progress.stale,
                     params,
                     optimizer: trainee.optimizer_state()?,
+                    extra: trainee.extra_state(),
                 };
                 resume::save(&ck.path, &ck.job, &state)?;
                 resume::interrupt_hook(&options.name, epoch);

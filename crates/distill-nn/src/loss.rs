@@ -411,7 +411,8 @@ pub fn build_loss_with(spec: &LossSpec, plugin: &mut PluginLossFactory<'_>) -> R
         LossSpec::Plugin(p) => plugin(&p.name, p.plugin_params())?,
         LossSpec::Terms(terms) => {
             let mut built = Vec::with_capacity(terms.len());
-            for term in terms.values() {
+            // The hint is a loss on a hidden layer, applied by the trainer (`hint.rs`).
+            for term in terms.values().filter(|t| !matches!(t.kind, LossKind::Hint(_))) {
                 built.push((term.weight, build_term(&term.kind, plugin)?));
             }
             Box::new(WeightedSum { terms: built })
@@ -430,6 +431,7 @@ fn build_term(kind: &LossKind, plugin: &mut PluginLossFactory<'_>) -> Result<Box
         LossKind::MseLogits => Box::new(MseLogits),
         LossKind::Dkd(l) => Box::new(dkd(l)),
         LossKind::Plugin(p) => plugin(&p.name, p.plugin_params())?,
+        LossKind::Hint(_) => return Err("a hint is not a loss on the logits".into()),
     })
 }
 

@@ -50,6 +50,8 @@ pub(crate) struct TrainState {
     pub params: Vec<Vec<f32>>,
     /// Optimiser buffers, slot by slot, each in parameter order.
     pub optimizer: Vec<Vec<Vec<f32>>>,
+    /// The trainee's other state by name (a feature hint's projection), kept as f64.
+    pub extra: Vec<(String, Vec<f64>)>,
 }
 
 /// The JSON metadata entry: everything that is not a tensor.
@@ -65,6 +67,9 @@ struct Meta {
     stale: usize,
     params: usize,
     optimizer_slots: usize,
+    /// Names of the `extra.{name}` tensors (f64).
+    #[serde(default)]
+    extra: Vec<String>,
 }
 
 const META_KEY: &str = "distill.checkpoint";
@@ -86,6 +91,7 @@ pub(crate) fn save(path: &Path, job: &str, state: &TrainState) -> Result<(), Str
         stale: state.stale,
         params: state.params.len(),
         optimizer_slots: state.optimizer.len(),
+        extra: state.extra.iter().map(|(name, _)| name.clone()).collect(),
     };
     let mut buffers: Vec<(String, Dtype, Vec<u8>, usize)> = Vec::new();
     let mut push = |name: String, values: &[f32]| buffers.push((name, Dtype::F32, f32_bytes(values), values.len()));
@@ -101,6 +107,9 @@ pub(crate) fn save(path: &Path, job: &str, state: &TrainState) -> Result<(), Str
         for (i, w) in weights.iter().enumerate() {
             push(format!("best.{i}"), w);
         }
+    }
+    for (name, values) in &state.extra {
+        buffers.push((format!("extra.{name}"), Dtype::F64, values.iter().flat_map(|v| v.to_le_bytes()).collect(), values.len()));
     }
     let order: Vec<u8> = state.order.iter().flat_map(|&r| (r as u64).to_le_bytes()).collect();
     buffers.push(("order".into(), Dtype::U64, order, state.order.len()));
@@ -151,6 +160,17 @@ pub(crate) fn load(path: &Path, job: &str) -> Result<Option<TrainState>, String>
         None => None,
         Some((epoch, acc)) => Some((epoch, acc, (0..meta.params).map(|i| floats(format!("best.{i}"))).collect::<Result<Vec<_>, _>>()?)),
     };
+    let extra = meta
+        .extra
+        .iter()
+        .map(|name| {
+            let view = file.tensor(&format!("extra.{name}")).map_err(|_| bad(format!("tensor `extra.{name}` is missing")))?;
+            if view.dtype() != Dtype::F64 {
+                return Err(bad(format!("tensor `extra.{name}` is not f64")));
+            }
+            Ok((name.clone(), view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let order_view = file.tensor("order").map_err(|_| bad("tensor `order` is missing".into()))?;
     if order_view.dtype() != Dtype::U64 {
         return Err(bad("tensor `order` is not u64".into()));
@@ -168,6 +188,7 @@ pub(crate) fn load(path: &Path, job: &str) -> Result<Option<TrainState>, String>
         stale: meta.stale,
         params,
         optimizer,
+        extra,
     }))
 }
 
@@ -201,6 +222,7 @@ mod tests {
             stale: 2,
             params: vec![vec![0.5, -0.5], vec![0.25]],
             optimizer: vec![vec![vec![0.1, 0.2], vec![0.3]], vec![vec![0.4, 0.5], vec![0.6]]],
+            extra: vec![("hint.w".into(), vec![0.1f64, -1.0 / 3.0])],
         };
         save(&path, "job-a", &state).unwrap();
         assert_eq!(load(&path, "job-a").unwrap(), Some(state));

@@ -94,14 +94,6 @@ pub fn train(
     validation: Option<(&[f32], &[u32])>,
 ) -> Result<Vec<EpochStats>, String> {
     crate::flush_denormals();
-    // The hint's projection is not part of the epoch checkpoints: such a job is never resumed.
-    let unchecked;
-    let options = if options.hint.is_some() && options.checkpoint.is_some() {
-        unchecked = TrainOptions { checkpoint: None, ..options.clone() };
-        &unchecked
-    } else {
-        options
-    };
     if options.hint.is_some() && !matches!(options.device, Device::Cpu) {
         return Err("feature hints train on the CPU only".into());
     }
@@ -158,6 +150,14 @@ pub(crate) trait Trainee {
     fn optimizer_state(&mut self) -> Result<Vec<Vec<Vec<f32>>>, String>;
     /// False (and nothing changed) when the buffers do not fit.
     fn set_optimizer_state(&mut self, state: &[Vec<Vec<f32>>]) -> Result<bool, String>;
+    /// State beyond the model and its optimiser that a checkpoint keeps (a hint's projection).
+    fn extra_state(&self) -> Vec<(String, Vec<f64>)> {
+        Vec::new()
+    }
+    /// Restores [`Trainee::extra_state`]; false (and nothing changed) when it does not fit.
+    fn set_extra_state(&mut self, state: &[(String, Vec<f64>)]) -> bool {
+        state.is_empty()
+    }
 }
 
 /// Training on the CPU: the model's own tensors, the GEMM op for dense layers, dfdx's optimiser
@@ -230,6 +230,17 @@ impl Trainee for CpuTrainee<'_> {
 
     fn set_optimizer_state(&mut self, state: &[Vec<Vec<f32>>]) -> Result<bool, String> {
         Ok(self.optimizer.set_state(self.model, state))
+    }
+
+    fn extra_state(&self) -> Vec<(String, Vec<f64>)> {
+        self.hint.as_ref().and_then(|h| h.projection.lock().ok().map(|p| p.state())).unwrap_or_default()
+    }
+
+    fn set_extra_state(&mut self, state: &[(String, Vec<f64>)]) -> bool {
+        match &self.hint {
+            Some(h) => h.projection.lock().is_ok_and(|mut p| p.restore(state)),
+            None => state.is_empty(),
+        }
     }
 }
 

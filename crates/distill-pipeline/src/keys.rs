@@ -73,6 +73,16 @@ pub(crate) fn logits(teacher: &str, data: &Prepared, storage: &str) -> Fingerpri
         .finish()
 }
 
+/// A teacher's hidden-layer features for a feature hint: the teacher, the rows, the layer.
+pub(crate) fn features(teacher: &str, data: &Prepared, layer: usize) -> Fingerprint {
+    FingerprintBuilder::new("features/v1")
+        .part("teacher", teacher.as_bytes())
+        .part("data", data.fingerprint.as_bytes())
+        .part("layer", &(layer as u64).to_le_bytes())
+        .part("distill_version", VERSION.as_bytes())
+        .finish()
+}
+
 /// One distilled student: its model, loss and budget, the logits file it learns from, the rows,
 /// its seed (init and batch order) and the plugins.
 pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: u64, plugins: &str) -> Fingerprint {
@@ -81,9 +91,6 @@ pub(crate) fn student(p: &Pipeline, data: &Prepared, logits_blake3: &str, seed: 
     // Only when asked for, so the keys of recipes without them stay as they were.
     if let Some(t) = transfer.filter(|t| t.min_teacher_confidence.is_some() || t.weight.is_some()) {
         builder = builder.part("data.transfer.confidence", yaml(&(t.min_teacher_confidence, t.weight)).as_bytes());
-    }
-    if let Some(h) = &p.student.hint {
-        builder = builder.part("student.hint", yaml(h).as_bytes());
     }
     builder
         .part("student.model", yaml(&p.student.model).as_bytes())

@@ -107,9 +107,12 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
     if let Some(rule) = &s.baseline_budget {
         recipe.push(("baseline budget".to_string(), rule.clone()));
     }
-    if let Some(h) = &p.student.hint {
-        let what =
-            format!("teacher layer {} ← student layer {} through a learned projection, {:?}, weight {}", h.teacher_layer, h.student_layer, h.kind, h.weight);
+    if let Some(h) = p.student.loss.hint() {
+        let (t, features) = (h.term, format!("{:?}", h.term.features).to_lowercase());
+        let what = format!(
+            "teacher layer {} ← student layer {} through a learned projection, {:?}, weight {}, features {features}",
+            t.teacher_layer, t.student_layer, t.measure, h.weight
+        );
         recipe.push(("feature hint".to_string(), what.to_lowercase()));
     }
     if let Some(gain) = &s.gain {

@@ -178,6 +178,13 @@ impl Display for LossKind {
                 call(f, &p.name, &plugin_args(p.temperature, None, p.params.as_ref()))?;
                 f.write_str(" [plugin]")
             }
+            LossKind::Hint(h) => {
+                let measure = match h.measure {
+                    crate::HintMeasure::Mse => "mse",
+                    crate::HintMeasure::Cosine => "cosine",
+                };
+                call(f, "hint", &[("teacher_layer", h.teacher_layer.to_string()), ("student_layer", h.student_layer.to_string()), ("measure", measure.into())])
+            }
         }
     }
 }

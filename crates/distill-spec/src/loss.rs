@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::{Mapping, Value};
 
 use crate::tagged::{self, fields_of, Family, Kind, Nested};
+use crate::HintTerm;
 
 /// The student's loss: one `kind` with its parameters, or a weighted sum of `terms`.
 ///
@@ -153,6 +154,8 @@ pub enum LossKind {
     MseLogits,
     Dkd(DkdLoss),
     Plugin(PluginTerm),
+    /// A feature hint: not a loss on the logits but on a hidden layer (see [`HintTerm`]).
+    Hint(HintTerm),
 }
 
 /// A `kd` term: the soft part of Hinton KD alone (`alpha: 1`); add a `ce` term for the labels.
@@ -229,6 +232,7 @@ static TERMS: Family = Family {
         Kind::of::<SoftCeLoss>("soft_ce"),
         Kind::unit("mse_logits", MSE_LOGITS),
         Kind::of::<DkdLoss>("dkd"),
+        Kind::of::<HintTerm>("hint"),
     ],
     leading: &["weight"],
     trailing: &[],
@@ -300,6 +304,7 @@ impl LossKind {
             LossKind::MseLogits => "mse_logits",
             LossKind::Dkd(_) => "dkd",
             LossKind::Plugin(p) => &p.name,
+            LossKind::Hint(_) => "hint",
         }
     }
 }
@@ -413,6 +418,7 @@ fn read_term(kind: &str, mut map: Mapping) -> Result<LossTermSpec, Nested> {
         "soft_ce" => LossKind::SoftCe(f.body(kind, map)?),
         "mse_logits" => f.no_body(kind, map).map(|_| LossKind::MseLogits)?,
         "dkd" => LossKind::Dkd(f.body(kind, map)?),
+        "hint" => LossKind::Hint(f.body(kind, map)?),
         name => LossKind::Plugin(PluginTerm { name: name.to_string(), ..f.body_with(name, fields_of::<PluginTerm>(), map)? }),
     };
     Ok(LossTermSpec { weight, kind: loss })
@@ -449,6 +455,7 @@ impl Serialize for LossTermSpec {
             LossKind::SoftCe(l) => tagged::serialize_tagged(s, weight, None, l, none()),
             LossKind::Dkd(l) => tagged::serialize_tagged(s, weight, None, l, none()),
             LossKind::Plugin(l) => tagged::serialize_tagged(s, weight, None, l, none()),
+            LossKind::Hint(l) => tagged::serialize_tagged(s, weight, None, l, none()),
         }
     }
 }
@@ -497,7 +504,7 @@ fn validate_terms(path: &str, terms: &BTreeMap<String, LossTermSpec>, bad: &mut 
             }
             LossKind::Ce(l) => check_ce(&tp, l, bad),
             LossKind::Dkd(l) => check_dkd(&tp, l, bad),
-            LossKind::TeacherHard | LossKind::MseLogits => {}
+            LossKind::TeacherHard | LossKind::MseLogits | LossKind::Hint(_) => {}
         }
     }
 }

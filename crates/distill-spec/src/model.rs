@@ -82,42 +82,11 @@ pub struct StudentSpec {
     /// is trained once. Default: the pipeline seed alone.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
-    /// A feature hint (FitNets) alongside the loss: the student's hidden layer `student_layer`
-    /// predicts the teacher's hidden layer `teacher_layer` through a learned linear projection
-    /// (trained with the student, dropped after). Needs `teacher` to be a model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<HintSpec>,
-}
-
-/// `student.hint`: which layers, how they are compared, and the term's weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HintSpec {
-    /// The teacher's hidden layer (0-based: the output of its first hidden layer is 0).
-    pub teacher_layer: usize,
-    /// The student's hidden layer (0-based).
-    pub student_layer: usize,
-    /// The hint term's weight (> 0; default 1), added to the loss.
-    #[serde(default = "one")]
-    pub weight: f64,
-    /// `mse` (default) or `cosine`.
-    #[serde(default)]
-    pub kind: HintKindSpec,
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// How a hint compares the projected student features with the teacher's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HintKindSpec {
-    /// Mean squared error over rows and features.
-    #[default]
-    Mse,
-    /// One minus the cosine similarity, averaged over rows.
-    Cosine,
+    /// Where a feature hint used to be: it is the loss term `student.loss.terms.hint` now, and
+    /// this key is an error that says so.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub hint: Option<serde_yaml::Value>,
 }
 
 /// How a baseline's budget is matched to the student's.

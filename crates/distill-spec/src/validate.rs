@@ -30,14 +30,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     let plugins = !p.plugins.is_empty();
     crate::model::validate_teacher(&p.teacher, plugins, &mut bad);
     validate_ensemble(p, plugins, &mut bad);
-    if let Some(h) = &p.student.hint {
-        if !(h.weight.is_finite() && h.weight > 0.0) {
-            bad("student.hint.weight", format!("must be > 0, got {}", h.weight));
-        }
-        if p.teacher.logits.is_some() {
-            bad("student.hint", "a hint reads the teacher's hidden layer: `teacher` must be a model, not `logits`".into());
-        }
-    }
+    crate::hint::validate_hint(p, &mut bad);
     crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
     crate::train::validate_train("student.train", &p.student.train, &mut bad);
     validate_cnns(p, &mut bad);

@@ -10,6 +10,7 @@
 mod baseline;
 mod context;
 mod ensemble;
+mod features;
 mod fit;
 mod logits;
 pub(crate) mod shards;
@@ -53,6 +54,12 @@ pub const LOGITS: StageKind = StageKind {
     artifact: Some(ArtifactKind { kind: "logits", dir: "logits", ext: ".parquet" }),
     forced_with: &["teacher"],
 };
+pub const FEATURES: StageKind = StageKind {
+    name: "features",
+    about: "the teacher's hidden-layer features over every training row (a feature hint with `features: cached`)",
+    artifact: Some(ArtifactKind { kind: "features", dir: "features", ext: distill_cache::FEATURES_EXT }),
+    forced_with: &["teacher"],
+};
 pub const STUDENT: StageKind = StageKind {
     name: "student",
     about: "distil the student from the logits, once per seed",
@@ -74,7 +81,7 @@ pub const ENSEMBLE: StageKind = StageKind {
 pub const EVALUATE: StageKind = StageKind { name: "evaluate", about: "test metrics, latency, targets, report (always runs)", artifact: None, forced_with: &[] };
 
 /// Every stage kind, in graph order.
-pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &STUDENT, &BASELINE, &EVALUATE];
+pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &FEATURES, &STUDENT, &BASELINE, &EVALUATE];
 
 /// The artifact kinds of the cached stages, for the cache (`ls`, `verify`, `gc`, artifact paths).
 pub fn artifact_kinds() -> Vec<ArtifactKind> {
@@ -113,6 +120,8 @@ pub(crate) enum Output {
     External(ExternalTeacher),
     /// The teacher's logits over the training rows.
     Logits(Logits),
+    /// The teacher's hidden-layer features over the training rows (feature hints).
+    Features(features::TeacherFeatures),
 }
 
 impl Output {
@@ -123,6 +132,7 @@ impl Output {
             Output::Model { trained, .. } => distill_cache::hash_bytes(&trained.bytes),
             Output::External(e) => format!("external:{}", e.blake3),
             Output::Logits(l) => l.blake3.clone(),
+            Output::Features(f) => f.blake3.clone(),
         }
     }
 
@@ -171,7 +181,7 @@ pub(crate) trait Stage {
 }
 
 /// The recipe's stage graph in order: each teacher and its logits (with `teachers`, their
-/// ensemble), then per seed the student and
+/// ensemble), the teacher's features for a cached feature hint, then per seed the student and
 /// (when asked) the baseline.
 pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let p = cx.pipeline();
@@ -184,10 +194,15 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     if teachers > 1 {
         stages.push(Box::new(ensemble::EnsembleStage { teachers }));
     }
+    let hint = p.student.loss.hint().map(|h| h.term);
+    if let Some(h) = hint.filter(|h| h.features == distill_spec::HintFeatures::Cached) {
+        stages.push(Box::new(features::FeaturesStage { layer: h.teacher_layer }));
+    }
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
     for seed in seeds {
-        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint: p.student.hint.is_some() }));
+        let hint = hint.map(|h| if h.features == distill_spec::HintFeatures::Cached { "features" } else { "teacher" });
+        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint }));
         if p.student.baseline {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }
@@ -248,11 +263,11 @@ mod tests {
 
     #[test]
     fn force_comes_from_the_registry() {
-        assert_eq!(force_values(), ["all", "teacher", "logits", "student", "baseline"]);
+        assert_eq!(force_values(), ["all", "teacher", "logits", "features", "student", "baseline"]);
         let f = Force::parse(&["teacher".into()]).unwrap();
         assert!(f.includes(&TEACHER) && f.includes(&LOGITS) && !f.includes(&STUDENT));
         assert!(Force::parse(&["logits,student".into()]).unwrap().includes(&STUDENT));
-        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, student, baseline"));
+        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, features, student, baseline"));
         assert_eq!(Force::parse(&[]).unwrap(), Force::None);
     }
 

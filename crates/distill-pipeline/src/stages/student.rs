@@ -1,6 +1,8 @@
 //! A distilled student, once per seed: every training row, the teacher's logits as stored, labels
 //! only where the student may see them.
 
+use std::sync::Arc;
+
 use distill_cache::Fingerprint;
 use distill_data::LabelState;
 use distill_nn::confidence::RowWeighted;
@@ -19,8 +21,9 @@ pub(crate) struct StudentStage {
     pub several: bool,
     /// Whether it learns from an ensemble of teachers.
     pub ensemble: bool,
-    /// Whether it has a feature hint (then it also reads the teacher's model).
-    pub hint: bool,
+    /// With a feature hint, the stage its teacher features come from: `features` (cached) or
+    /// `teacher` (computed from its model).
+    pub hint: Option<&'static str>,
 }
 
 impl StudentStage {
@@ -30,31 +33,36 @@ impl StudentStage {
     }
 }
 
-/// The teacher's features at `student.hint.teacher_layer` for the student's training rows
-/// (computed from the teacher's model on the fly; `rows`: the confidence filter's).
+/// The teacher's features at the hint's `teacher_layer` for the student's training rows: read
+/// from the features stage, or computed from the teacher's model (`features: computed`);
+/// `rows`: the confidence filter's.
 fn hint_targets(
     p: &distill_spec::Pipeline,
-    teacher: Option<&Output>,
+    source: Option<&Output>,
     data: &distill_data::Prepared,
     rows: Option<&[usize]>,
 ) -> Result<Option<HintTargets>, PipelineError> {
-    let Some(h) = &p.student.hint else { return Ok(None) };
-    let Some(Output::Model { trained, .. }) = teacher else {
-        return Err(PipelineError::key("student.hint", "a hint needs the teacher's model (not external logits)"));
+    let Some(hint) = p.student.loss.hint() else { return Ok(None) };
+    let h = hint.term;
+    let (features, width) = match source {
+        Some(Output::Features(f)) => (f.values.clone(), f.width),
+        Some(Output::Model { trained, .. }) => {
+            let (values, width) = trained.model.hidden_features(&data.train.x, h.teacher_layer).ok_or_else(|| {
+                PipelineError::key("student.loss.terms.hint.teacher_layer", format!("the teacher has no hidden layer {}", h.teacher_layer))
+            })?;
+            (Arc::new(values), width)
+        }
+        _ => return Err(PipelineError::key("student.loss.terms.hint", "a hint needs the teacher's model (not external logits)")),
     };
-    let (features, width) = trained
-        .model
-        .hidden_features(&data.train.x, h.teacher_layer)
-        .ok_or_else(|| PipelineError::key("student.hint.teacher_layer", format!("the teacher has no hidden layer {}", h.teacher_layer)))?;
     let features = match rows {
-        Some(rows) => rows.iter().flat_map(|&r| features[r * width..(r + 1) * width].iter().copied()).collect(),
+        Some(rows) => Arc::new(rows.iter().flat_map(|&r| features[r * width..(r + 1) * width].iter().copied()).collect()),
         None => features,
     };
-    let kind = match h.kind {
-        distill_spec::HintKindSpec::Mse => HintKind::Mse,
-        distill_spec::HintKindSpec::Cosine => HintKind::Cosine,
+    let kind = match h.measure {
+        distill_spec::HintMeasure::Mse => HintKind::Mse,
+        distill_spec::HintMeasure::Cosine => HintKind::Cosine,
     };
-    Ok(Some(HintTargets { features: std::sync::Arc::new(features), width, student_layer: h.student_layer, kind, weight: h.weight }))
+    Ok(Some(HintTargets { features, width, student_layer: h.student_layer, kind, weight: hint.weight }))
 }
 
 impl Stage for StudentStage {
@@ -73,9 +81,7 @@ impl Stage for StudentStage {
     fn inputs(&self) -> Vec<String> {
         // Several teachers: the ensemble's combined logits; one: its logits.
         let mut inputs = vec![if self.ensemble { "ensemble" } else { "logits" }.to_string()];
-        if self.hint {
-            inputs.push("teacher".into());
-        }
+        inputs.extend(self.hint.map(String::from));
         inputs
     }
 
