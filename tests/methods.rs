@@ -306,3 +306,26 @@ fn a_hinted_student_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     assert!(log.contains("resuming from the checkpoint of an interrupted run"), "{log}");
     assert_eq!(tensors(&resumed.join("student.safetensors")), tensors(&whole.join("student.safetensors")), "the projection was restored too");
 }
+
+#[test]
+fn plan_compares_each_teacher_with_its_own_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/digits-transfer.yaml");
+    let cache = tmp.path().join("cache");
+    let teachers = |epochs: u32| format!("teachers=[{{model: {{hidden: [24]}}, train: {{epochs: 10}}}}, {{model: {{hidden: [16]}}, train: {{epochs: {epochs}}}}}]");
+    let (first, changed) = (teachers(10), teachers(12));
+    let args = |verb: &'static str, sets: &str| -> Vec<String> {
+        let mut args: Vec<String> = [verb, recipe.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--set", "student.seeds=[0]", "--set", sets].map(String::from).into();
+        args.extend(TRANSFER_SETS.map(String::from));
+        args
+    };
+    let run = |verb: &'static str, sets: &str| {
+        let args = args(verb, sets);
+        ok(&common::distill_in(&args.iter().map(String::as_str).collect::<Vec<_>>(), tmp.path()))
+    };
+    run("run", &first);
+    let text = run("plan", &changed);
+    let line = |stage: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{stage} "))).unwrap_or_else(|| panic!("no {stage}: {text}")).to_string();
+    assert!(line("teacher").contains("unchanged since") && line("teacher2").contains("unchanged since"), "{text}");
+    assert!(line("teacher3").contains("changed since") && line("teacher3").ends_with(": teacher.train"), "only its budget changed: {text}");
+}

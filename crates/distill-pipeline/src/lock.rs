@@ -11,8 +11,11 @@ use distill_cache::Fingerprint;
 /// One stage as a run carried it out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
-    /// `data`, `teacher`, `logits`, `student` or `baseline`.
+    /// The stage's kind: `data`, `teacher`, `logits`, `features`, `student` or `baseline`.
     pub stage: String,
+    /// Its name where a recipe has several of a kind (`teacher2`, `logits3`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The seed of a student or baseline (one record per seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -30,8 +33,11 @@ pub struct StageRecord {
 }
 
 impl StageRecord {
-    pub(crate) fn new(stage: &str, seed: Option<u64>, fp: &Fingerprint, artifact: String, cached: bool) -> Self {
-        Self { stage: stage.to_string(), seed, fingerprint: fp.key.clone(), inputs: fp.inputs.clone(), artifact, cached }
+    /// The record of stage `name` of kind `stage`.
+    pub(crate) fn new(stage: &str, name: &str, seed: Option<u64>, fp: &Fingerprint, artifact: String, cached: bool) -> Self {
+        // Per-seed names (`student@3`) are the kind and the seed, both recorded already.
+        let name = (name != stage && !name.starts_with(&format!("{stage}@"))).then(|| name.to_string());
+        Self { stage: stage.to_string(), name, seed, fingerprint: fp.key.clone(), inputs: fp.inputs.clone(), artifact, cached }
     }
 }
 
@@ -65,8 +71,10 @@ pub struct Lock {
 }
 
 impl Lock {
-    pub fn stage(&self, stage: &str, seed: Option<u64>) -> Option<&StageRecord> {
-        self.stages.iter().find(|s| s.stage == stage && s.seed == seed)
+    /// The record of the stage of kind `stage` named `name` (see [`StageRecord::name`]).
+    pub fn stage(&self, stage: &str, name: &str, seed: Option<u64>) -> Option<&StageRecord> {
+        let named = |s: &&StageRecord| s.name.as_deref().unwrap_or(&s.stage) == name || s.name.is_none() && name.starts_with(&format!("{stage}@"));
+        self.stages.iter().filter(|s| s.stage == stage && s.seed == seed).find(named)
     }
 }
 

@@ -161,7 +161,7 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     let mut lease = cache.lease()?;
     let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None, Some(&mut lease))?;
     let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
-    walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
+    walked.records.insert(0, StageRecord::new(DATA.name, DATA.name, None, &data_fp, String::new(), false));
 
     let evaluated = results::evaluate(&walked, &data, p, run_dir)?;
     let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };

@@ -83,7 +83,7 @@ pub(crate) fn walk(
             lease.hold(&fp.key)?;
         }
         let forced = force.includes(stage.kind());
-        let why = since(last, stage.kind().name, stage.seed(), &fp);
+        let why = since(last, stage.kind().name, &stage.name(), stage.seed(), &fp);
         let (output, action, reason) = match stage.find(cx, &fp, &inputs, forced)? {
             Some(Found::Given(output, what)) => (Some(output), "given", what),
             Some(Found::Cached(output)) => (Some(output), "cached", format!("key {} in the cache; {why}", short(&fp.key))),
@@ -105,7 +105,7 @@ pub(crate) fn walk(
             walked.hits.push(stage.hit_name());
         }
         if let Some(output) = output {
-            walked.records.push(StageRecord::new(stage.kind().name, stage.seed(), &fp, output.artifact(), action == "cached"));
+            walked.records.push(StageRecord::new(stage.kind().name, &stage.name(), stage.seed(), &fp, output.artifact(), action == "cached"));
             walked.outputs.push(Produced { name, seed: stage.seed(), output });
         }
     }
@@ -134,9 +134,9 @@ fn short(s: &str) -> &str {
 }
 
 /// "unchanged since DIR" / "changed since DIR: input, input" / "no earlier run".
-fn since(last: Option<&(PathBuf, Lock)>, stage: &str, seed: Option<u64>, fp: &Fingerprint) -> String {
+fn since(last: Option<&(PathBuf, Lock)>, stage: &str, name: &str, seed: Option<u64>, fp: &Fingerprint) -> String {
     let Some((dir, lock)) = last else { return "no earlier run to compare with".into() };
-    match lock.stage(stage, seed) {
+    match lock.stage(stage, name, seed) {
         None => format!("not in the last run ({})", dir.display()),
         Some(r) if r.fingerprint == fp.key => format!("unchanged since {}", dir.display()),
         Some(r) => format!("changed since {}: {}", dir.display(), fp.changed_since(&r.inputs).join(", ")),
