@@ -34,7 +34,7 @@ pub fn validate(p: &Pipeline) -> Vec<(String, String)> {
     crate::model::validate_model("student.model", &p.student.model, plugins, &mut bad);
     crate::train::validate_train("student.train", &p.student.train, &mut bad);
     validate_cnns(p, &mut bad);
-    crate::loss::validate_loss("student.loss", &p.student.loss, plugins, &mut bad);
+    crate::loss_checks::validate_loss("student.loss", &p.student.loss, plugins, &mut bad);
     crate::data::validate_data("data", &p.data, &mut bad);
     validate_evaluate(p, &mut bad);
     if let Some(sweep) = &p.sweep {
