@@ -201,8 +201,8 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
     for seed in seeds {
-        let hint = hint.map(|h| if h.features == distill_spec::HintFeatures::Cached { "features" } else { "teacher" });
-        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint }));
+        let hint_input = hint.map(|h| if h.features == distill_spec::HintFeatures::Cached { "features" } else { "teacher" });
+        stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint: hint_input }));
         if p.student.baseline {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }
