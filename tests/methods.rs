@@ -267,7 +267,8 @@ fn a_feature_hint_trains_with_the_student_and_its_projection_is_dropped() {
     ok(&run_transfer(&computed, &cache, &[&seed[..], &["--set", &hint_loss("weight: 0.5, teacher_layer: 0, student_layer: 0, features: computed")]].concat()));
     assert_eq!(tensors(&computed.join("student.safetensors")), tensors(&hinted.join("student.safetensors")));
     assert!(!hits(&read_json(&computed.join("metrics.json"))).contains(&"features".to_string()));
-    let stored: Vec<_> = std::fs::read_dir(cache.join("features")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".features.parquet")).collect();
+    let stored: Vec<_> =
+        std::fs::read_dir(cache.join("features")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".features.parquet")).collect();
     assert_eq!(stored.len(), 1, "one feature file for one teacher and layer");
 
     let cosine = tmp.path().join("cosine");
@@ -312,10 +313,12 @@ fn plan_compares_each_teacher_with_its_own_record() {
     let tmp = tempfile::tempdir().unwrap();
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/digits-transfer.yaml");
     let cache = tmp.path().join("cache");
-    let teachers = |epochs: u32| format!("teachers=[{{model: {{hidden: [24]}}, train: {{epochs: 10}}}}, {{model: {{hidden: [16]}}, train: {{epochs: {epochs}}}}}]");
+    let teachers =
+        |epochs: u32| format!("teachers=[{{model: {{hidden: [24]}}, train: {{epochs: 10}}}}, {{model: {{hidden: [16]}}, train: {{epochs: {epochs}}}}}]");
     let (first, changed) = (teachers(10), teachers(12));
     let args = |verb: &'static str, sets: &str| -> Vec<String> {
-        let mut args: Vec<String> = [verb, recipe.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--set", "student.seeds=[0]", "--set", sets].map(String::from).into();
+        let mut args: Vec<String> =
+            [verb, recipe.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--set", "student.seeds=[0]", "--set", sets].map(String::from).into();
         args.extend(TRANSFER_SETS.map(String::from));
         args
     };
@@ -325,7 +328,8 @@ fn plan_compares_each_teacher_with_its_own_record() {
     };
     run("run", &first);
     let text = run("plan", &changed);
-    let line = |stage: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{stage} "))).unwrap_or_else(|| panic!("no {stage}: {text}")).to_string();
+    let line =
+        |stage: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{stage} "))).unwrap_or_else(|| panic!("no {stage}: {text}")).to_string();
     assert!(line("teacher").contains("unchanged since") && line("teacher2").contains("unchanged since"), "{text}");
     assert!(line("teacher3").contains("changed since") && line("teacher3").ends_with(": teacher.train"), "only its budget changed: {text}");
 }

@@ -240,7 +240,8 @@ mod tests {
     /// blocks of every dimension.
     fn reference(h: &[f32], w: &[f32], b: &[f32], f: &[f32], ds: usize, kind: HintKind) -> HintGrads {
         let (dt, n) = (b.len(), h.len() / ds);
-        let p: Vec<f32> = (0..n * dt).map(|k| (b[k % dt] as f64 + (0..ds).map(|c| h[k / dt * ds + c] as f64 * w[c * dt + k % dt] as f64).sum::<f64>()) as f32).collect();
+        let p: Vec<f32> =
+            (0..n * dt).map(|k| (b[k % dt] as f64 + (0..ds).map(|c| h[k / dt * ds + c] as f64 * w[c * dt + k % dt] as f64).sum::<f64>()) as f32).collect();
         let mut dp = vec![0f32; n * dt];
         let value = (0..n).map(|i| row_gradient(&p[i * dt..(i + 1) * dt], &f[i * dt..(i + 1) * dt], &mut dp[i * dt..(i + 1) * dt], kind, 1.0, n)).sum();
         let dw = (0..ds * dt).map(|k| (0..n).map(|i| h[i * ds + k / dt] as f64 * dp[i * dt + k % dt] as f64).sum::<f64>() as f32).collect();

@@ -97,7 +97,7 @@ impl Stage for FeaturesStage {
         let teacher_id = inputs[0].identity();
         let bytes = encode_features(&path, &self.meta(cx, &teacher_id, width), &data.train.row_ids, &values)?;
         // An intact entry that loads but does not fit is why they were computed: replace it.
-        if matches!(cx.cache.load_verified(&path), Ok(Some(old)) if self.fitting(cx, &path, old, &teacher_id).is_err()) {
+        if matches!(cx.cache.load_verified(&path), Ok(Some(old)) if self.fitting(cx, &path, old.clone(), &teacher_id).is_err()) {
             cx.cache.replace(FEATURES.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;
         } else {
             cx.cache.store(FEATURES.name, &fp.key, &path, &bytes, &cx.pipeline().name)?;

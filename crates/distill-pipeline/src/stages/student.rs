@@ -47,9 +47,10 @@ fn hint_targets(
     let (features, width) = match source {
         Some(Output::Features(f)) => (f.values.clone(), f.width),
         Some(Output::Model { trained, .. }) => {
-            let (values, width) = trained.model.hidden_features(&data.train.x, h.teacher_layer).ok_or_else(|| {
-                PipelineError::key("student.loss.terms.hint.teacher_layer", format!("the teacher has no hidden layer {}", h.teacher_layer))
-            })?;
+            let (values, width) = trained
+                .model
+                .hidden_features(&data.train.x, h.teacher_layer)
+                .ok_or_else(|| PipelineError::key("student.loss.terms.hint.teacher_layer", format!("the teacher has no hidden layer {}", h.teacher_layer)))?;
             (Arc::new(values), width)
         }
         _ => return Err(PipelineError::key("student.loss.terms.hint", "a hint needs the teacher's model (not external logits)")),
