@@ -326,6 +326,18 @@ impl Mlp {
         forward_nodes(&self.nodes[pos + 1..], h, dropout_masks, &mut next_mask, InputGrad::Needed)
     }
 
+    /// Each top-level dense layer's weight (row-major, inputs × outputs) and bias, borrowed where
+    /// they are stored that way.
+    pub(crate) fn dense_weights(&self) -> Vec<(std::borrow::Cow<'_, [f32]>, std::borrow::Cow<'_, [f32]>)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::Dense(d) => Some((crate::gemm::row_major(&d.w), std::borrow::Cow::Owned(d.b.as_vec()))),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// (probability, width) of each dropout layer that drops anything, in forward order: the
     /// masks [`Mlp::forward`] expects.
     pub(crate) fn dropout_layers(&self) -> Vec<(f32, usize)> {
