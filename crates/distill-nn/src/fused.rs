@@ -13,6 +13,7 @@ use dfdx::prelude::HasShape;
 use distill_spec::Activation;
 use rayon::prelude::*;
 
+pub(crate) use crate::fused_train::AdamKernel;
 use crate::gemm::{product_on, Threads, View};
 use crate::mlp::{Mlp, Node};
 
@@ -152,7 +153,7 @@ pub(crate) fn forward(plan: &Plan, params: &[LayerParams<'_>], x: &[f32], rows: 
         for _ in 0..rows {
             out.z.extend_from_slice(p.b);
         }
-        let threads = if side_by_side { Threads::One } else { Threads::for_shape(rows, layer.inputs, layer.outputs) };
+        let threads = if side_by_side { Threads::One } else { Threads::All };
         product_on(&mut out.z, true, View::row_major(input, rows, layer.inputs), View::row_major(p.w, layer.inputs, layer.outputs), threads);
         if layer.transforms() {
             match masks {
@@ -235,51 +236,114 @@ pub(crate) struct GradBuffers {
     gz: Vec<f32>,
     /// d/d(input) of the layer being processed: the layer below's output gradient.
     ga: Vec<f32>,
+    /// A bias gradient.
+    gb: Vec<f32>,
 }
 
-/// Gradients of `sum(logits * g)` with respect to every parameter, written (not added) into
-/// `grads` (flat, [`Plan::param_lens`] order), after [`forward`] ran this batch into `values`.
+/// Where the backward pass puts the parameter gradients.
+pub(crate) enum Sink<'a> {
+    /// Written (not added) into one flat buffer in [`Plan::param_lens`] order, for clipping or
+    /// an optimiser that runs after the whole pass.
+    Store(&'a mut [f32]),
+    /// Each block of a weight's rows goes through Adam as soon as its gradient is known, while it
+    /// is still in cache; the whole gradient never exists. `m`, `v`: the moments, flat like the
+    /// parameters.
+    Adam { kernel: &'a AdamKernel, m: &'a mut [f32], v: &'a mut [f32] },
+}
+
+/// The backward pass of `sum(logits * g)` after [`forward`] ran this batch into `values`: every
+/// parameter's gradient goes to `sink` (and with [`Sink::Adam`], `params` are updated).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     plan: &Plan,
-    params: &[LayerParams<'_>],
+    params: &mut [f32],
     x: &[f32],
     rows: usize,
     masks: &[Vec<f32>],
     values: &Values,
     g: &[f32],
-    grads: &mut [f32],
+    mut sink: Sink<'_>,
     scratch: &mut GradBuffers,
 ) {
-    let GradBuffers { gz, ga } = scratch;
+    let GradBuffers { gz, ga, gb } = scratch;
     // `0 +` as the tape's accumulation into zeroed buffers does.
     gz.clear();
     gz.extend(g.iter().map(|v| 0.0 + v));
-    let mut grad_slots = split_mut(plan, grads);
+    let mut end = params.len();
     for l in (0..plan.layers.len()).rev() {
         let layer = &plan.layers[l];
+        let (inputs, outputs) = (layer.inputs, layer.outputs);
+        let (w_at, b_at) = (end - outputs - inputs * outputs, end - outputs);
+        end = w_at;
         let input = if l == 0 { x } else { values.output(plan, l - 1) };
-        let (gw, gb) = &mut grad_slots[l];
-        gb.fill(0.0);
-        for row in gz.chunks_exact(layer.outputs) {
+        gb.clear();
+        gb.resize(outputs, 0.0);
+        for row in gz.chunks_exact(outputs) {
             for (acc, v) in gb.iter_mut().zip(row) {
                 *acc += v;
             }
         }
-        // The input's gradient first: it reads the weight, which the update will change.
+        // The input's gradient first: it reads the weight, which an update would change.
         if l > 0 {
             ga.clear();
-            ga.resize(rows * layer.inputs, 0.0);
-            let threads = Threads::for_shape(rows, layer.outputs, layer.inputs);
-            product_on(ga, true, View::row_major(gz, rows, layer.outputs), View::row_major(params[l].w, layer.inputs, layer.outputs).transposed(), threads);
+            ga.resize(rows * inputs, 0.0);
+            let w = View::row_major(&params[w_at..b_at], inputs, outputs).transposed();
+            product_on(ga, true, View::row_major(gz, rows, outputs), w, Threads::All);
         }
-        let threads = Threads::for_shape(layer.inputs, rows, layer.outputs);
-        product_on(gw, false, View::row_major(input, rows, layer.inputs).transposed(), View::row_major(gz, rows, layer.outputs), threads);
+        let input_t = View::row_major(input, rows, inputs).transposed();
+        let gz_view = View::row_major(gz, rows, outputs);
+        match &mut sink {
+            Sink::Store(grads) => {
+                product_on(&mut grads[w_at..b_at], false, input_t, gz_view, Threads::All);
+                grads[b_at..b_at + outputs].copy_from_slice(gb);
+            }
+            Sink::Adam { kernel, m, v } => {
+                let (p, m, v) = (&mut params[w_at..b_at + outputs], &mut m[w_at..b_at + outputs], &mut v[w_at..b_at + outputs]);
+                let (p_w, p_b) = p.split_at_mut(inputs * outputs);
+                let (m_w, m_b) = m.split_at_mut(inputs * outputs);
+                let (v_w, v_b) = v.split_at_mut(inputs * outputs);
+                adam_by_row_blocks(kernel, input_t, gz_view, p_w, m_w, v_w);
+                kernel.run(p_b, gb, m_b, v_b);
+            }
+        }
         if l > 0 {
             let below = &plan.layers[l - 1];
             through_activation(below, &values.layers[l - 1], masks, ga, gz);
         }
     }
+}
+
+/// Rows of a weight whose gradient one task computes and applies (the last block takes the
+/// remainder too): more than 64, so every block's product takes gemm's general path and sums in
+/// the order the whole product does.
+const ADAM_BLOCK_ROWS: usize = 128;
+
+/// `w -= Adam(xᵀ · gz)` block of rows by block, the blocks side by side on rayon's threads: each
+/// block's gradient is a product on its own thread into a per-thread buffer, applied at once.
+fn adam_by_row_blocks(kernel: &AdamKernel, input_t: View<'_>, gz: View<'_>, w: &mut [f32], m: &mut [f32], v: &mut [f32]) {
+    let (inputs, outputs) = (input_t.rows, gz.cols);
+    let blocks = (inputs / ADAM_BLOCK_ROWS).max(1);
+    let mut parts = Vec::with_capacity(blocks);
+    let (mut w, mut m, mut v) = (w, m, v);
+    for i in 0..blocks {
+        let rows = if i + 1 == blocks { inputs - i * ADAM_BLOCK_ROWS } else { ADAM_BLOCK_ROWS };
+        let (w_head, w_tail) = std::mem::take(&mut w).split_at_mut(rows * outputs);
+        let (m_head, m_tail) = std::mem::take(&mut m).split_at_mut(rows * outputs);
+        let (v_head, v_tail) = std::mem::take(&mut v).split_at_mut(rows * outputs);
+        parts.push((i * ADAM_BLOCK_ROWS, rows, w_head, m_head, v_head));
+        (w, m, v) = (w_tail, m_tail, v_tail);
+    }
+    thread_local! {
+        static GRAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    parts.into_par_iter().for_each(|(start, rows, w, m, v)| {
+        GRAD.with_borrow_mut(|g| {
+            g.clear();
+            g.resize(w.len(), 0.0);
+            product_on(g, false, input_t.row_range(start, rows), gz, Threads::One);
+            kernel.run(w, g, m, v);
+        })
+    });
 }
 
 /// `gz` = the gradient at layer `below`'s product, from `ga` at its output: one pass for the mask
@@ -297,20 +361,6 @@ fn through_activation(below: &PlanLayer, v: &LayerValues, masks: &[Vec<f32>], ga
             0.0 + derivative(act, z, fx) * (0.0 + m * g)
         })),
     }
-}
-
-/// [`Plan::split`] for gradients: (weight, bias) of each layer.
-fn split_mut<'a>(plan: &Plan, flat: &'a mut [f32]) -> Vec<(&'a mut [f32], &'a mut [f32])> {
-    let mut rest = flat;
-    plan.layers
-        .iter()
-        .map(|l| {
-            let (w, tail) = std::mem::take(&mut rest).split_at_mut(l.inputs * l.outputs);
-            let (b, tail) = tail.split_at_mut(l.outputs);
-            rest = tail;
-            (w, b)
-        })
-        .collect()
 }
 
 /// Logits for every row of `x` (evaluation mode), row-major. Blocks of

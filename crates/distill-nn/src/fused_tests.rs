@@ -63,7 +63,9 @@ fn forward_and_gradients_match_the_tape() {
         let mut values = Values::default();
         forward(&plan, &layers, &x, rows, Some(&masks), &mut values, false);
         let mut grads = vec![f32::NAN; flat.len()];
-        backward(&plan, &layers, &x, rows, &masks, &values, &g, &mut grads, &mut GradBuffers::default());
+        let mut unchanged = flat.clone();
+        backward(&plan, &mut unchanged, &x, rows, &masks, &values, &g, Sink::Store(&mut grads), &mut GradBuffers::default());
+        assert_eq!(unchanged, flat, "storing gradients updates nothing");
 
         let dev = model.dev.clone();
         let mask_tensors: Vec<_> = masks.iter().zip(model.dropout_layers()).map(|(m, (_, h))| dev.tensor_from_vec(m.clone(), (rows, h))).collect();
@@ -83,6 +85,7 @@ fn forward_and_gradients_match_the_tape() {
         assert!(grads.iter().any(|v| *v != 0.0), "{shape:?}: the gradients carry something");
 
         // Evaluation mode: no masks, as the tape's forward without them.
+        let layers = plan.split(&flat);
         forward(&plan, &layers, &x, rows, None, &mut values, true);
         same(&format!("{shape:?} eval"), values.logits(&plan), &model.forward(dev.tensor_from_vec(x.clone(), (rows, shape.inputs())), None).as_vec());
     }
@@ -127,6 +130,29 @@ fn training_runs_end_with_the_tape_paths_weights() {
                 same(&what, a, &b);
             }
             assert_ne!(fast.param_values(), Mlp::new(shape.clone(), 8).param_values(), "{what}: training moved the weights");
+        }
+    }
+}
+
+/// Weights wider than one Adam block (300 rows: blocks of 128 and 172) and narrower ones, with
+/// and without clipping (which takes the gradient buffer instead of the blocks).
+#[test]
+fn adam_inside_the_backward_pass_matches_the_tape() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (rows, inputs) = (70, 300);
+    let x = random(&mut rng, rows * inputs);
+    let labels: Vec<u32> = (0..rows as u32).map(|i| i % 4).collect();
+    let data = TrainTargets { x: &x, labels: &labels, teacher_logits: None };
+    for text in ["{epochs: 2, batch: 32, optimizer: {kind: adam, lr: 0.01}}", "{epochs: 2, batch: 32, optimizer: {kind: adam, lr: 0.01}, clip_grad_norm: 0.2}"]
+    {
+        let shape = MlpShape::mlp(inputs, &[200, 140], 4, Activation::Relu, 0.2, false);
+        let options = config(text);
+        let mut fast = Mlp::new(shape.clone(), 5);
+        let fast_history = train(&mut fast, &data, &CrossEntropy, &options, None).unwrap();
+        let mut tape = Mlp::new(shape.clone(), 5);
+        assert_eq!(fast_history, train_on_tape(&mut tape, &data, &CrossEntropy, &options), "{text}");
+        for (a, b) in fast.param_values().iter().zip(tape.param_values()) {
+            same(text, a, &b);
         }
     }
 }

@@ -5,7 +5,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use crate::fused::{self, GradBuffers, Plan, Values};
+use crate::fused::{self, GradBuffers, Plan, Sink, Values};
 use crate::mlp::Mlp;
 use crate::optim::{clip_factor, sum_of_squares, Optimizer, OptimizerConfig};
 use crate::train::{Batch, LossGrad, Trainee, Update};
@@ -90,15 +90,27 @@ fn flatten_into(lens: &[usize], values: &[Vec<f32>], flat: &mut [f32]) -> bool {
 
 impl Trainee for FusedTrainee<'_> {
     fn step(&mut self, batch: Batch, loss_grad: &mut LossGrad<'_>, update: Update) -> Result<(), String> {
-        let Self { plan, params, grads, values, backward, .. } = self;
-        let layers = plan.split(params);
-        fused::forward(plan, &layers, &batch.x, batch.rows, Some(&batch.masks), values, false);
+        let Self { plan, params, grads, values, backward, optimizer, lens, .. } = self;
+        fused::forward(plan, &plan.split(params), &batch.x, batch.rows, Some(&batch.masks), values, false);
         let g = loss_grad(values.logits(plan))?;
-        fused::backward(plan, &layers, &batch.x, batch.rows, &batch.masks, values, &g, grads, backward);
-        if let Some(max_norm) = update.clip {
-            clip(&self.lens, &mut self.grads, max_norm);
+        let (x, rows, masks) = (&batch.x, batch.rows, &batch.masks);
+        match (optimizer, update.clip) {
+            // Without clipping, Adam needs no global view of the gradients: it runs inside the
+            // backward pass.
+            (FlatOptimizer::Adam { cfg, moment1, moment2 }, None) => {
+                cfg.lr = update.lr;
+                let kernel = AdamKernel::new(cfg, update.step);
+                let sink = Sink::Adam { kernel: &kernel, m: moment1, v: moment2 };
+                fused::backward(plan, params, x, rows, masks, values, &g, sink, backward);
+            }
+            (optimizer, clip_norm) => {
+                fused::backward(plan, params, x, rows, masks, values, &g, Sink::Store(grads), backward);
+                if let Some(max_norm) = clip_norm {
+                    clip(lens, grads, max_norm);
+                }
+                optimizer.update(params, grads, update.lr, update.step);
+            }
         }
-        self.optimizer.update(&mut self.params, &self.grads, update.lr, update.step);
         Ok(())
     }
 
@@ -175,7 +187,7 @@ impl FlatOptimizer {
 }
 
 /// dfdx's Adam with its per-step constants worked out once.
-struct AdamKernel {
+pub(crate) struct AdamKernel {
     betas: [f32; 2],
     one_minus: [f32; 2],
     /// 1 / (1 − βᵢᵗ).
@@ -201,8 +213,9 @@ impl AdamKernel {
         }
     }
 
+    /// One update of `params` from `grads`, element by element as dfdx's CPU kernel.
     #[inline(always)]
-    fn run(&self, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+    pub(crate) fn run(&self, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
         for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(m.iter_mut().zip(v.iter_mut())) {
             let mut g = g;
             if let Some(wd) = self.l2 {

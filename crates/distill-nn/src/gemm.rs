@@ -20,8 +20,8 @@ use crate::Dev;
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
     data: &'a [f32],
-    rows: usize,
-    cols: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
     row_stride: usize,
     col_stride: usize,
 }
@@ -33,6 +33,13 @@ impl<'a> View<'a> {
 
     pub(crate) fn transposed(self) -> Self {
         Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
+    }
+
+    /// Rows `start..start + count` of this view.
+    pub(crate) fn row_range(self, start: usize, count: usize) -> Self {
+        assert!(start + count <= self.rows, "rows {start}..{} of {}", start + count, self.rows);
+        let data = if count == 0 { &self.data[..0] } else { &self.data[start * self.row_stride..] };
+        Self { data, rows: count, ..self }
     }
 
     /// Whether every element the strides reach lies inside `data`.
@@ -51,21 +58,6 @@ pub(crate) enum Threads {
     One,
     /// Every rayon thread (gemm still keeps a product below its own threshold on one).
     All,
-}
-
-impl Threads {
-    /// Multiply-adds below which a product runs on one thread: the student's 128 × 784 × 64
-    /// product (6.4 M) is as fast there as on two, without the hand-off.
-    const SMALL: usize = 8 << 20;
-
-    /// The choice for an `m × k · k × n` product.
-    pub(crate) fn for_shape(m: usize, k: usize, n: usize) -> Threads {
-        if m.saturating_mul(k).saturating_mul(n) < Self::SMALL {
-            Threads::One
-        } else {
-            Threads::All
-        }
-    }
 }
 
 /// `dst (m × n, row-major) = [dst +] a · b` through gemm 0.19 on every rayon thread.

@@ -109,9 +109,7 @@ pub fn train(
     }
     let job = Job::new(model, data, loss, options, validation)?;
     match options.device {
-        // On a rayon worker, so the products' and the update's parallel parts are work-stealing
-        // tasks the training thread can run itself, not hand-offs to a sleeping pool.
-        Device::Cpu => rayon::scope(|_| {
+        Device::Cpu => {
             // Plain networks take the fast path; the rest (and feature hints) dfdx's tape.
             let fused = if options.hint.is_none() { FusedTrainee::new(model, &options.config.optimizer) } else { None };
             match fused {
@@ -126,7 +124,7 @@ pub fn train(
                     job.run(&mut trainee)
                 }
             }
-        }),
+        }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => crate::cuda::train(model, ordinal, &job),
         #[cfg(not(feature = "cuda"))]
