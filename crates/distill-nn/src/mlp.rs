@@ -190,6 +190,9 @@ impl MlpShape {
     }
 }
 
+/// A dense layer's weight (row-major, inputs × outputs) and bias, borrowed where possible.
+pub(crate) type DenseWeights<'a> = (std::borrow::Cow<'a, [f32]>, std::borrow::Cow<'a, [f32]>);
+
 /// One dense layer: `x · w + b`, `w` stored as (inputs, outputs).
 pub(crate) struct Dense {
     pub w: Tensor<(usize, usize), f32, Dev>,
@@ -328,7 +331,7 @@ impl Mlp {
 
     /// Each top-level dense layer's weight (row-major, inputs × outputs) and bias, borrowed where
     /// they are stored that way.
-    pub(crate) fn dense_weights(&self) -> Vec<(std::borrow::Cow<'_, [f32]>, std::borrow::Cow<'_, [f32]>)> {
+    pub(crate) fn dense_weights(&self) -> Vec<DenseWeights<'_>> {
         self.nodes
             .iter()
             .filter_map(|n| match n {
