@@ -153,7 +153,7 @@ pub(crate) fn forward(plan: &Plan, params: &[LayerParams<'_>], x: &[f32], rows: 
         for _ in 0..rows {
             out.z.extend_from_slice(p.b);
         }
-        let threads = if side_by_side { Threads::One } else { Threads::All };
+        let threads = if side_by_side { Threads::One } else { Threads::for_shape(rows, layer.inputs, layer.outputs) };
         product_on(&mut out.z, true, View::row_major(input, rows, layer.inputs), View::row_major(p.w, layer.inputs, layer.outputs), threads);
         if layer.transforms() {
             match masks {
@@ -288,7 +288,7 @@ pub(crate) fn backward(
             ga.clear();
             ga.resize(rows * inputs, 0.0);
             let w = View::row_major(&params[w_at..b_at], inputs, outputs).transposed();
-            product_on(ga, true, View::row_major(gz, rows, outputs), w, Threads::All);
+            product_on(ga, true, View::row_major(gz, rows, outputs), w, Threads::for_shape(rows, outputs, inputs));
         }
         let input_t = View::row_major(input, rows, inputs).transposed();
         let gz_view = View::row_major(gz, rows, outputs);
@@ -318,8 +318,9 @@ pub(crate) fn backward(
 /// the order the whole product does.
 const ADAM_BLOCK_ROWS: usize = 128;
 
-/// `w -= Adam(xᵀ · gz)` block of rows by block, the blocks side by side on rayon's threads: each
-/// block's gradient is a product on its own thread into a per-thread buffer, applied at once.
+/// `w -= Adam(xᵀ · gz)` block of rows by block, the blocks side by side on rayon's threads (in
+/// turn on this one for a small weight): each block's gradient is a product on its own thread
+/// into a per-thread buffer, applied at once.
 fn adam_by_row_blocks(kernel: &AdamKernel, input_t: View<'_>, gz: View<'_>, w: &mut [f32], m: &mut [f32], v: &mut [f32]) {
     let (inputs, outputs) = (input_t.rows, gz.cols);
     let blocks = (inputs / ADAM_BLOCK_ROWS).max(1);
@@ -336,14 +337,19 @@ fn adam_by_row_blocks(kernel: &AdamKernel, input_t: View<'_>, gz: View<'_>, w: &
     thread_local! {
         static GRAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    parts.into_par_iter().for_each(|(start, rows, w, m, v)| {
+    let run = |(start, rows, w, m, v): (usize, usize, &mut [f32], &mut [f32], &mut [f32])| {
         GRAD.with_borrow_mut(|g| {
             g.clear();
             g.resize(w.len(), 0.0);
             product_on(g, false, input_t.row_range(start, rows), gz, Threads::One);
             kernel.run(w, g, m, v);
         })
-    });
+    };
+    if Threads::for_shape(inputs, gz.rows, outputs) == Threads::One {
+        parts.into_iter().for_each(run);
+    } else {
+        parts.into_par_iter().for_each(run);
+    }
 }
 
 /// `gz` = the gradient at layer `below`'s product, from `ga` at its output: one pass for the mask
