@@ -50,11 +50,15 @@ fn bench_train_reports_both_models_against_the_gemm_ceiling() {
 #[test]
 fn bench_infer_reports_inference_and_parquet_rates() {
     let dir = tempfile::tempdir().unwrap();
-    let o = distill(&["bench", "infer", "--rows", "1500", "--out", dir.path().to_str().unwrap(), "--json"]);
+    let o = distill(&["bench", "infer", "--rows", "1500", "--gemm-size", "64", "--out", dir.path().to_str().unwrap(), "--json"]);
     let report = json_of(&o);
     assert_eq!(report["inference"]["rows"].as_u64(), Some(1500));
     assert_eq!(report["inference"]["model"].as_str(), Some("784-1200-1200-10"));
     positive(&report["inference"], "rows_per_s");
+    // The ceiling is measured in the same run and the share follows from it.
+    assert_eq!(report["gemm"]["size"].as_u64(), Some(64));
+    let (gflops, ceiling) = (report["inference"]["gflops"].as_f64().unwrap(), report["gemm"]["gflops"].as_f64().unwrap());
+    assert!((report["inference"]["ceiling_fraction"].as_f64().unwrap() - gflops / ceiling).abs() < 1e-9);
     positive(&report["parquet"], "rows_per_s");
     // 1,500 rows × 10 f32 logits: the file held at least the raw values.
     assert!(report["parquet"]["bytes"].as_u64().unwrap() > 1500 * 10 * 4 / 2);

@@ -34,6 +34,29 @@ pub struct TrainThroughput {
     pub gflops: f64,
     /// Mean training loss over the timed steps: shows the steps did real work.
     pub loss: f64,
+    /// CPU seconds the process spent in the timed steps (all threads), where the OS tells.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// CPU time of this process so far (user + system, every thread): Linux's `/proc/self/stat`, in
+/// its clock ticks of 1/100 s; `None` elsewhere. On a machine other work shares, throughput per
+/// CPU second is what the run itself achieved, whatever share of the cores it got.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are
+    // the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let (user, system): (f64, f64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some((user + system) / 100.0)
+}
+
+/// CPU seconds spent in `f`, and its result.
+fn with_cpu_seconds<R>(f: impl FnOnce() -> R) -> (R, Option<f64>) {
+    let start = process_cpu_seconds();
+    let r = f();
+    let spent = start.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+    (r, spent)
 }
 
 /// How a training benchmark runs: batch size, Adam's learning rate, untimed warm-up steps, timed
@@ -72,7 +95,8 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], schedule: BenchS
         train(&mut model, &data, &CrossEntropy, &options(warmup), None)?;
     }
     let start = Instant::now();
-    let history = train(&mut model, &data, &CrossEntropy, &options(steps), None)?;
+    let (history, cpu_seconds) = with_cpu_seconds(|| train(&mut model, &data, &CrossEntropy, &options(steps), None));
+    let history = history?;
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let samples = samples_in_steps(y.len(), batch, steps) as f64;
     let loss = history.iter().map(|h| h.train_loss).sum::<f64>() / history.len().max(1) as f64;
@@ -86,6 +110,7 @@ pub fn train_throughput(shape: &MlpShape, x: &[f32], y: &[u32], schedule: BenchS
         samples_per_s: samples / seconds,
         gflops: 6.0 * params as f64 * samples / seconds / 1e9,
         loss,
+        cpu_seconds,
     })
 }
 
@@ -105,6 +130,7 @@ pub struct InferThroughput {
     pub rows_per_s: f64,
     /// `2 × params` FLOPs per row.
     pub gflops: f64,
+    pub cpu_seconds: Option<f64>,
     #[serde(skip)]
     pub logits: Vec<f32>,
 }
@@ -114,7 +140,7 @@ pub fn infer_throughput(model: &Mlp, x: &[f32]) -> InferThroughput {
     crate::flush_denormals();
     let rows = x.len() / model.shape.inputs().max(1);
     let start = Instant::now();
-    let logits = predict_logits(model, x);
+    let (logits, cpu_seconds) = with_cpu_seconds(|| predict_logits(model, x));
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     InferThroughput {
         model: widths(&model.shape),
@@ -122,6 +148,7 @@ pub fn infer_throughput(model: &Mlp, x: &[f32]) -> InferThroughput {
         seconds,
         rows_per_s: rows as f64 / seconds,
         gflops: 2.0 * model.param_count() as f64 * rows as f64 / seconds / 1e9,
+        cpu_seconds,
         logits,
     }
 }
@@ -131,6 +158,23 @@ pub fn infer_throughput(model: &Mlp, x: &[f32]) -> InferThroughput {
 pub fn gemm_ceiling_gflops(n: usize, reps: usize) -> f64 {
     crate::flush_denormals();
     crate::gemm::square_product_gflops(n, reps)
+}
+
+/// The ceiling per CPU second: `n³` products for at least half a CPU second (at most 10 s of wall
+/// time), their FLOPs over the CPU time they took; `None` where the OS does not tell CPU time or
+/// too little of it passed to measure (the clock counts hundredths).
+pub fn gemm_ceiling_gflops_per_cpu_second(n: usize) -> Option<f64> {
+    crate::flush_denormals();
+    let (start, wall) = (process_cpu_seconds()?, Instant::now());
+    let mut products = 0;
+    let mut spent = 0.0;
+    while spent < 0.5 && wall.elapsed().as_secs_f64() < 10.0 {
+        crate::gemm::square_product_gflops(n, 1);
+        // One untimed and one timed product each.
+        products += 2;
+        spent = process_cpu_seconds()? - start;
+    }
+    (spent >= 0.1).then(|| 2.0 * (n as f64).powi(3) * products as f64 / spent / 1e9)
 }
 
 /// Threads the products run on (rayon's pool).
@@ -175,5 +219,10 @@ mod tests {
         let i = infer_throughput(&Mlp::new(shape, 1), &x);
         assert_eq!((i.rows, i.logits.len()), (50, 150));
         assert!(gemm_ceiling_gflops(32, 1) > 0.0);
+        if let Some(before) = process_cpu_seconds() {
+            // A Linux machine: the CPU clock moves as work is done (half a second of it here).
+            assert!(gemm_ceiling_gflops_per_cpu_second(48).unwrap() > 0.0);
+            assert!(process_cpu_seconds().unwrap() >= before + 0.1);
+        }
     }
 }

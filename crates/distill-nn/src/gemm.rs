@@ -20,8 +20,8 @@ use crate::Dev;
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
     data: &'a [f32],
-    rows: usize,
-    cols: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
     row_stride: usize,
     col_stride: usize,
 }
@@ -35,9 +35,45 @@ impl<'a> View<'a> {
         Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }
 
+    /// Rows `start..start + count` of this view.
+    pub(crate) fn row_range(self, start: usize, count: usize) -> Self {
+        assert!(start + count <= self.rows, "rows {start}..{} of {}", start + count, self.rows);
+        let data = if count == 0 { &self.data[..0] } else { &self.data[start * self.row_stride..] };
+        Self { data, rows: count, ..self }
+    }
+
     /// Whether every element the strides reach lies inside `data`.
     fn in_bounds(&self) -> bool {
         self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// How many threads one product runs on. The bits do not depend on it (gemm splits the output,
+/// never the inner dimension, and picks its blocking from the shape and the caches alone), so
+/// callers choose by speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The calling thread only: for products too small to pay for a hand-off, or for products
+    /// that already run side by side (inference blocks).
+    One,
+    /// Every rayon thread (gemm still keeps a product below its own threshold on one).
+    All,
+}
+
+impl Threads {
+    /// Multiply-adds below which a product stays on the calling thread. The 784-64-10 student's
+    /// largest product (128 × 784 × 64 = 6.4 M) trains ~1.4× faster so on a quiet 2-core machine
+    /// (the hand-off to a sleeping worker costs more than the second core saves); the teacher's
+    /// (≥ 120 M) gain from both cores.
+    const SMALL: usize = 16 << 20;
+
+    /// The choice for an `m × k · k × n` product.
+    pub(crate) fn for_shape(m: usize, k: usize, n: usize) -> Threads {
+        if m.saturating_mul(k).saturating_mul(n) < Self::SMALL {
+            Threads::One
+        } else {
+            Threads::All
+        }
     }
 }
 
@@ -46,6 +82,11 @@ impl<'a> View<'a> {
 /// Panics if the views do not fit their buffers or each other: callers pass shapes that
 /// [`crate::MlpShape::check`] validated, so a mismatch is a bug here, never bad input.
 pub(crate) fn product(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
+    product_on(dst, accumulate, a, b, Threads::All)
+}
+
+/// [`product`] on the threads `threads` says.
+pub(crate) fn product_on(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>, threads: Threads) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(), "gemm: {m}×{k} · {}×{n} into {} values", b.rows, dst.len());
     if m == 0 || n == 0 {
@@ -79,14 +120,17 @@ pub(crate) fn product(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_
             false,
             false,
             false,
-            Parallelism::Rayon(0),
+            match threads {
+                Threads::One => Parallelism::None,
+                Threads::All => Parallelism::Rayon(0),
+            },
         )
     }
 }
 
 /// The values of a matrix as a row-major slice: borrowed when the tensor is stored that way (the
 /// usual case), copied otherwise (a broadcast or permuted tensor).
-fn row_major<T>(t: &Tensor<(usize, usize), f32, Dev, T>) -> Cow<'_, [f32]> {
+pub(crate) fn row_major<T>(t: &Tensor<(usize, usize), f32, Dev, T>) -> Cow<'_, [f32]> {
     let (rows, cols) = *t.shape();
     if rows == 0 || cols == 0 {
         return Cow::Borrowed(&[]);
@@ -248,6 +292,30 @@ mod tests {
         let w = dev.tensor_from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0], (3, 2));
         let b = dev.tensor_from_vec(vec![0.0f32, 10.0], (2,));
         assert_eq!(dense(x, &w, &b, InputGrad::Skip).as_vec(), [4.0, 15.0].repeat(4));
+    }
+
+    /// The fast path picks threads per shape and per caller: the bits must not depend on it.
+    #[test]
+    fn one_thread_and_all_threads_give_the_same_bits() {
+        crate::flush_denormals();
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        for (m, k, n) in [(128, 784, 1200), (512, 1200, 1200), (128, 784, 64), (64, 128, 10), (128, 1200, 784), (37, 700, 65)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let run = |threads, transposed: bool| {
+                let mut c = vec![0.5f32; m * n];
+                let (a, b) = if transposed {
+                    (View::row_major(&a, k, m).transposed(), View::row_major(&b, n, k).transposed())
+                } else {
+                    (View::row_major(&a, m, k), View::row_major(&b, k, n))
+                };
+                product_on(&mut c, true, a, b, threads);
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            for transposed in [false, true] {
+                assert_eq!(run(Threads::One, transposed), run(Threads::All, transposed), "{m}×{k}×{n} transposed {transposed}");
+            }
+        }
     }
 
     #[test]

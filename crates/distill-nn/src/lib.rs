@@ -20,6 +20,8 @@ mod cuda;
 mod device;
 pub mod ensemble;
 mod features;
+mod fused;
+mod fused_train;
 mod gemm;
 pub mod hint;
 mod job;

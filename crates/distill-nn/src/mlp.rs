@@ -190,6 +190,9 @@ impl MlpShape {
     }
 }
 
+/// A dense layer's weight (row-major, inputs × outputs) and bias, borrowed where possible.
+pub(crate) type DenseWeights<'a> = (std::borrow::Cow<'a, [f32]>, std::borrow::Cow<'a, [f32]>);
+
 /// One dense layer: `x · w + b`, `w` stored as (inputs, outputs).
 pub(crate) struct Dense {
     pub w: Tensor<(usize, usize), f32, Dev>,
@@ -324,6 +327,18 @@ impl Mlp {
         let shape = *h.shape();
         let h = crate::tape_op::apply(op, h, shape);
         forward_nodes(&self.nodes[pos + 1..], h, dropout_masks, &mut next_mask, InputGrad::Needed)
+    }
+
+    /// Each top-level dense layer's weight (row-major, inputs × outputs) and bias, borrowed where
+    /// they are stored that way.
+    pub(crate) fn dense_weights(&self) -> Vec<DenseWeights<'_>> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::Dense(d) => Some((crate::gemm::row_major(&d.w), std::borrow::Cow::Owned(d.b.as_vec()))),
+                _ => None,
+            })
+            .collect()
     }
 
     /// (probability, width) of each dropout layer that drops anything, in forward order: the

@@ -207,18 +207,28 @@ pub(crate) fn clip_gradients(model: &mut Mlp, grads: &mut Gradients<f32, Dev>, m
     let mut params = model.params_mut();
     let mut sum = 0.0f64;
     for p in params.iter_mut() {
-        sum += p.buffer_in(grads).map_or(0.0, |g| g.iter().map(|&x| x as f64 * x as f64).sum::<f64>());
+        sum += p.buffer_in(grads).map_or(0.0, |g| sum_of_squares(g));
     }
-    let norm = sum.sqrt();
-    let factor = max_norm / (norm + 1e-6);
-    if factor < 1.0 {
+    if let Some(factor) = clip_factor(sum, max_norm) {
         for p in params.iter_mut() {
             for x in p.buffer_in(grads).into_iter().flatten() {
                 *x = (*x as f64 * factor) as f32;
             }
         }
     }
-    norm
+    sum.sqrt()
+}
+
+/// One parameter's share of the squared global gradient norm, summed in f64 in order.
+pub(crate) fn sum_of_squares(g: &[f32]) -> f64 {
+    g.iter().map(|&x| x as f64 * x as f64).sum::<f64>()
+}
+
+/// The factor that brings the global norm `sqrt(sum)` down to `max_norm` (PyTorch's
+/// `max_norm / (norm + 1e-6)`), when it is below 1.
+pub(crate) fn clip_factor(sum: f64, max_norm: f64) -> Option<f64> {
+    let factor = max_norm / (sum.sqrt() + 1e-6);
+    (factor < 1.0).then_some(factor)
 }
 
 impl ParamMut<'_> {

@@ -5,6 +5,8 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::fused::{LayerParams, Plan};
+use crate::fused_train::FusedTrainee;
 pub(crate) use crate::job::Job;
 use crate::mlp::Mlp;
 use crate::optim::{clip_gradients, Optimizer, OptimizerConfig, TrainConfig};
@@ -100,9 +102,20 @@ pub fn train(
     let job = Job::new(model, data, loss, options, validation)?;
     match options.device {
         Device::Cpu => {
-            let mut trainee = CpuTrainee::new(model, &options.config.optimizer);
-            trainee.hint = job.hint_projection(trainee.model)?;
-            job.run(&mut trainee)
+            // Plain networks take the fast path; the rest (and feature hints) dfdx's tape.
+            let fused = if options.hint.is_none() { FusedTrainee::new(model, &options.config.optimizer) } else { None };
+            match fused {
+                Some(mut trainee) => {
+                    let trained = job.run(&mut trainee);
+                    trainee.finish();
+                    trained
+                }
+                None => {
+                    let mut trainee = CpuTrainee::new(model, &options.config.optimizer);
+                    trainee.hint = job.hint_projection(trainee.model)?;
+                    job.run(&mut trainee)
+                }
+            }
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => crate::cuda::train(model, ordinal, &job),
@@ -246,6 +259,11 @@ impl Trainee for CpuTrainee<'_> {
 
 /// Logits for every row of `x`, in evaluation mode (no dropout), row-major.
 pub fn predict_logits(model: &Mlp, x: &[f32]) -> Vec<f32> {
+    if let Some(plan) = Plan::of(model) {
+        let weights = model.dense_weights();
+        let layers: Vec<_> = weights.iter().map(|(w, b)| LayerParams { w, b }).collect();
+        return crate::fused::predict(&plan, &layers, x);
+    }
     let inputs = model.shape.inputs();
     let n = x.len().checked_div(inputs).unwrap_or(0);
     if n == 0 {
