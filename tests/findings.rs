@@ -158,7 +158,7 @@ fn an_idx_file_of_no_images_is_an_error_not_an_abort() {
 }
 
 /// Found by fuzzing the Parquet loader: a corrupt footer made polars panic ("thrift bool
-/// field"); now an error naming the file, exit 2.
+/// field"); now an error naming the file, exit 2 (the footer check finds it before polars reads).
 #[test]
 fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
@@ -167,7 +167,7 @@ fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
     let o = distill(&["profile", path.to_str().unwrap()], &[]);
     let e = text(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
-    assert!(e.contains("corrupt.parquet") && e.contains("the Parquet file is corrupt"), "{e}");
+    assert!(e.contains("corrupt.parquet") && e.contains("corrupt Parquet footer: the metadata does not decode"), "{e}");
 }
 
 /// Corrupt footers that made polars ask for 100+ GB and abort (the allocator's abort cannot be
@@ -201,7 +201,7 @@ fn corrupt_parquet_footers_are_errors_before_polars_allocates() {
     let o = distill(&["check", tmp.path().join("source.yaml").to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("row-groups.parquet") && text(&o).contains("corrupt Parquet footer"), "{}", text(&o));
-    let logits = "version: 1\nname: x\ndata: {source: {path: data.csv}, label: label, split: {test: 0.2}}\nteacher: {logits: schema.parquet}\nstudent: {model: {arch: mlp, hidden: [2]}, train: {epochs: 1}}\n";
+    let logits = "version: 1\nname: x\ndata: {source: {path: data.csv}, label: label, split: {test: 0.2}}\nteacher: {logits: {path: schema.parquet}}\nstudent: {model: {arch: mlp, hidden: [2]}, train: {epochs: 1}}\n";
     std::fs::write(tmp.path().join("logits.yaml"), logits).unwrap();
     let o = distill(&["run", tmp.path().join("logits.yaml").to_str().unwrap(), "--out", tmp.path().join("run").to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

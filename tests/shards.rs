@@ -161,9 +161,9 @@ pq.write_table(pa.table(cols), path, row_group_size=700)
 
 fn streamed_recipe(dir: &Path, transfer_rows: usize, nan_at: i64) -> PathBuf {
     let recipe = common::generated::write_recipe(dir, 1500);
-    let text = std::fs::read_to_string(&recipe).unwrap();
-    let text = text.replace("  scale: {kind: standard}\n", "  scale: {kind: standard}\n  transfer: {source: {path: transfer.parquet}}\n");
-    std::fs::write(&recipe, text).unwrap();
+    let yaml = std::fs::read_to_string(&recipe).unwrap();
+    let yaml = yaml.replace("  scale: {kind: standard}\n", "  scale: {kind: standard}\n  transfer: {source: {path: transfer.parquet}}\n");
+    std::fs::write(&recipe, yaml).unwrap();
     let python = common::provision(&common::target_dir().join("py-venv-shards"), &["pyarrow"]).unwrap();
     let o = Command::new(python).args(["-c", WRITE_TRANSFER]).arg(dir.join("transfer.parquet")).arg(transfer_rows.to_string()).arg(nan_at.to_string()).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));

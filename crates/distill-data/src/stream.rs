@@ -114,8 +114,7 @@ impl Streamed {
         let mut start = rows.start;
         while start < rows.end {
             let end = (start + step.max(1)).min(rows.end);
-            let mut x = self.raw(start..end)?;
-            apply_scale(self.scale.as_ref(), &mut x, self.prepared.features());
+            let x = self.scaled(start..end)?;
             self.refuse_non_finite(start..end, &x, Some(self.scale_kind))?;
             f(start..end, &x)?;
             start = end;
@@ -123,9 +122,9 @@ impl Streamed {
         Ok(())
     }
 
-    /// Unscaled features of training rows `rows`: the source's from memory (they are scaled
-    /// there, so only transfer rows may be asked for raw), the rest from the file.
-    fn raw(&self, rows: Range<usize>) -> Result<Vec<f32>, DataError> {
+    /// Scaled features of training rows `rows`: the source's from memory (scaled there), the
+    /// transfer file's read and scaled here.
+    fn scaled(&self, rows: Range<usize>) -> Result<Vec<f32>, DataError> {
         let (own, width) = (self.prepared.train.len(), self.prepared.features());
         let mut x = Vec::with_capacity(rows.len() * width);
         if rows.start < own {
@@ -133,7 +132,9 @@ impl Streamed {
         }
         if rows.end > own {
             let from = rows.start.max(own) - own;
-            x.extend(self.transfer.features(from..rows.end - own, &self.prepared.feature_names)?);
+            let mut read = self.transfer.features(from..rows.end - own, &self.prepared.feature_names)?;
+            apply_scale(self.scale.as_ref(), &mut read, width);
+            x.extend(read);
         }
         Ok(x)
     }
