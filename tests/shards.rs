@@ -165,7 +165,13 @@ fn streamed_recipe(dir: &Path, transfer_rows: usize, nan_at: i64) -> PathBuf {
     let yaml = yaml.replace("  scale: {kind: standard}\n", "  scale: {kind: standard}\n  transfer: {source: {path: transfer.parquet}}\n");
     std::fs::write(&recipe, yaml).unwrap();
     let python = common::provision(&common::target_dir().join("py-venv-shards"), &["pyarrow"]).unwrap();
-    let o = Command::new(python).args(["-c", WRITE_TRANSFER]).arg(dir.join("transfer.parquet")).arg(transfer_rows.to_string()).arg(nan_at.to_string()).output().unwrap();
+    let o = Command::new(python)
+        .args(["-c", WRITE_TRANSFER])
+        .arg(dir.join("transfer.parquet"))
+        .arg(transfer_rows.to_string())
+        .arg(nan_at.to_string())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     recipe
 }

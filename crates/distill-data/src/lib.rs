@@ -30,8 +30,8 @@ pub use predicate::{check_predicate_size, predicate_size, PredicateSize, MAX_PRE
 pub use prepare::{prepare, shape, LabelState, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 pub use profile::{profile, profile_file};
 pub use row_checks::{parse_predicate, predicate_problems};
-pub use stream::{chunk_rows, prepare_streamed, Streamed, TransferFile, DEFAULT_CHUNK_ROWS};
 pub use split_checks::{check_drift, check_leakage, describe_row, ks, prepare_and_check, psi, run_split_checks};
+pub use stream::{chunk_rows, prepare_streamed, Streamed, TransferFile, DEFAULT_CHUNK_ROWS};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

@@ -110,7 +110,12 @@ impl Streamed {
 
     /// The scaled features of training rows `rows`, `step` rows at a time from `rows.start`,
     /// each chunk checked for values that are not finite: `f(chunk rows, row-major features)`.
-    pub fn for_each_chunk<E: From<DataError>>(&self, rows: Range<usize>, step: usize, mut f: impl FnMut(Range<usize>, &[f32]) -> Result<(), E>) -> Result<(), E> {
+    pub fn for_each_chunk<E: From<DataError>>(
+        &self,
+        rows: Range<usize>,
+        step: usize,
+        mut f: impl FnMut(Range<usize>, &[f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut start = rows.start;
         while start < rows.end {
             let end = (start + step.max(1)).min(rows.end);

@@ -126,7 +126,7 @@ impl Reader<'_> {
 
     fn value(&mut self, kind: u8, depth: usize) -> Result<Value, String> {
         Ok(match kind {
-            1 | 2 | 3 => Value::Int(self.byte()? as i8 as i64),
+            1..=3 => Value::Int(self.byte()? as i8 as i64),
             4..=6 => Value::Int(self.zigzag()?),
             7 => {
                 self.skip(8)?;

@@ -9,8 +9,8 @@ use crate::run::RunOptions;
 use crate::stages::shards::{self, PartOutcome, Shard, TrainRows};
 use crate::stages::{self, Context, LogitsStage, Stage, TEACHER};
 use crate::walk::{walk, Mode, Walked};
-use distill_cache::Lease;
 use crate::PipelineError;
+use distill_cache::Lease;
 
 /// What `distill logits` computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,14 @@ pub fn logits(opts: &RunOptions, job: LogitsJob) -> Result<LogitsOutcome, Pipeli
 }
 
 /// Shard `shard` of the logits over `train`, once the teacher's stage is `walked`.
-pub(crate) fn part_after_teacher(cx: &Context, train: TrainRows, walked: Walked, done: Vec<(String, String, bool)>, lease: &mut Lease, shard: Shard) -> Result<LogitsOutcome, PipelineError> {
+pub(crate) fn part_after_teacher(
+    cx: &Context,
+    train: TrainRows,
+    walked: Walked,
+    done: Vec<(String, String, bool)>,
+    lease: &mut Lease,
+    shard: Shard,
+) -> Result<LogitsOutcome, PipelineError> {
     let teacher = walked.output(TEACHER.name).ok_or(PipelineError::Graph("the teacher stage gave no output"))?;
     let fp = LogitsStage { index: 0 }.fingerprint(cx, &[teacher])?;
     lease.hold(&fp.key)?;

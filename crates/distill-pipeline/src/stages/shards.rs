@@ -172,7 +172,12 @@ impl TrainRows<'_> {
     }
 
     /// The features of `rows`, `step` rows at a time from `rows.start`.
-    fn for_each_chunk(&self, rows: Range<usize>, step: usize, mut f: impl FnMut(Range<usize>, &[f32]) -> Result<(), PipelineError>) -> Result<(), PipelineError> {
+    fn for_each_chunk(
+        &self,
+        rows: Range<usize>,
+        step: usize,
+        mut f: impl FnMut(Range<usize>, &[f32]) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
         match self {
             TrainRows::Streamed(s) => {
                 // The caller's own error passes through the data crate's reader as it is.
