@@ -158,7 +158,7 @@ fn an_idx_file_of_no_images_is_an_error_not_an_abort() {
 }
 
 /// Found by fuzzing the Parquet loader: a corrupt footer made polars panic ("thrift bool
-/// field"); now an error naming the file, exit 2.
+/// field"); now an error naming the file, exit 2 (the footer check finds it before polars reads).
 #[test]
 fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
@@ -167,5 +167,43 @@ fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
     let o = distill(&["profile", path.to_str().unwrap()], &[]);
     let e = text(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
-    assert!(e.contains("corrupt.parquet") && e.contains("the Parquet file is corrupt"), "{e}");
+    assert!(e.contains("corrupt.parquet") && e.contains("corrupt Parquet footer: the metadata does not decode"), "{e}");
+}
+
+/// Corrupt footers that made polars ask for 100+ GB and abort (the allocator's abort cannot be
+/// caught): list lengths of 2^31 - 1 row groups, schema elements and key/value pairs (the three
+/// aborts fuzzing found in the Parquet loader, rebuilt by hand), and a row group claiming 2^61 rows
+/// (which polars read as a table of 2^61 rows). distill-parquet checks the footer first: an error
+/// naming the file and what is wrong, exit 2, as a data file, as a recipe's source and as
+/// external teacher logits.
+#[test]
+fn corrupt_parquet_footers_are_errors_before_polars_allocates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8], &str); 4] = [
+        ("row-groups", include_bytes!("fixtures/data/corrupt-footer-row-groups.parquet"), "a length of 2147483647"),
+        ("schema", include_bytes!("fixtures/data/corrupt-footer-schema.parquet"), "a length of 2147483647"),
+        ("key-value", include_bytes!("fixtures/data/corrupt-footer-key-value.parquet"), "a length of 2147483647"),
+        ("row-count", include_bytes!("fixtures/data/corrupt-footer-row-count.parquet"), "row group 0's row count is 2305843009213693952"),
+    ];
+    for (name, bytes, why) in files {
+        let path = tmp.path().join(format!("{name}.parquet"));
+        std::fs::write(&path, bytes).unwrap();
+        let o = distill(&["profile", path.to_str().unwrap()], &[]);
+        let e = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {e}");
+        assert!(e.contains(&format!("{name}.parquet")) && e.contains("corrupt Parquet footer") && e.contains(why), "{name}: {e}");
+        assert!(!e.contains("memory allocation"), "{e}");
+    }
+    // The same file as a recipe's source (`check`), and as a teacher's external logits (`run`).
+    std::fs::write(tmp.path().join("data.csv"), "a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n2,3,1\n4,5,0\n6,7,1\n8,9,0\n1,3,1\n").unwrap();
+    let source = "version: 1\nname: x\ndata: {source: {path: row-groups.parquet}, label: label}\nteacher: {model: {arch: mlp, hidden: [4]}}\nstudent: {model: {arch: mlp, hidden: [2]}}\n";
+    std::fs::write(tmp.path().join("source.yaml"), source).unwrap();
+    let o = distill(&["check", tmp.path().join("source.yaml").to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("row-groups.parquet") && text(&o).contains("corrupt Parquet footer"), "{}", text(&o));
+    let logits = "version: 1\nname: x\ndata: {source: {path: data.csv}, label: label, split: {test: 0.2}}\nteacher: {logits: {path: schema.parquet}}\nstudent: {model: {arch: mlp, hidden: [2]}, train: {epochs: 1}}\n";
+    std::fs::write(tmp.path().join("logits.yaml"), logits).unwrap();
+    let o = distill(&["run", tmp.path().join("logits.yaml").to_str().unwrap(), "--out", tmp.path().join("run").to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("schema.parquet") && text(&o).contains("corrupt Parquet footer"), "{}", text(&o));
 }

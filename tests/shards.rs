@@ -145,3 +145,95 @@ fn the_shard_comes_from_the_scheduler_and_bad_specs_are_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("teacher.cache.top_k: sharded logits are stored full"), "{}", text(&o));
 }
+
+/// A transfer file of `rows` rows of the recipe's eight features, shifted from the source's
+/// distribution (so a scaling fitted without them would differ), in row groups of 700 rows;
+/// `nan_at`: one feature of that row is NaN.
+const WRITE_TRANSFER: &str = r#"
+import sys, random, pyarrow as pa, pyarrow.parquet as pq
+path, rows, nan_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(7)
+cols = {f"f{j}": [rng.uniform(-1.0, 3.0) for _ in range(rows)] for j in range(8)}
+if nan_at >= 0:
+    cols["f3"][nan_at] = float("nan")
+pq.write_table(pa.table(cols), path, row_group_size=700)
+"#;
+
+fn streamed_recipe(dir: &Path, transfer_rows: usize, nan_at: i64) -> PathBuf {
+    let recipe = common::generated::write_recipe(dir, 1500);
+    let yaml = std::fs::read_to_string(&recipe).unwrap();
+    let yaml = yaml.replace("  scale: {kind: standard}\n", "  scale: {kind: standard}\n  transfer: {source: {path: transfer.parquet}}\n");
+    std::fs::write(&recipe, yaml).unwrap();
+    let python = common::provision(&common::target_dir().join("py-venv-shards"), &["pyarrow"]).unwrap();
+    let o = Command::new(python)
+        .args(["-c", WRITE_TRANSFER])
+        .arg(dir.join("transfer.parquet"))
+        .arg(transfer_rows.to_string())
+        .arg(nan_at.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    recipe
+}
+
+/// `distill logits --shard` with chunks of one inference block (512 rows).
+fn streamed(args: &[&str], cwd: &Path) -> Output {
+    common::distill_command(args, cwd).env("DISTILL_STREAM_CHUNK_ROWS", "1").output().unwrap()
+}
+
+#[test]
+fn shards_stream_the_transfer_file_in_chunks_and_equal_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = streamed_recipe(dir.path(), 5000, -1);
+    let r = recipe.to_str().unwrap();
+    let (sharded, single) = (dir.path().join("sharded"), dir.path().join("single"));
+    let (c1, c2) = (sharded.to_str().unwrap(), single.to_str().unwrap());
+    // With checks on the transfer file, a shard without the teacher in the cache loads the data
+    // whole (the teacher is trained after every check); no logits are written here.
+    let checked = ["--set", "data.checks=[{id: f0-finite, kind: finite, columns: [f0]}]", "--cache-dir"];
+    let other = dir.path().join("checked");
+    let o = streamed(&["logits", r, "--teacher-only", checked[0], checked[1], checked[2], other.to_str().unwrap()], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let first = ok(streamed(&["logits", r, "--shard", "0/3", checked[0], checked[1], checked[2], other.to_str().unwrap()], dir.path()));
+    assert!(first.contains("teacher logits: streaming the transfer file"), "the teacher is in the cache now: {first}");
+    let fresh = dir.path().join("fresh");
+    let whole_load = ok(streamed(&["logits", r, "--shard", "0/3", checked[0], checked[1], checked[2], fresh.to_str().unwrap()], dir.path()));
+    assert!(whole_load.contains("the data is loaded whole (the teacher is not in the cache"), "{whole_load}");
+
+    // Without such checks every shard streams; the first trains the teacher.
+    for i in 0..3 {
+        let out = ok(streamed(&["logits", r, "--shard", &format!("{i}/3"), "--cache-dir", c1], dir.path()));
+        assert!(out.contains("teacher logits: streaming the transfer file"), "{out}");
+        assert!(out.contains("transfer rows streamed") && out.contains("chunk=512"), "{out}");
+        assert_eq!(out.contains("teacher: key") && out.contains("(in the cache)"), i > 0, "{out}");
+        assert_eq!(out.contains("every part is in the cache"), i == 2, "{out}");
+    }
+    ok(distill(&["logits", r, "--cache-dir", c2], dir.path()));
+    let whole = whole_file(&single);
+    let key = whole.file_stem().unwrap().to_str().unwrap().to_string();
+    let parts_dir = sharded.join("logits").join(&key);
+    let manifest = json(&parts_dir.join("_manifest.json"));
+    assert_eq!(manifest["rows"].as_u64().unwrap(), manifest["parts"][2]["rows"][1].as_u64().unwrap());
+    assert!(manifest["rows"].as_u64().unwrap() > 5000, "the source's training rows and the 5000 transfer rows: {manifest}");
+
+    let python = common::provision(&common::target_dir().join("py-venv-shards"), &["pyarrow"]).unwrap();
+    let o = Command::new(python).args(["-c", PYARROW_CHECK]).arg(&parts_dir).arg(&whole).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("files 3"), "{}", text(&o));
+    // The streamed data has the fingerprint of the data in memory: a run finds and assembles the parts.
+    let log = ok(distill(&["run", r, "--cache-dir", c1, "--out", dir.path().join("run").to_str().unwrap()], dir.path()));
+    assert!(log.contains("assembling the parts in the cache (no inference)"), "{log}");
+    assert_eq!(std::fs::read(whole_file(&sharded)).unwrap(), std::fs::read(&whole).unwrap(), "the same bytes");
+}
+
+#[test]
+fn a_streamed_chunk_with_a_value_that_is_not_finite_is_an_error_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = streamed_recipe(dir.path(), 3000, 2100);
+    let r = recipe.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let c = cache.to_str().unwrap();
+    let o = streamed(&["logits", r, "--shard", "0/2", "--cache-dir", c], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("column `f3` transfer row 2100 of data.transfer.source is NaN"), "{}", text(&o));
+}

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic_then;
 use crate::formats::check_loads;
+use crate::logit_writer::WrittenFile;
 use crate::{hash_bytes, write_atomic, Cache, CacheError};
 
 /// What the record beside an artifact says about it.
@@ -151,13 +152,36 @@ impl Cache {
         self.write_entry(kind, key, artifact, &record_path(artifact), bytes, pipeline)
     }
 
+    /// [`Cache::store_at`] for an artifact already written to its temporary file (by a
+    /// [`LogitWriter`](crate::LogitWriter)): renamed into place, then its record; the temporary
+    /// file is removed when an intact entry is kept.
+    pub fn store_file_at(&self, kind: &str, key: &str, artifact: &Path, record: &Path, file: WrittenFile, pipeline: &str) -> Result<(), CacheError> {
+        if let Ok(Some(existing)) = self.load_verified_at(artifact, record) {
+            if check_loads(artifact, &existing).is_ok() {
+                let _ = std::fs::remove_file(&file.tmp);
+                return Ok(());
+            }
+        }
+        pause_hook(kind);
+        std::fs::rename(&file.tmp, artifact).map_err(|e| {
+            let _ = std::fs::remove_file(&file.tmp);
+            CacheError::file(artifact, format!("cannot write: {e}"))
+        })?;
+        self.write_record(kind, key, artifact, record, file.blake3, file.bytes, pipeline)
+    }
+
     fn write_entry(&self, kind: &str, key: &str, artifact: &Path, record_at: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
         write_atomic_then(artifact, bytes, || pause_hook(kind))?;
+        self.write_record(kind, key, artifact, record_at, hash_bytes(bytes), bytes.len() as u64, pipeline)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_record(&self, kind: &str, key: &str, artifact: &Path, record_at: &Path, blake3: String, bytes: u64, pipeline: &str) -> Result<(), CacheError> {
         let record = EntryRecord {
             kind: kind.to_string(),
             key: key.to_string(),
-            blake3: hash_bytes(bytes),
-            bytes: bytes.len() as u64,
+            blake3,
+            bytes,
             created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             pipeline: pipeline.to_string(),
             distill_version: env!("CARGO_PKG_VERSION").to_string(),

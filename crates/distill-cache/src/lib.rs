@@ -33,6 +33,7 @@ mod formats;
 mod gc;
 mod lease;
 mod lock;
+mod logit_writer;
 mod logits;
 
 pub use atomic::write_atomic;
@@ -42,6 +43,7 @@ pub use fingerprint::{Fingerprint, FingerprintBuilder};
 pub use gc::GcOutcome;
 pub use lease::{Lease, LeaseRecord};
 pub use lock::{host_name, lock_path, stale_after, ArtifactLock, LockOwner};
+pub use logit_writer::{LogitWriter, WrittenFile};
 pub use logits::{
     decode_external_logits, decode_logits, encode_logits, read_logits, top_k_row, write_logits, ExternalLogits, LogitFile, LogitMeta, LOGIT_SCHEMA_VERSION,
 };

@@ -105,7 +105,7 @@ pub fn encode_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f
     }
     let mut columns = vec![Column::from(Series::new("row_id".into(), row_ids))];
     match meta.top_k {
-        None => columns.push(fixed_list("logits", &DataType::Float32, logits.to_vec(), k, rows)),
+        None => columns = full_columns(row_ids, logits.to_vec(), k),
         Some(top) => {
             if top == 0 || top > k {
                 return Err(CacheError::file(path, format!("top_k {top} is not in 1..={k} (the class count)")));
@@ -123,20 +123,29 @@ pub fn encode_logits(path: &Path, meta: &LogitMeta, row_ids: &[u64], logits: &[f
         }
     }
     let mut df = DataFrame::new_infer_height(columns).map_err(|e| CacheError::file(path, e))?;
+    let mut buffer = Vec::new();
+    ParquetWriter::new(&mut buffer).with_key_value_metadata(Some(footer_metadata(meta))).finish(&mut df).map_err(|e| CacheError::file(path, e))?;
+    Ok(buffer)
+}
+
+/// The `distill.*` key/value metadata of a logit file's footer.
+pub(crate) fn footer_metadata(meta: &LogitMeta) -> KeyValueMetadata {
     let class_names = serde_json::to_string(&meta.class_names).unwrap_or_else(|_| "[]".into());
     let mut values = vec![
         LOGIT_SCHEMA_VERSION.to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
         meta.teacher_fingerprint.clone(),
         meta.data_fingerprint.clone(),
-        k.to_string(),
+        meta.class_names.len().to_string(),
         class_names,
     ];
     values.extend(meta.top_k.map(|t| t.to_string()));
-    let kv = KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), v)).collect();
-    let mut buffer = Vec::new();
-    ParquetWriter::new(&mut buffer).with_key_value_metadata(Some(KeyValueMetadata::from_static(kv))).finish(&mut df).map_err(|e| CacheError::file(path, e))?;
-    Ok(buffer)
+    KeyValueMetadata::from_static(KEYS.iter().zip(values).map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// The full layout's columns for `rows` rows of `k` logits each.
+pub(crate) fn full_columns(row_ids: &[u64], logits: Vec<f32>, k: usize) -> Vec<Column> {
+    vec![Column::from(Series::new("row_id".into(), row_ids)), fixed_list("logits", &DataType::Float32, logits, k, row_ids.len())]
 }
 
 /// Reads a logit file written by [`write_logits`] (or by another tool in the same schema).
@@ -175,6 +184,8 @@ pub(crate) fn list_values(df: &DataFrame, name: &str, width: usize, to: DataType
 
 fn parse(path: &Path, bytes: Vec<u8>, classes_hint: Option<usize>) -> Result<Parsed, CacheError> {
     let err = |m: String| CacheError::file(path, m);
+    let memory = distill_spec::memory::Memory::available().map_or(u64::MAX, |m| m.bytes);
+    distill_parquet::check(&bytes, memory).map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
     let mut reader = ParquetReader::new(Cursor::new(bytes));
     let kv: HashMap<String, String> = reader
         .get_metadata()

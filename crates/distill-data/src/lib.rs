@@ -19,6 +19,7 @@ mod profile;
 mod repeats;
 mod row_checks;
 mod split_checks;
+mod stream;
 
 pub use augment::{augment_row_id, is_augmented, AUGMENT_ROW_ID_BASE};
 pub use checks::{run_checks, run_checks_with_label, CheckReport, CheckResult, CheckStatus, CheckUnit, FailingRow, SAMPLE_ROWS};
@@ -30,6 +31,7 @@ pub use prepare::{prepare, shape, LabelState, Prepared, Split, Tables, TEST_ROW_
 pub use profile::{profile, profile_file};
 pub use row_checks::{parse_predicate, predicate_problems};
 pub use split_checks::{check_drift, check_leakage, describe_row, ks, prepare_and_check, psi, run_split_checks};
+pub use stream::{chunk_rows, prepare_streamed, Streamed, TransferFile, DEFAULT_CHUNK_ROWS};
 
 /// What went wrong with the data, naming the file, column and row where it can.
 #[derive(Debug, thiserror::Error)]

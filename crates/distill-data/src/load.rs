@@ -144,15 +144,17 @@ fn read_frame(path: &Path, format: DataFormat, options: &SourceSpec) -> Result<D
         let (bytes, _) = read_decompressed(path)?;
         let result = match format {
             DataFormat::Csv => csv.into_reader_with_file_handle(Cursor::new(bytes.as_slice())).finish(),
-            _ => parquet_guarded(|| ParquetReader::new(Cursor::new(bytes.as_slice())).finish()),
+            _ => distill_parquet::check(&bytes, memory())
+                .map_err(|e| PolarsError::ComputeError(e.into()))
+                .and_then(|()| parquet_guarded(|| ParquetReader::new(Cursor::new(bytes.as_slice())).finish())),
         };
         (result, Some(bytes))
     } else {
         let result = match format {
             DataFormat::Csv => csv.try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()),
-            _ => {
+            _ => check_parquet_file(path).map_err(|e| PolarsError::ComputeError(e.into())).and_then(|()| {
                 File::open(path).map_err(|e| PolarsError::IO { error: Arc::new(e), msg: None }).and_then(|f| parquet_guarded(|| ParquetReader::new(f).finish()))
-            }
+            }),
         };
         (result, None)
     };
@@ -167,9 +169,20 @@ fn read_frame(path: &Path, format: DataFormat, options: &SourceSpec) -> Result<D
     })
 }
 
+/// The bytes this process may use, for the Parquet footer check (no figure: no bound).
+fn memory() -> u64 {
+    distill_spec::memory::Memory::available().map_or(u64::MAX, |m| m.bytes)
+}
+
+/// The footer of the Parquet file at `path` checked before polars reads it: a corrupt one is an
+/// error, never an allocation of 2^61 bytes that aborts (see `distill-parquet`).
+pub(crate) fn check_parquet_file(path: &Path) -> Result<(), String> {
+    distill_parquet::check_file(path, memory())
+}
+
 /// polars' Parquet reader panics on some corrupt footers (found by fuzzing: "thrift bool
 /// field"); such a file is an error like any other unreadable one, not a crash.
-fn parquet_guarded(read: impl FnOnce() -> PolarsResult<DataFrame>) -> PolarsResult<DataFrame> {
+pub(crate) fn parquet_guarded(read: impl FnOnce() -> PolarsResult<DataFrame>) -> PolarsResult<DataFrame> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
         let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
         Err(PolarsError::ComputeError(format!("the Parquet file is corrupt (its metadata does not decode: {why})").into()))

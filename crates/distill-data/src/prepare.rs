@@ -130,6 +130,11 @@ impl Prepared {
 
 /// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
 fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
+    feature_matrix_at(df, names, what, 0)
+}
+
+/// [`feature_matrix`] of rows that start at row `first` of their file (for the errors' row numbers).
+pub(crate) fn feature_matrix_at(df: &DataFrame, names: &[String], what: &str, first: usize) -> Result<Vec<f32>, DataError> {
     let (rows, width) = (df.height(), names.len());
     let mut x = distill_spec::memory::try_filled(rows.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid)?;
     for (j, name) in names.iter().enumerate() {
@@ -141,7 +146,8 @@ fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f3
                 Some(v) => x[row * width + j] = v as f32,
                 None => {
                     return Err(DataError::Invalid(format!(
-                        "{what}: column `{name}` row {row}: null feature value (add a `not_null` check to see all of them)"
+                        "{what}: column `{name}` row {}: null feature value (add a `not_null` check to see all of them)",
+                        first + row
                     )))
                 }
             }
@@ -150,11 +156,16 @@ fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f3
     Ok(x)
 }
 
-/// Splits (seeded, optionally stratified) and scales the tables described by `spec`; rows of
-/// the transfer file join the training split without labels; a test file replaces the test split.
-/// Warns about features that cannot help (constant, all NaN) and refuses values that are not
-/// finite, naming the column and row, so no model trains on them.
-pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
+/// The source's splits before the transfer file joins them: features, classes, the seeded split
+/// and label states, unscaled; a test file replaces the test split.
+pub(crate) struct Sourced {
+    pub feature_names: Vec<String>,
+    pub classes: Classes,
+    pub warnings: Vec<Warning>,
+    pub splits: [Split; 3],
+}
+
+pub(crate) fn source_splits(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Sourced, DataError> {
     let df = &tables.source;
     let file = spec.source.path.display().to_string();
     let feature_names = feature_columns(df, spec, &file)?;
@@ -173,16 +184,27 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         y: rows.iter().map(|&r| classes.y[r].unwrap_or(0)).collect(),
         state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
     };
-    let (mut train, val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
+    let (train, val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
     if let Some(test_df) = &tables.test {
         test = test_file_split(test_df, spec, &feature_names, &classes)?;
     }
+    Ok(Sourced { feature_names, classes, warnings, splits: [train, val, test] })
+}
+
+/// Splits (seeded, optionally stratified) and scales the tables described by `spec`; rows of
+/// the transfer file join the training split without labels; a test file replaces the test split.
+/// Warns about features that cannot help (constant, all NaN) and refuses values that are not
+/// finite, naming the column and row, so no model trains on them.
+pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, DataError> {
+    let file = spec.source.path.display().to_string();
+    let Sourced { feature_names, classes, mut warnings, splits: [mut train, val, test] } = source_splits(tables, spec, seed)?;
+    let width = feature_names.len();
     if let Some(extra) = &tables.transfer {
         add_transfer_rows(&mut train, extra, spec, &feature_names)?;
     }
     // Augmented rows come after the split (training rows only) and before scaling, on unscaled
     // features, so image shifts and flips move raw pixels.
-    let image = spec.image.or_else(|| infer_image(spec, &feature_names));
+    let image = image_of(spec, &feature_names);
     let original_x = train.x.len();
     warnings.extend(crate::feature_health::useless_features(&train.x[..original_x], &feature_names));
     crate::feature_health::refuse_non_finite([&train, &val, &test], &feature_names, &file, None)?;
@@ -191,24 +213,29 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         train.extend(extra);
     }
     let mut splits = [train, val, test];
-    scale(spec.scale.kind, &mut splits, original_x, width);
+    let fitted = fit_scale(spec.scale.kind, &splits[0].x[..original_x], width);
+    splits.iter_mut().for_each(|s| apply_scale(fitted.as_ref(), &mut s.x, width));
     crate::feature_health::refuse_non_finite([&splits[0], &splits[1], &splits[2]], &feature_names, &file, Some(spec.scale.kind))?;
     let [train, val, test] = splits;
     let fingerprint = fingerprint(&classes.names, &feature_names, [&train, &val, &test]);
+    log_prepared(&train, val.len(), test.len(), width, classes.names.len());
+    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings })
+}
+
+pub(crate) fn log_prepared(train: &Split, val: usize, test: usize, features: usize, classes: usize) {
     tracing::info!(
         train = train.len(),
         augmented = train.augmented(),
         labelled = train.count(LabelState::Labelled),
         hidden = train.count(LabelState::Hidden),
         unlabelled = train.count(LabelState::Unlabelled),
-        val = val.len(),
-        test = test.len(),
-        features = width,
-        classes = classes.names.len(),
+        val,
+        test,
+        features,
+        classes,
         "prepared data"
     );
-    warnings.iter().for_each(|w| tracing::warn!("{w}"));
-    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings })
 }
 
 /// The data's size for the memory estimates, before anything is prepared: the training rows
@@ -267,9 +294,9 @@ fn feature_columns(df: &DataFrame, spec: &DataSpec, file: &str) -> Result<Vec<St
 }
 
 /// The classes of the label column and each source row's class (`None`: no label).
-struct Classes {
+pub(crate) struct Classes {
     /// Class names in index order (numeric labels sort numerically, text labels by name).
-    names: Vec<String>,
+    pub names: Vec<String>,
     index: BTreeMap<String, u32>,
     y: Vec<Option<u32>>,
     /// A float label with fractional values: every distinct value became a class.
@@ -422,40 +449,82 @@ fn add_transfer_rows(train: &mut Split, extra: &DataFrame, spec: &DataSpec, feat
     Ok(())
 }
 
-/// Scales every split with statistics of the original training inputs (the first
-/// `original_x` values of the training split: transfer rows included, augmented rows not, so
-/// augmentation never shifts how the test split is scaled; never validation or test rows).
-fn scale(kind: ScaleKind, splits: &mut [Split; 3], original_x: usize, width: usize) {
-    let Some((offset, factor)) = fit_scale(kind, &splits[0].x[..original_x], width) else { return };
-    for split in splits.iter_mut() {
-        for (i, v) in split.x.iter_mut().enumerate() {
-            *v = (*v - offset[i % width]) * factor[i % width];
-        }
+/// `(x - offset) * factor` per feature with statistics fitted on the original training inputs
+/// (transfer rows included, augmented rows not, so augmentation never shifts how the test split
+/// is scaled; never validation or test rows); nothing without scaling.
+pub(crate) fn apply_scale(fitted: Option<&(Vec<f32>, Vec<f32>)>, x: &mut [f32], width: usize) {
+    let Some((offset, factor)) = fitted else { return };
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = (*v - offset[i % width]) * factor[i % width];
     }
 }
 
 /// blake3 of the prepared matrices, labels, states, ids and class names: the data's identity.
 fn fingerprint(class_names: &[String], feature_names: &[String], splits: [&Split; 3]) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"distill-data/v2");
-    for name in class_names.iter().chain(feature_names) {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0]);
-    }
+    let mut hash = DataHash::new(class_names, feature_names);
     for split in splits {
-        hasher.update(&(split.len() as u64).to_le_bytes());
-        for id in &split.row_ids {
-            hasher.update(&id.to_le_bytes());
+        hash.split(split.len(), split.row_ids.iter().copied());
+        hash.values(&split.x);
+        hash.labels(&split.y, &split.state);
+    }
+    hash.finish()
+}
+
+/// The data fingerprint fed a split at a time (a streamed split in pieces): the same bytes in
+/// the same order, so the same hash.
+pub(crate) struct DataHash(blake3::Hasher);
+
+impl DataHash {
+    pub(crate) fn new(class_names: &[String], feature_names: &[String]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"distill-data/v2");
+        for name in class_names.iter().chain(feature_names) {
+            hasher.update(name.as_bytes());
+            hasher.update(&[0]);
         }
-        for v in &split.x {
-            hasher.update(&v.to_le_bytes());
+        Self(hasher)
+    }
+
+    /// A split's row count and its row ids.
+    pub(crate) fn split(&mut self, len: usize, ids: impl Iterator<Item = u64>) {
+        self.0.update(&(len as u64).to_le_bytes());
+        let mut buf = Vec::with_capacity(8 * HASH_PIECE);
+        for id in ids {
+            buf.extend_from_slice(&id.to_le_bytes());
+            if buf.len() >= 8 * HASH_PIECE {
+                self.0.update(&buf);
+                buf.clear();
+            }
         }
-        for (c, s) in split.y.iter().zip(&split.state) {
-            hasher.update(&c.to_le_bytes());
-            hasher.update(&[*s as u8]);
+        self.0.update(&buf);
+    }
+
+    /// Features (after the split's row ids; a split's values may come in pieces).
+    pub(crate) fn values(&mut self, x: &[f32]) {
+        for piece in x.chunks(HASH_PIECE) {
+            let bytes: Vec<u8> = piece.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.0.update(&bytes);
         }
     }
-    hasher.finalize().to_hex().to_string()
+
+    /// Classes and label states (after the split's values; may come in pieces).
+    pub(crate) fn labels(&mut self, y: &[u32], state: &[LabelState]) {
+        for (ys, ss) in y.chunks(HASH_PIECE).zip(state.chunks(HASH_PIECE)) {
+            let bytes: Vec<u8> = ys.iter().zip(ss).flat_map(|(c, s)| c.to_le_bytes().into_iter().chain([*s as u8])).collect();
+            self.0.update(&bytes);
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.0.finalize().to_hex().to_string()
+    }
+}
+
+/// Values hashed per `update` (bounded buffers for any split size).
+const HASH_PIECE: usize = 1 << 16;
+
+pub(crate) fn image_of(spec: &DataSpec, features: &[String]) -> Option<ImageSpec> {
+    spec.image.or_else(|| infer_image(spec, features))
 }
 
 /// The image shape of IDX pixels: features exactly `px0..px{n-1}` with n a square.
@@ -502,33 +571,113 @@ fn allocate(sizes: &[usize], total: usize) -> Vec<usize> {
 /// Per-feature (offset, factor) fitted on the training rows; `None` for no scaling.
 /// A constant feature keeps factor 1 so it maps to 0 instead of dividing by zero.
 fn fit_scale(kind: ScaleKind, x: &[f32], width: usize) -> Option<(Vec<f32>, Vec<f32>)> {
-    let n = x.len() / width;
-    let column = |j: usize| (0..n).map(move |i| x[i * width + j] as f64);
-    match kind {
-        ScaleKind::None => None,
-        ScaleKind::Minmax => Some(
-            (0..width)
-                .map(|j| {
-                    let (lo, hi) = column(j).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-                    let range = hi - lo;
-                    (lo as f32, if range > 0.0 { (1.0 / range) as f32 } else { 1.0 })
-                })
-                .unzip(),
-        ),
-        ScaleKind::MinmaxGlobal => {
-            let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let factor = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
-            Some((vec![if lo.is_finite() { lo } else { 0.0 }; width], vec![factor; width]))
+    let mut fit = ScaleFit::new(kind, width);
+    fit.add(x);
+    if fit.second_pass() {
+        fit.add_second(x);
+    }
+    fit.finish()
+}
+
+/// The scaling statistics accumulated over the training rows in row order, in one pass (two for
+/// `standard`: the mean, then the variance about it), so rows read a chunk at a time give the
+/// very statistics (bit for bit) of the rows in one matrix.
+pub(crate) struct ScaleFit {
+    kind: ScaleKind,
+    width: usize,
+    rows: usize,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    global: (f32, f32),
+    sum: Vec<f64>,
+    mean: Option<Vec<f64>>,
+    squares: Vec<f64>,
+}
+
+impl ScaleFit {
+    pub(crate) fn new(kind: ScaleKind, width: usize) -> Self {
+        // -0.0 as `Iterator::sum` starts, so an all-(-0.0) column sums as it always did.
+        let sums = vec![-0.0; width];
+        Self {
+            kind,
+            width,
+            rows: 0,
+            lo: vec![f64::INFINITY; width],
+            hi: vec![f64::NEG_INFINITY; width],
+            global: (f32::INFINITY, f32::NEG_INFINITY),
+            sum: sums.clone(),
+            mean: None,
+            squares: sums,
         }
-        ScaleKind::Standard => Some(
-            (0..width)
-                .map(|j| {
-                    let mean = column(j).sum::<f64>() / n as f64;
-                    let var = column(j).map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
-                    (mean as f32, if var > 0.0 { (1.0 / var.sqrt()) as f32 } else { 1.0 })
-                })
-                .unzip(),
-        ),
+    }
+
+    /// First pass: rows of `x` (row-major, whole rows).
+    pub(crate) fn add(&mut self, x: &[f32]) {
+        self.rows += x.len() / self.width;
+        match self.kind {
+            ScaleKind::None => {}
+            ScaleKind::MinmaxGlobal => self.global = x.iter().fold(self.global, |(lo, hi), &v| (lo.min(v), hi.max(v))),
+            ScaleKind::Minmax | ScaleKind::Standard => {
+                for row in x.chunks(self.width) {
+                    for (j, &v) in row.iter().enumerate() {
+                        let v = v as f64;
+                        (self.lo[j], self.hi[j]) = (self.lo[j].min(v), self.hi[j].max(v));
+                        self.sum[j] += v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the rows must be given again through [`ScaleFit::add_second`].
+    pub(crate) fn second_pass(&self) -> bool {
+        self.kind == ScaleKind::Standard
+    }
+
+    /// Second pass (`standard`): the same rows in the same order.
+    pub(crate) fn add_second(&mut self, x: &[f32]) {
+        let n = self.rows as f64;
+        let mean = self.mean.get_or_insert_with(|| self.sum.iter().map(|s| s / n).collect());
+        for row in x.chunks(self.width) {
+            for (j, &v) in row.iter().enumerate() {
+                let d = v as f64 - mean[j];
+                self.squares[j] += d * d;
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let n = self.rows as f64;
+        match self.kind {
+            ScaleKind::None => None,
+            ScaleKind::Minmax => Some(
+                self.lo
+                    .iter()
+                    .zip(&self.hi)
+                    .map(|(&lo, &hi)| {
+                        let range = hi - lo;
+                        (lo as f32, if range > 0.0 { (1.0 / range) as f32 } else { 1.0 })
+                    })
+                    .unzip(),
+            ),
+            ScaleKind::MinmaxGlobal => {
+                let (lo, hi) = self.global;
+                let factor = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
+                Some((vec![if lo.is_finite() { lo } else { 0.0 }; self.width], vec![factor; self.width]))
+            }
+            ScaleKind::Standard => {
+                let mean = self.mean.unwrap_or_else(|| self.sum.iter().map(|s| s / n).collect());
+                Some(
+                    mean.iter()
+                        .zip(&self.squares)
+                        .map(|(&m, &sq)| {
+                            let var = sq / n;
+                            (m as f32, if var > 0.0 { (1.0 / var.sqrt()) as f32 } else { 1.0 })
+                        })
+                        .unzip(),
+                )
+            }
+        }
     }
 }
 

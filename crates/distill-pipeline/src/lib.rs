@@ -12,6 +12,7 @@ mod keys;
 mod load;
 mod lock;
 mod logits_job;
+mod logits_stream;
 mod models;
 mod plan;
 mod report;

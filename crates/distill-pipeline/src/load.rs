@@ -81,9 +81,9 @@ pub(crate) fn student_loss(p: &Pipeline, plugins: &PluginRegistry, classes: usiz
     .map_err(|e| PipelineError::key("student.loss", e.trim_start_matches('.').to_string()))
 }
 
-/// Loads the source (and the test and transfer files, if any) and runs the checks on each; label
-/// checks do not apply to the transfer file.
-pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), PipelineError> {
+/// Loads the source (and the test and transfer files, if any; the transfer file only
+/// `with_transfer`) and runs the checks on each; label checks do not apply to the transfer file.
+pub(crate) fn load_and_check(loaded: &Loaded, with_transfer: bool) -> Result<(Tables, CheckReport), PipelineError> {
     let p = &loaded.pipeline;
     let base = &loaded.base_dir;
     // A `sql` predicate that does not parse is a recipe error: report it before reading any data.
@@ -106,14 +106,14 @@ pub(crate) fn load_and_check(loaded: &Loaded) -> Result<(Tables, CheckReport), P
         Ok(Some(table))
     };
     let test = extra("data.test_source", p.data.test_source.as_ref(), true)?;
-    let transfer = extra("data.transfer.source", p.data.transfer.as_ref().and_then(|t| t.source.as_ref()), false)?;
+    let transfer = extra("data.transfer.source", p.data.transfer.as_ref().and_then(|t| t.source.as_ref()).filter(|_| with_transfer), false)?;
     Ok((Tables { source, test, transfer }, report))
 }
 
 /// The data stage: the table checks, then the split and the checks that compare splits (leakage,
 /// drift), so the report is complete. No data when it cannot be split after a failed check.
 pub(crate) fn data_stage(loaded: &Loaded) -> Result<(Option<Prepared>, CheckReport), PipelineError> {
-    let (tables, mut report) = load_and_check(loaded)?;
+    let (tables, mut report) = load_and_check(loaded, true)?;
     let p = &loaded.pipeline;
     refuse_oversized(p, &tables)?;
     let prepared = prepare_and_check(&tables, &p.data, p.seed, &mut report).map_err(data_err("data".into()))?;

@@ -6,10 +6,11 @@ use distill_data::CheckReport;
 
 use crate::load::{cache_for, data_stage, load_pipeline, load_plugins};
 use crate::run::RunOptions;
-use crate::stages::shards::{self, PartOutcome, Shard};
+use crate::stages::shards::{self, PartOutcome, Shard, TrainRows};
 use crate::stages::{self, Context, LogitsStage, Stage, TEACHER};
-use crate::walk::{walk, Mode};
+use crate::walk::{walk, Mode, Walked};
 use crate::PipelineError;
+use distill_cache::Lease;
 
 /// What `distill logits` computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,11 @@ pub fn logits(opts: &RunOptions, job: LogitsJob) -> Result<LogitsOutcome, Pipeli
         ));
     }
     let plugins = load_plugins(&loaded.pipeline, &loaded.base_dir)?;
+    if let LogitsJob::Shard(shard) = job {
+        if let Some(outcome) = crate::logits_stream::shard(opts, &loaded, &plugins, shard)? {
+            return Ok(outcome);
+        }
+    }
     let (prepared, report) = data_stage(&loaded)?;
     let data = match prepared {
         Some(data) if !report.has_errors() => data,
@@ -68,11 +74,23 @@ pub fn logits(opts: &RunOptions, job: LogitsJob) -> Result<LogitsOutcome, Pipeli
     let walked = walk(&cx, &graph[..upto], &opts.force, Mode::Run, None, Some(&mut lease))?;
     let done: Vec<(String, String, bool)> = walked.records.iter().map(|r| (r.stage.clone(), r.fingerprint.clone(), r.cached)).collect();
     let LogitsJob::Shard(shard) = job else { return Ok(LogitsOutcome::Stages(done)) };
+    part_after_teacher(&cx, TrainRows::Memory(&data.train), walked, done, &mut lease, shard)
+}
+
+/// Shard `shard` of the logits over `train`, once the teacher's stage is `walked`.
+pub(crate) fn part_after_teacher(
+    cx: &Context,
+    train: TrainRows,
+    walked: Walked,
+    done: Vec<(String, String, bool)>,
+    lease: &mut Lease,
+    shard: Shard,
+) -> Result<LogitsOutcome, PipelineError> {
     let teacher = walked.output(TEACHER.name).ok_or(PipelineError::Graph("the teacher stage gave no output"))?;
-    let fp = LogitsStage { index: 0 }.fingerprint(&cx, &[teacher])?;
+    let fp = LogitsStage { index: 0 }.fingerprint(cx, &[teacher])?;
     lease.hold(&fp.key)?;
-    let meta = LogitsStage { index: 0 }.meta(&cx, &teacher.identity());
-    let part = shards::compute_part(&cx, &fp.key, &meta, teacher, shard)?;
+    let meta = LogitsStage { index: 0 }.meta(cx, &teacher.identity());
+    let part = shards::compute_part(cx, train, &fp.key, &meta, teacher, shard)?;
     let teacher = done.into_iter().next().ok_or(PipelineError::Graph("the teacher stage left no record"))?;
     Ok(LogitsOutcome::Part { teacher, key: fp.key, part })
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use distill_cache::{decode_logits, encode_logits, hash_bytes, write_atomic, ArtifactLock, CacheError, LogitMeta};
+use distill_cache::{decode_logits, encode_logits, hash_bytes, write_atomic, ArtifactLock, CacheError, LogitMeta, LogitWriter};
+use distill_data::{Split, Streamed};
 use distill_nn::{predict_logits, PREDICT_BLOCK_ROWS};
 
 use super::{Context, Output, LOGITS};
@@ -120,7 +121,7 @@ fn check_storage(meta: &LogitMeta) -> Result<(), PipelineError> {
 }
 
 /// The part's bytes when it is in the cache, intact, and of this teacher and these rows.
-fn cached_part(cx: &Context, path: &Path, meta: &LogitMeta, rows: &Range<usize>) -> Option<(Vec<f32>, Vec<u8>)> {
+fn cached_part(cx: &Context, path: &Path, meta: &LogitMeta, ids: &[u64]) -> Option<(Vec<f32>, Vec<u8>)> {
     let bytes = match cx.cache.load_verified_at(path, &hidden(path, ".entry.json")) {
         Ok(found) => found?,
         Err(problem) => {
@@ -129,7 +130,7 @@ fn cached_part(cx: &Context, path: &Path, meta: &LogitMeta, rows: &Range<usize>)
         }
     };
     match decode_logits(path, bytes.clone()) {
-        Ok(file) if file.meta == *meta && file.row_ids == cx.data.train.row_ids[rows.clone()] => Some((file.logits, bytes)),
+        Ok(file) if file.meta == *meta && file.row_ids == ids => Some((file.logits, bytes)),
         _ => {
             tracing::warn!(path = %path.display(), "logit part belongs to another teacher or other rows; recomputing it");
             None
@@ -147,36 +148,99 @@ pub struct PartOutcome {
     pub manifest: Option<PathBuf>,
 }
 
-/// Computes (or finds) one part of the logits of `teacher` under the logits key `key`, under the
-/// part's lock; writes the manifest when this was the last part missing.
-pub(crate) fn compute_part(cx: &Context, key: &str, meta: &LogitMeta, teacher: &Output, shard: Shard) -> Result<PartOutcome, PipelineError> {
-    check_storage(meta)?;
-    let path = part_path(cx, key, shard);
-    let rows = shard.rows(cx.data.train.len());
-    let mut cached = cached_part(cx, &path, meta, &rows).is_some();
-    if !cached {
-        let _lock = ArtifactLock::acquire(&path)?;
-        cached = cached_part(cx, &path, meta, &rows).is_some();
-        if !cached {
-            tracing::info!(part = shard.index, of = shard.count, rows = rows.len(), "teacher logits: computing part");
-            let logits = teacher_logits(cx, teacher, rows.clone())?;
-            let bytes = encode_logits(&path, meta, &cx.data.train.row_ids[rows.clone()], &logits)?;
-            cx.cache.store_at(LOGITS.name, key, &path, &hidden(&path, ".entry.json"), &bytes, &cx.pipeline().name)?;
+/// The training rows the logits are of: the prepared split in memory, or the source's rows
+/// followed by the transfer file's, read a chunk at a time.
+#[derive(Clone, Copy)]
+pub(crate) enum TrainRows<'a> {
+    Memory(&'a Split),
+    Streamed(&'a Streamed),
+}
+
+impl TrainRows<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            TrainRows::Memory(split) => split.len(),
+            TrainRows::Streamed(s) => s.train_len(),
         }
     }
-    let manifest = write_manifest(cx, key, meta, shard.count)?;
+
+    fn row_ids(&self, rows: Range<usize>) -> Vec<u64> {
+        match self {
+            TrainRows::Memory(split) => split.row_ids[rows].to_vec(),
+            TrainRows::Streamed(s) => s.row_ids(rows),
+        }
+    }
+
+    /// The features of `rows`, `step` rows at a time from `rows.start`.
+    fn for_each_chunk(
+        &self,
+        rows: Range<usize>,
+        step: usize,
+        mut f: impl FnMut(Range<usize>, &[f32]) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
+        match self {
+            TrainRows::Streamed(s) => {
+                // The caller's own error passes through the data crate's reader as it is.
+                let mut failed = None;
+                let read = s.for_each_chunk(rows, step, |chunk, x| {
+                    f(chunk, x).map_err(|e| {
+                        failed = Some(e);
+                        distill_data::DataError::Invalid(String::new())
+                    })
+                });
+                read.map_err(|e| failed.take().unwrap_or_else(|| crate::load::data_err("data.transfer.source".into())(e)))
+            }
+            TrainRows::Memory(split) => {
+                let width = if split.is_empty() { 0 } else { split.x.len() / split.len() };
+                let mut start = rows.start;
+                while start < rows.end {
+                    let end = (start + step).min(rows.end);
+                    f(start..end, &split.x[start * width..end * width])?;
+                    start = end;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Rows per inference chunk: [`distill_data::chunk_rows`] rounded up to whole inference blocks,
+/// so every chunk starts at a block edge (as a shard does) and runs the products one process runs.
+fn chunk_step() -> usize {
+    distill_data::chunk_rows().div_ceil(PREDICT_BLOCK_ROWS) * PREDICT_BLOCK_ROWS
+}
+
+/// Computes (or finds) one part of the logits of `teacher` over `train` under the logits key
+/// `key`, under the part's lock; writes the manifest when this was the last part missing.
+pub(crate) fn compute_part(cx: &Context, train: TrainRows, key: &str, meta: &LogitMeta, teacher: &Output, shard: Shard) -> Result<PartOutcome, PipelineError> {
+    check_storage(meta)?;
+    let path = part_path(cx, key, shard);
+    let rows = shard.rows(train.len());
+    let ids = train.row_ids(rows.clone());
+    let mut cached = cached_part(cx, &path, meta, &ids).is_some();
+    if !cached {
+        let _lock = ArtifactLock::acquire(&path)?;
+        cached = cached_part(cx, &path, meta, &ids).is_some();
+        if !cached {
+            tracing::info!(part = shard.index, of = shard.count, rows = rows.len(), chunk = chunk_step(), "teacher logits: computing part");
+            let mut writer = LogitWriter::create(&path, meta)?;
+            train.for_each_chunk(rows.clone(), chunk_step(), |chunk, x| {
+                let logits = teacher_logits(cx, teacher, chunk.clone(), x)?;
+                Ok(writer.write(&ids[chunk.start - rows.start..chunk.end - rows.start], logits)?)
+            })?;
+            cx.cache.store_file_at(LOGITS.name, key, &path, &hidden(&path, ".entry.json"), writer.finish()?, &cx.pipeline().name)?;
+        }
+    }
+    let manifest = write_manifest(cx, key, meta, shard.count, train.len())?;
     Ok(PartOutcome { path, rows, cached, manifest })
 }
 
-/// The teacher's logits over training rows `rows`; a model predicts them block by block as one
-/// process does (the range starts at a block edge).
-fn teacher_logits(cx: &Context, teacher: &Output, rows: Range<usize>) -> Result<Vec<f32>, PipelineError> {
+/// The teacher's logits over training rows `rows` (features `x`); a model predicts them block by
+/// block as one process does (the range starts at a block edge).
+fn teacher_logits(cx: &Context, teacher: &Output, rows: Range<usize>, x: &[f32]) -> Result<Vec<f32>, PipelineError> {
     let classes = cx.data.classes();
     match teacher {
-        Output::Model { trained, .. } => {
-            let inputs = cx.data.features();
-            Ok(predict_logits(&trained.model, &cx.data.train.x[rows.start * inputs..rows.end * inputs]))
-        }
+        Output::Model { trained, .. } => Ok(predict_logits(&trained.model, x)),
         Output::External(e) => Ok(e.train[rows.start * classes..rows.end * classes].to_vec()),
         Output::Logits(_) | Output::Features(_) => Err(PipelineError::Graph("the logits' input is not a teacher")),
     }
@@ -218,13 +282,13 @@ pub(crate) fn describe_missing(count: usize, missing: &[usize]) -> String {
 /// Every part of the `count`-way sharding as the manifest lists it, each verified against its
 /// record; with `decode`, also their logits joined (checked against this teacher and these rows).
 /// `None` when a part is missing or unusable.
-fn parts(cx: &Context, key: &str, meta: &LogitMeta, count: usize, decode: bool) -> Option<(Vec<f32>, Vec<PartEntry>)> {
+fn parts(cx: &Context, key: &str, meta: &LogitMeta, count: usize, decode: bool, total: usize) -> Option<(Vec<f32>, Vec<PartEntry>)> {
     let (mut logits, mut entries) = (Vec::new(), Vec::new());
     for index in 0..count {
         let shard = Shard { index, count };
-        let (path, rows) = (part_path(cx, key, shard), shard.rows(cx.data.train.len()));
+        let (path, rows) = (part_path(cx, key, shard), shard.rows(total));
         let bytes = if decode {
-            let (values, bytes) = cached_part(cx, &path, meta, &rows)?;
+            let (values, bytes) = cached_part(cx, &path, meta, &cx.data.train.row_ids[rows.clone()])?;
             logits.extend(values);
             bytes
         } else {
@@ -236,19 +300,20 @@ fn parts(cx: &Context, key: &str, meta: &LogitMeta, count: usize, decode: bool) 
     Some((logits, entries))
 }
 
-/// Writes `manifest.json` when every part of the `count`-way sharding is there; its path.
-fn write_manifest(cx: &Context, key: &str, meta: &LogitMeta, count: usize) -> Result<Option<PathBuf>, PipelineError> {
-    match parts(cx, key, meta, count, false) {
-        Some((_, entries)) => Ok(Some(manifest_file(cx, key, meta, count, entries)?)),
+/// Writes `manifest.json` when every part of the `count`-way sharding of `total` training rows
+/// is there; its path.
+fn write_manifest(cx: &Context, key: &str, meta: &LogitMeta, count: usize, total: usize) -> Result<Option<PathBuf>, PipelineError> {
+    match parts(cx, key, meta, count, false, total) {
+        Some((_, entries)) => Ok(Some(manifest_file(cx, key, meta, count, entries, total)?)),
         None => Ok(None),
     }
 }
 
-fn manifest_file(cx: &Context, key: &str, meta: &LogitMeta, count: usize, parts: Vec<PartEntry>) -> Result<PathBuf, PipelineError> {
+fn manifest_file(cx: &Context, key: &str, meta: &LogitMeta, count: usize, parts: Vec<PartEntry>, total: usize) -> Result<PathBuf, PipelineError> {
     let manifest = Manifest {
         key: key.to_string(),
         count,
-        rows: cx.data.train.len(),
+        rows: total,
         teacher_fingerprint: meta.teacher_fingerprint.clone(),
         data_fingerprint: meta.data_fingerprint.clone(),
         parts,
@@ -270,13 +335,14 @@ pub(crate) fn from_parts(cx: &Context, key: &str, meta: &LogitMeta, teacher: &Ou
     } else {
         tracing::info!(parts = count, "teacher logits: {}; computing them here", describe_missing(count, &missing));
     }
+    let (train, total) = (TrainRows::Memory(&cx.data.train), cx.data.train.len());
     for index in missing {
-        compute_part(cx, key, meta, teacher, Shard { index, count })?;
+        compute_part(cx, train, key, meta, teacher, Shard { index, count })?;
     }
-    let Some((logits, entries)) = parts(cx, key, meta, count, true) else {
+    let Some((logits, entries)) = parts(cx, key, meta, count, true, total) else {
         return Err(PipelineError::key("logits", format!("the parts under {} changed while they were read", dir(cx, key).display())));
     };
-    manifest_file(cx, key, meta, count, entries)?;
+    manifest_file(cx, key, meta, count, entries, total)?;
     Ok(Some(encode_logits(&cx.cache.logits(key), meta, &cx.data.train.row_ids, &logits)?))
 }
 
