@@ -90,7 +90,7 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     assert!(log.contains("teacher: cache hit, skipped training"), "run.log:\n{log}");
     assert!(log.contains("teacher logits: cache hit, skipped inference"), "run.log:\n{log}");
     let m2 = read_json(&second.join("metrics.json"));
-    assert_eq!(m2["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(m2["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "student", "baseline", "export", "quantize"]));
     assert_eq!(read_json(&second.join("lock.json"))["logits_key"], lock["logits_key"]);
     // Same recipe, data and seed: the same metrics.
     for model in ["teacher", "student", "baseline"] {

@@ -380,7 +380,7 @@ pub(crate) fn numeric_column(df: &DataFrame, name: &str, where_: &str) -> Result
 }
 
 /// Each cell as text; integers and whole floats print without a fraction so `3` matches `3.0`.
-pub(crate) fn cell_texts(col: &Series) -> Result<Vec<Option<String>>, DataError> {
+pub fn cell_texts(col: &Series) -> Result<Vec<Option<String>>, DataError> {
     if col.dtype().is_primitive_numeric() {
         let cast = col.cast(&DataType::Float64)?;
         Ok(cast.f64()?.iter().map(|v| v.map(|f| if f.fract() == 0.0 && f.abs() < 1e15 { (f as i64).to_string() } else { f.to_string() })).collect())

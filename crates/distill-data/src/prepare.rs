@@ -116,6 +116,19 @@ pub struct Prepared {
     /// What the data does that the recipe may not expect (renamed duplicate columns, a label
     /// read as many classes, features that carry nothing); each was also logged.
     pub warnings: Vec<Warning>,
+    /// The feature scaling fitted on the training split, `(x - offset) * factor` per feature;
+    /// `None` for `scale: none`. An exported model carries it in its graph.
+    pub scaling: Option<Scaling>,
+    /// The test split's features before scaling: what an exported model (which scales its
+    /// inputs itself) reads when it is evaluated.
+    pub test_raw_x: Vec<f32>,
+}
+
+/// Per-feature scaling: `(x - offset) * factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    pub offset: Vec<f32>,
+    pub factor: Vec<f32>,
 }
 
 impl Prepared {
@@ -129,7 +142,7 @@ impl Prepared {
 }
 
 /// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
-fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
+pub fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
     let (rows, width) = (df.height(), names.len());
     let mut x = distill_spec::memory::try_filled(rows.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid)?;
     for (j, name) in names.iter().enumerate() {
@@ -190,8 +203,9 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         let extra = augment(&train, width, &spec.augment, image, seed)?;
         train.extend(extra);
     }
+    let test_raw_x = test.x.clone();
     let mut splits = [train, val, test];
-    scale(spec.scale.kind, &mut splits, original_x, width);
+    let scaling = scale(spec.scale.kind, &mut splits, original_x, width);
     crate::feature_health::refuse_non_finite([&splits[0], &splits[1], &splits[2]], &feature_names, &file, Some(spec.scale.kind))?;
     let [train, val, test] = splits;
     let fingerprint = fingerprint(&classes.names, &feature_names, [&train, &val, &test]);
@@ -208,7 +222,7 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         "prepared data"
     );
     warnings.iter().for_each(|w| tracing::warn!("{w}"));
-    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings })
+    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings, scaling, test_raw_x })
 }
 
 /// The data's size for the memory estimates, before anything is prepared: the training rows
@@ -425,13 +439,14 @@ fn add_transfer_rows(train: &mut Split, extra: &DataFrame, spec: &DataSpec, feat
 /// Scales every split with statistics of the original training inputs (the first
 /// `original_x` values of the training split: transfer rows included, augmented rows not, so
 /// augmentation never shifts how the test split is scaled; never validation or test rows).
-fn scale(kind: ScaleKind, splits: &mut [Split; 3], original_x: usize, width: usize) {
-    let Some((offset, factor)) = fit_scale(kind, &splits[0].x[..original_x], width) else { return };
+fn scale(kind: ScaleKind, splits: &mut [Split; 3], original_x: usize, width: usize) -> Option<Scaling> {
+    let (offset, factor) = fit_scale(kind, &splits[0].x[..original_x], width)?;
     for split in splits.iter_mut() {
         for (i, v) in split.x.iter_mut().enumerate() {
             *v = (*v - offset[i % width]) * factor[i % width];
         }
     }
+    Some(Scaling { offset, factor })
 }
 
 /// blake3 of the prepared matrices, labels, states, ids and class names: the data's identity.

@@ -5,7 +5,9 @@
 //!
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
+mod deploy;
 mod evaluate;
+mod export_run;
 mod external;
 mod gain;
 mod keys;
@@ -14,6 +16,7 @@ mod lock;
 mod logits_job;
 mod models;
 mod plan;
+mod predict;
 mod report;
 mod rerun;
 mod results;
@@ -29,7 +32,10 @@ mod warnings;
 
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;
+pub use deploy::{DeployedModel, Deployment, Quantization};
 pub use evaluate::{Kept, ModelMetrics, TargetResult};
+pub use export_run::export_run;
+pub use predict::{predict, PredictOptions, Predicted};
 pub use gain::Gain;
 pub use load::{cache_dir, load_plugins};
 pub use lock::{keys_in_use, Lock, StageRecord};
@@ -90,6 +96,9 @@ pub enum PipelineError {
     RunFile { path: PathBuf, hint: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot serialise the resolved pipeline")]
     Resolved(#[source] serde_yaml::Error),
+    /// Exporting a model to ONNX, or running an exported one.
+    #[error("{what}")]
+    Export { what: String, source: distill_export::ExportError },
     /// A stage was handed an input of another kind: a bug in the stage graph, not in the input.
     #[error("stage graph: {0}")]
     Graph(&'static str),

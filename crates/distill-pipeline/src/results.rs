@@ -144,7 +144,7 @@ fn teacher_metrics(
                 Ok(None)
             }
         },
-        Output::Logits(_) => Ok(None),
+        Output::Logits(_) | Output::Artifact(_) => Ok(None),
     }
 }
 

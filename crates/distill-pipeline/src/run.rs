@@ -93,6 +93,9 @@ pub struct Summary {
     pub baseline_budget: Option<String>,
     /// What the recipe, the data and the warn-level checks said that did not stop the run.
     pub warnings: Vec<distill_spec::Warning>,
+    /// The exported models run back on the test split (with `export:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::deploy::Deployment>,
     pub seconds: f64,
 }
 
@@ -164,7 +167,9 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
 
     let evaluated = results::evaluate(&walked, &data, p, run_dir)?;
-    let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
+    let deployment = crate::deploy::deploy(&walked, &data, p, run_dir)?;
+    let mut summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
+    crate::deploy::apply(&mut summary, deployment, p);
     run_dir.write_json("history.json", &evaluated.history)?;
     run_dir.write_json("metrics.json", &summary)?;
     let input = crate::report::report_input(p, &report, &summary, &evaluated.history);
@@ -202,6 +207,7 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         models,
         warnings: Vec::new(),
+        deployment: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -10,6 +10,7 @@
 mod baseline;
 mod context;
 mod ensemble;
+mod export;
 mod fit;
 mod logits;
 pub(crate) mod shards;
@@ -20,6 +21,7 @@ use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
 pub(crate) use ensemble::settings as ensemble_settings;
+pub(crate) use export::{export_model, Artifact};
 pub(crate) use logits::{Logits, LogitsStage};
 pub(crate) use teacher::teacher_name;
 
@@ -71,10 +73,22 @@ pub const ENSEMBLE: StageKind = StageKind {
     artifact: None,
     forced_with: &[],
 };
+pub const EXPORT: StageKind = StageKind {
+    name: "export",
+    about: "the student (and with `export.teacher` the teacher) as ONNX, f32 (with `export`)",
+    artifact: Some(ArtifactKind { kind: "export", dir: "onnx", ext: ".onnx" }),
+    forced_with: &[],
+};
+pub const QUANTIZE: StageKind = StageKind {
+    name: "quantize",
+    about: "the student as int8 ONNX, activations calibrated on training rows (with `export`)",
+    artifact: Some(ArtifactKind { kind: "quantize", dir: "onnx-int8", ext: ".onnx" }),
+    forced_with: &[],
+};
 pub const EVALUATE: StageKind = StageKind { name: "evaluate", about: "test metrics, latency, targets, report (always runs)", artifact: None, forced_with: &[] };
 
 /// Every stage kind, in graph order.
-pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &STUDENT, &BASELINE, &EVALUATE];
+pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &STUDENT, &BASELINE, &EXPORT, &QUANTIZE, &EVALUATE];
 
 /// The artifact kinds of the cached stages, for the cache (`ls`, `verify`, `gc`, artifact paths).
 pub fn artifact_kinds() -> Vec<ArtifactKind> {
@@ -113,6 +127,8 @@ pub(crate) enum Output {
     External(ExternalTeacher),
     /// The teacher's logits over the training rows.
     Logits(Logits),
+    /// An exported model (ONNX).
+    Artifact(Artifact),
 }
 
 impl Output {
@@ -123,6 +139,7 @@ impl Output {
             Output::Model { trained, .. } => distill_cache::hash_bytes(&trained.bytes),
             Output::External(e) => format!("external:{}", e.blake3),
             Output::Logits(l) => l.blake3.clone(),
+            Output::Artifact(a) => a.blake3.clone(),
         }
     }
 
@@ -186,12 +203,14 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     }
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
+    let first_student = per_seed_name(&STUDENT, seeds.first().copied().unwrap_or(p.seed), several);
     for seed in seeds {
         stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint: p.student.hint.is_some() }));
         if p.student.baseline {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }
     }
+    stages.extend(export::stages(p, first_student));
     stages
 }
 
@@ -248,11 +267,11 @@ mod tests {
 
     #[test]
     fn force_comes_from_the_registry() {
-        assert_eq!(force_values(), ["all", "teacher", "logits", "student", "baseline"]);
+        assert_eq!(force_values(), ["all", "teacher", "logits", "student", "baseline", "export", "quantize"]);
         let f = Force::parse(&["teacher".into()]).unwrap();
         assert!(f.includes(&TEACHER) && f.includes(&LOGITS) && !f.includes(&STUDENT));
         assert!(Force::parse(&["logits,student".into()]).unwrap().includes(&STUDENT));
-        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, student, baseline"));
+        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, student, baseline, export, quantize"));
         assert_eq!(Force::parse(&[]).unwrap(), Force::None);
     }
 
