@@ -111,16 +111,20 @@ fn build(net: &Network, scaling: Option<Scaling>, acts: Option<&[ActQuant]>, pro
         let shifted = g.node("Sub", &[&x, &offset], vec![], "shifted");
         x = g.node("Mul", &[&shifted, &factor], vec![], "scaled");
     }
-    let mut lower = Lowering { graph: &mut g, weights: weights::Weights::new(net.weights)?, points: Vec::new(), acts };
-    let out = lower.layers(net.layers, Value { name: x, width: net.inputs, map: net.image, nchw: false })?;
-    let out = lower.flat(out);
-    let points = std::mem::take(&mut lower.points);
+    let (out, points) = {
+        let mut lower = Lowering { graph: &mut g, weights: weights::Weights::new(net.weights)?, points: Vec::new(), acts };
+        let out = lower.layers(net.layers, Value { name: x, width: net.inputs, map: net.image, nchw: false })?;
+        (lower.flat(out), lower.points)
+    };
     g.node_into("Identity", &[&out.name], vec![], LOGITS);
     g.node_into("Softmax", &[LOGITS], vec![("axis", Attr::Int(-1))], PROBABILITIES);
+    // Calibration reads each point through an Identity of its own (a point may be the input).
+    let exposed: Vec<String> = if expose_points { points.iter().map(|p| g.node("Identity", &[p], vec![], "calibration")).collect() } else { Vec::new() };
     let mut outputs: Vec<(&str, Option<usize>)> = vec![(LOGITS, Some(out.width)), (PROBABILITIES, Some(out.width))];
-    if expose_points {
-        outputs.extend(points.iter().map(|p| (p.as_str(), None)));
-    }
+    outputs.extend(exposed.iter().map(|p| (p.as_str(), None)));
     let graph = g.finish((INPUT, net.inputs), &outputs);
     Ok((graph::model(graph, props, env!("CARGO_PKG_VERSION")), points.len()))
 }
+
+#[cfg(test)]
+mod tests;
