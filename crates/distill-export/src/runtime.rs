@@ -1,8 +1,6 @@
 //! Exported models run in-process with tract-onnx: the evaluation of `targets.on`, the
 //! calibration of int8 activations, `distill predict`.
 
-use std::time::Instant;
-
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
@@ -65,26 +63,7 @@ impl OnnxRunner {
 
     /// The first output (the logits) for `x`.
     pub fn logits(&self, x: &[f32]) -> Result<Vec<f32>, ExportError> {
-        Ok(self.run(x)?.swap_remove(0))
-    }
-
-    /// Seconds of each of `rows` single-row calls (batch 1), after a few warm-up calls.
-    pub fn latencies(&self, x: &[f32], rows: usize) -> Result<Vec<f64>, ExportError> {
-        let n = x.len() / self.inputs.max(1);
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let row = |i: usize| &x[(i % n) * self.inputs..(i % n + 1) * self.inputs];
-        for i in 0..5 {
-            self.run_block(row(i))?;
-        }
-        (0..rows)
-            .map(|i| {
-                let start = Instant::now();
-                self.run_block(row(i))?;
-                Ok(start.elapsed().as_secs_f64())
-            })
-            .collect()
+        Ok(self.run(x)?.into_iter().next().unwrap_or_default())
     }
 }
 

@@ -10,7 +10,6 @@ use polars::prelude::*;
 
 use distill_data::{feature_matrix, load_table, run_checks_with_label, CheckReport};
 use distill_export::{meta, OnnxRunner};
-
 use distill_nn::{load_weights, predict_logits, Mlp};
 
 use crate::deploy::predictions;
@@ -79,9 +78,49 @@ fn native(run_dir: &Path) -> Result<(Model, Names), PipelineError> {
 fn onnx(path: &Path) -> Result<(Model, Names), PipelineError> {
     let bytes = std::fs::read(path).map_err(|source| PipelineError::File { key: "MODEL".into(), path: path.to_path_buf(), source })?;
     let names = model_names(&bytes, path)?;
+    let runner = OnnxRunner::from_bytes(&bytes).map_err(|source| PipelineError::Export { what: path.display().to_string(), source })?;
+    Ok((Model::Onnx(Box::new(runner)), names))
+}
+
+/// The model's feature columns, classes and label.
+struct Names {
+    features: Vec<String>,
+    classes: Vec<String>,
+    label: Option<String>,
+}
+
+/// [`Names`] from a model's metadata.
+fn model_names(bytes: &[u8], path: &Path) -> Result<Names, PipelineError> {
+    let failed = |what: &str| PipelineError::key("MODEL", format!("{}: {what} (was it exported by distill?)", path.display()));
+    let props = meta::props(bytes).map_err(|source| PipelineError::Export { what: path.display().to_string(), source })?;
+    let get = |key: &str| props.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let list = |key: &str| get(key).and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok()).ok_or_else(|| failed(&format!("no `{key}` metadata")));
+    Ok(Names { features: list(meta::FEATURES)?, classes: list(meta::CLASSES)?, label: get(meta::LABEL) })
+}
+
+/// Runs the prediction; a bad file is an error naming its column and row, and nothing is written.
+pub fn predict(opts: &PredictOptions) -> Result<Predicted, PipelineError> {
+    let started = std::time::Instant::now();
+    if let Some(out) = &opts.out {
+        if !out.extension().is_some_and(|e| e == "csv" || e == "parquet") {
+            return Err(PipelineError::key("--out", format!("{}: write `.csv` or `.parquet`", out.display())));
+        }
+    }
+    let (model, names) = if opts.model.is_dir() { native(&opts.model)? } else { onnx(&opts.model)? };
+    let shown = format!("--data {}", opts.data.display());
+    let df = load_table(&opts.data, None).map_err(crate::load::data_err(shown.clone()))?;
+    let checks = if opts.check { Some(check(opts, &df)?) } else { None };
+    if checks.as_ref().is_some_and(CheckReport::has_errors) {
+        return Ok(Predicted { rows: df.height(), csv: None, accuracy: None, checks, seconds: started.elapsed().as_secs_f64() });
+    }
+    let label = names.label.as_deref().filter(|l| df.column(l).is_ok());
+    if let Some(extra) = df.get_column_names().iter().find(|c| !names.features.iter().any(|f| f == c.as_str()) && Some(c.as_str()) != label) {
+        let message = format!("column `{extra}` is not a feature of the model (it reads {} features: {}…); remove it", names.features.len(), preview(&names.features));
+        return Err(PipelineError::key(shown, message));
+    }
+    let x = feature_matrix(&df, &names.features, &shown).map_err(crate::load::data_err(shown.clone()))?;
     let logits = model.logits(x, &opts.model)?;
-    let classes = names.classes.len();
-    let predicted = predictions(&logits, classes);
+    let predicted = predictions(&logits, names.classes.len());
     let accuracy = label.map(|l| labelled_accuracy(&df, l, &predicted, &names.classes)).transpose()?.flatten();
     let mut table = output_table(&predicted, &logits, &names.classes, opts.logits)?;
     let csv = write_table(&mut table, opts.out.as_deref())?;
@@ -133,7 +172,7 @@ fn output_table(predicted: &[usize], logits: &[f32], classes: &[String], with_lo
             columns.push(Column::new(format!("logit_{class}").into(), logits.iter().skip(j).step_by(k).copied().collect::<Vec<f32>>()));
         }
     }
-    DataFrame::new(columns).map_err(|e| PipelineError::key("--out", e.to_string()))
+    DataFrame::new(predicted.len(), columns).map_err(|e| PipelineError::key("--out", e.to_string()))
 }
 
 /// A row's probabilities (the ONNX graph's `Softmax`, computed the same way for both engines).
