@@ -69,7 +69,12 @@ pub fn predict(args: PredictArgs) -> Result<u8, String> {
         print!("{csv}");
     }
     let rate = done.rows as f64 / done.seconds.max(1e-9);
-    eprintln!("predicted {} rows in {:.3} s ({rate:.0} rows/s){}", done.rows, done.seconds, opts.out.as_ref().map(|o| format!(" → {}", o.display())).unwrap_or_default());
+    eprintln!(
+        "predicted {} rows in {:.3} s ({rate:.0} rows/s){}",
+        done.rows,
+        done.seconds,
+        opts.out.as_ref().map(|o| format!(" → {}", o.display())).unwrap_or_default()
+    );
     if let Some((accuracy, n)) = done.accuracy {
         eprintln!("accuracy {accuracy:.4} on the {n} rows with a label");
     }

@@ -124,7 +124,8 @@ fn exported_mlp_models_match_distill_in_onnxruntime_and_tract_and_predict_checks
     let m = json(&run.join("metrics.json"));
     let d = &m["deployment"];
     let artifacts = d["artifacts"].as_array().unwrap();
-    let find = |role: &str, format: &str| artifacts.iter().find(|a| a["role"] == role && a["format"] == format).unwrap_or_else(|| panic!("{role} {format}: {d}"));
+    let find =
+        |role: &str, format: &str| artifacts.iter().find(|a| a["role"] == role && a["format"] == format).unwrap_or_else(|| panic!("{role} {format}: {d}"));
     for role in ["student", "teacher"] {
         let f32 = find(role, "onnx");
         assert!(f32["max_abs_logit_diff"].as_f64().unwrap() <= 1e-4, "{f32}");
@@ -218,7 +219,9 @@ fn predict_rejects_bad_files(dir: &Path, model: &Path, held: &Path) {
     let mut holey = rows.clone();
     holey[4][p5] = String::new();
     let null = write("null.csv", &header, &holey);
-    for (file, wants) in [(&missing, vec!["p5"]), (&extra, vec!["`note`", "not a feature"]), (&text, vec!["p5", "row 2", "seven"]), (&null, vec!["p5", "row 4", "null"])] {
+    for (file, wants) in
+        [(&missing, vec!["p5"]), (&extra, vec!["`note`", "not a feature"]), (&text, vec!["p5", "row 2", "seven"]), (&null, vec!["p5", "row 4", "null"])]
+    {
         let out = dir.join("preds.parquet");
         let o = distill(&["predict", model.to_str().unwrap(), "--data", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&o.stderr);

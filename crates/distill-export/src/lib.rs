@@ -100,7 +100,13 @@ fn calibrate(net: &Network, rows: &[f32]) -> Result<Vec<ActQuant>, ExportError> 
 }
 
 /// The model and its number of quantization points; `expose_points` adds each point as an output.
-fn build(net: &Network, scaling: Option<Scaling>, acts: Option<&[ActQuant]>, props: &[(String, String)], expose_points: bool) -> Result<(ModelProto, usize), ExportError> {
+fn build(
+    net: &Network,
+    scaling: Option<Scaling>,
+    acts: Option<&[ActQuant]>,
+    props: &[(String, String)],
+    expose_points: bool,
+) -> Result<(ModelProto, usize), ExportError> {
     let mut g = Graph::default();
     let mut x = INPUT.to_string();
     if let Some(s) = scaling {

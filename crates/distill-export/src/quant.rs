@@ -33,7 +33,11 @@ pub(crate) fn per_channel(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
         .chunks(per.max(1))
         .map(|c| {
             let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
-            if m > 0.0 { m / 127.0 } else { 1.0 }
+            if m > 0.0 {
+                m / 127.0
+            } else {
+                1.0
+            }
         })
         .collect();
     let values = w.iter().enumerate().map(|(i, v)| (v / scales[i / per.max(1)]).round().clamp(-127.0, 127.0) as i8).collect();
@@ -46,8 +50,8 @@ mod tests {
 
     #[test]
     fn weights_use_each_channels_range() {
-        let (q, s) = per_channel(&[0.5, -1.0, 0.0, 0.02, -0.01, 0.0], 2);
-        assert_eq!(q, [64, -127, 0, 127, -64, 0]);
+        let (q, s) = per_channel(&[0.5, -1.0, 0.0, 0.02, -0.005, 0.0], 2);
+        assert_eq!(q, [64, -127, 0, 127, -32, 0]);
         assert!((s[0] - 1.0 / 127.0).abs() < 1e-9 && (s[1] - 0.02 / 127.0).abs() < 1e-9);
         // An all-zero channel still has a usable scale.
         assert_eq!(per_channel(&[0.0, 0.0], 1).1, [1.0]);
@@ -58,8 +62,8 @@ mod tests {
         let a = ActQuant::from_range(0.0, 2.55);
         assert_eq!(a.zero_point, 0);
         assert!((a.scale - 0.01).abs() < 1e-7);
-        let b = ActQuant::from_range(-1.0, 1.0);
-        assert_eq!(b.zero_point, 128);
+        let b = ActQuant::from_range(-1.0, 3.0);
+        assert_eq!(b.zero_point, 64);
         // Positive-only ranges still include 0.
         assert_eq!(ActQuant::from_range(1.0, 2.0).zero_point, 0);
         assert_eq!(ActQuant::from_range(3.0, 3.0), ActQuant { scale: 3.0 / 255.0, zero_point: 0 });

@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use distill_export::ExportFormat;
-use distill_nn::MlpShape;
 use crate::load::{data_stage, load_pipeline, load_plugins, Loaded};
 use crate::lock::Lock;
 use crate::models::model_shape;
@@ -13,6 +11,8 @@ use crate::report::read_run_json;
 use crate::run::RunOptions;
 use crate::stages::{export_model, Role};
 use crate::PipelineError;
+use distill_export::ExportFormat;
+use distill_nn::MlpShape;
 
 /// The ONNX bytes of `role`'s model of the run in `run_dir`, in `format`.
 pub fn export_run(run_dir: &Path, format: ExportFormat, role: Role) -> Result<Vec<u8>, PipelineError> {

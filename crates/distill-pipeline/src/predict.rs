@@ -69,7 +69,8 @@ impl Model {
 fn native(run_dir: &Path) -> Result<(Model, Names), PipelineError> {
     let m = run_model(run_dir, Role::Student)?;
     let mut net = Mlp::new(m.shape, 0);
-    load_weights(&mut net, &m.weights).map_err(|source| PipelineError::Checkpoint { context: format!("{}: student.safetensors", run_dir.display()), source })?;
+    load_weights(&mut net, &m.weights)
+        .map_err(|source| PipelineError::Checkpoint { context: format!("{}: student.safetensors", run_dir.display()), source })?;
     let names = Names { features: m.data.feature_names, classes: m.data.class_names, label: Some(m.loaded.pipeline.data.label) };
     Ok((Model::Native { net: Box::new(net), scaling: m.data.scaling }, names))
 }
@@ -115,7 +116,8 @@ pub fn predict(opts: &PredictOptions) -> Result<Predicted, PipelineError> {
     }
     let label = names.label.as_deref().filter(|l| df.column(l).is_ok());
     if let Some(extra) = df.get_column_names().iter().find(|c| !names.features.iter().any(|f| f == c.as_str()) && Some(c.as_str()) != label) {
-        let message = format!("column `{extra}` is not a feature of the model (it reads {} features: {}…); remove it", names.features.len(), preview(&names.features));
+        let message =
+            format!("column `{extra}` is not a feature of the model (it reads {} features: {}…); remove it", names.features.len(), preview(&names.features));
         return Err(PipelineError::key(shown, message));
     }
     let x = feature_matrix(&df, &names.features, &shown).map_err(crate::load::data_err(shown.clone()))?;

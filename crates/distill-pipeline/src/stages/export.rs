@@ -53,7 +53,14 @@ fn props(p: &Pipeline, data: &Prepared, role: Role, format: ExportFormat, weight
 
 /// `shape` with `weights` (its safetensors bytes) as ONNX in `format`, scaled and named as the
 /// data; int8 calibrated on the first training rows.
-pub(crate) fn export_model(p: &Pipeline, data: &Prepared, role: Role, format: ExportFormat, shape: &MlpShape, weights: &[u8]) -> Result<Vec<u8>, PipelineError> {
+pub(crate) fn export_model(
+    p: &Pipeline,
+    data: &Prepared,
+    role: Role,
+    format: ExportFormat,
+    shape: &MlpShape,
+    weights: &[u8],
+) -> Result<Vec<u8>, PipelineError> {
     let net = Network { layers: shape.layers(), inputs: shape.inputs(), image: shape.image(), weights };
     let scaling = data.scaling.as_ref().map(|s| Scaling { offset: &s.offset, factor: &s.factor });
     let rows = calibration_rows(p, data) * shape.inputs();
