@@ -107,7 +107,7 @@ student:
   train: {epochs: 12, batch: 32, optimizer: {lr: 3.0e-3}}
 export: {formats: [onnx, onnx_int8], teacher: true, calibration_rows: 256}
 evaluate:
-  targets: {min_accuracy: 0.5, on: onnx_int8}
+  targets: {min_accuracy: 0.5, checked_on: onnx_int8}
 ";
 
 #[test]

@@ -1,4 +1,4 @@
-//! Exported models run in-process with tract-onnx: the evaluation of `targets.on`, the
+//! Exported models run in-process with tract-onnx: the evaluation of `targets.checked_on`, the
 //! calibration of int8 activations, `distill predict`.
 
 use tract_onnx::pb::ModelProto;

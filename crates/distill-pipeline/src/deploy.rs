@@ -1,7 +1,7 @@
 //! The run's exported models: written to the run directory, run back in-process with tract-onnx
 //! on the raw test rows (they scale themselves), measured side by side (accuracy, agreement with
 //! distill's own model and the teacher, size, latency, throughput), the accuracy int8 loses, and
-//! with `evaluate.targets.on` the student metrics the targets are checked on.
+//! with `evaluate.targets.checked_on` the student metrics the targets are checked on.
 
 use serde::Serialize;
 
@@ -26,7 +26,7 @@ pub struct Deployment {
     /// f32 against int8, when both the student's f32 model and its int8 export exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantization: Option<Quantization>,
-    /// The format `evaluate.targets.on` checks the targets on.
+    /// The format `evaluate.targets.checked_on` checks the targets on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub targets_on: Option<&'static str>,
 }
@@ -92,7 +92,7 @@ pub(crate) fn deploy(walked: &Walked, data: &Prepared, p: &Pipeline, run_dir: &R
     }
     let student_bytes = own(Role::Student).map_or(0, |t| t.bytes.len());
     let quantization = quantization(&deployed, walked, data, student_bytes);
-    Ok(Some(Deployment { runtime: "tract-onnx 0.23", artifacts: deployed, quantization, targets_on: p.evaluate.targets.on.map(ExportFormat::name) }))
+    Ok(Some(Deployment { runtime: "tract-onnx 0.23", artifacts: deployed, quantization, targets_on: p.evaluate.targets.checked_on.map(ExportFormat::name) }))
 }
 
 fn measure(a: &Artifact, file: String, data: &Prepared, distill: &[f32], teacher: Option<&[f32]>, latency: bool) -> Result<DeployedModel, PipelineError> {
@@ -158,10 +158,10 @@ fn quantization(deployed: &[DeployedModel], walked: &Walked, data: &Prepared, st
     })
 }
 
-/// Records the deployment in the summary; with `evaluate.targets.on` the targets are checked on
+/// Records the deployment in the summary; with `evaluate.targets.checked_on` the targets are checked on
 /// that artifact's accuracy, latency, throughput and size instead of distill's own model.
 pub(crate) fn apply(summary: &mut Summary, deployment: Option<Deployment>, p: &Pipeline) {
-    let on = p.evaluate.targets.on.and_then(|format| deployment.as_ref()?.artifacts.iter().find(|d| d.role == "student" && d.format == format.name()));
+    let on = p.evaluate.targets.checked_on.and_then(|format| deployment.as_ref()?.artifacts.iter().find(|d| d.role == "student" && d.format == format.name()));
     if let (Some(d), Some(student)) = (on, summary.student()) {
         let deployed = ModelMetrics {
             accuracy: d.accuracy,

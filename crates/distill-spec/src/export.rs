@@ -74,7 +74,7 @@ impl Default for ExportSpec {
     }
 }
 
-/// `export:` and `evaluate.targets.on`: the artifact the targets are checked on must be one the
+/// `export:` and `evaluate.targets.checked_on`: the artifact the targets are checked on must be one the
 /// run writes; a teacher export needs a teacher model.
 pub(crate) fn validate_export(p: &crate::Pipeline, bad: &mut impl FnMut(&str, String)) {
     if let Some(e) = &p.export {
@@ -88,9 +88,12 @@ pub(crate) fn validate_export(p: &crate::Pipeline, bad: &mut impl FnMut(&str, St
             bad("export.teacher", "needs a teacher model; with `teacher.logits` there is none to export".into());
         }
     }
-    if let Some(on) = p.evaluate.targets.on {
+    if let Some(on) = p.evaluate.targets.checked_on {
         if !p.export.as_ref().is_some_and(|e| e.formats.contains(&on)) {
-            bad("evaluate.targets.on", format!("`{}` is not exported: add it to `export.formats` (e.g. `export: {{formats: [{}]}}`)", on.name(), on.name()));
+            bad(
+                "evaluate.targets.checked_on",
+                format!("`{}` is not exported: add it to `export.formats` (e.g. `export: {{formats: [{}]}}`)", on.name(), on.name()),
+            );
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct Pipeline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepSpec>,
     /// The student (and on request the teacher) as ONNX files in the run directory: f32 and/or
-    /// int8, checked by running them back (see `evaluate.targets.on`).
+    /// int8, checked by running them back (see `evaluate.targets.checked_on`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::ExportSpec>,
 }
@@ -214,7 +214,7 @@ pub struct Targets {
     /// artifact (`onnx`, `onnx_int8`, one of `export.formats`) run in-process with tract-onnx
     /// on the test split, its latency and throughput measured on that runtime too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on: Option<crate::ExportFormat>,
+    pub checked_on: Option<crate::ExportFormat>,
 }
 
 /// The text of a YAML scalar as it would appear in a data file (`3` → "3", `3.0` → "3", `a` → "a").
