@@ -78,7 +78,7 @@ fn read_record(artifact: &Path) -> Result<EntryRecord, EntryProblem> {
     read_record_at(&record_path(artifact))
 }
 
-fn read_record_at(record: &Path) -> Result<EntryRecord, EntryProblem> {
+pub(crate) fn read_record_at(record: &Path) -> Result<EntryRecord, EntryProblem> {
     let text = match std::fs::read_to_string(record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryProblem::Unrecorded),
@@ -153,11 +153,26 @@ impl Cache {
 
     fn write_entry(&self, kind: &str, key: &str, artifact: &Path, record_at: &Path, bytes: &[u8], pipeline: &str) -> Result<(), CacheError> {
         write_atomic_then(artifact, bytes, || pause_hook(kind))?;
+        self.write_record(kind, key, artifact, record_at, hash_bytes(bytes), bytes.len() as u64, pipeline)
+    }
+
+    /// The record of an artifact just written (its blake3 and size), written last.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_record(
+        &self,
+        kind: &str,
+        key: &str,
+        artifact: &Path,
+        record_at: &Path,
+        blake3: String,
+        bytes: u64,
+        pipeline: &str,
+    ) -> Result<(), CacheError> {
         let record = EntryRecord {
             kind: kind.to_string(),
             key: key.to_string(),
-            blake3: hash_bytes(bytes),
-            bytes: bytes.len() as u64,
+            blake3,
+            bytes,
             created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             pipeline: pipeline.to_string(),
             distill_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -68,6 +68,16 @@ impl Split {
         }
     }
 
+    /// [`Split::subset`] without the copy when every row passes (a fully labelled training
+    /// split is the teacher's and the baseline's rows as it is).
+    pub fn subset_or_all(&self, keep: impl Fn(LabelState) -> bool) -> std::borrow::Cow<'_, Split> {
+        if self.state.iter().all(|&s| keep(s)) {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.subset(keep))
+        }
+    }
+
     pub fn count(&self, state: LabelState) -> usize {
         self.state.iter().filter(|&&s| s == state).count()
     }
@@ -130,24 +140,45 @@ impl Prepared {
 
 /// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
 fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
-    let (rows, width) = (df.height(), names.len());
-    let mut x = distill_spec::memory::try_filled(rows.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid)?;
-    for (j, name) in names.iter().enumerate() {
-        if df.column(name).is_err() {
-            return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`")));
-        }
-        for (row, v) in numeric_column(df, name, what)?.into_iter().enumerate() {
-            match v {
-                Some(v) => x[row * width + j] = v as f32,
-                None => {
-                    return Err(DataError::Invalid(format!(
-                        "{what}: column `{name}` row {row}: null feature value (add a `not_null` check to see all of them)"
-                    )))
-                }
-            }
+    let all: Vec<usize> = (0..df.height()).collect();
+    let [x, _, _] = split_matrices(df, names, what, [&all, &[], &[]])?;
+    Ok(x)
+}
+
+/// The feature matrices of three row sets (row-major, `names` wide) straight from the table's
+/// columns: no matrix of every source row is made first, so the splits are the data's one copy
+/// beside the table. Float32 columns are read as they are; other numeric ones through f64, one
+/// column at a time. Every row is checked for nulls, in column order, as before the split.
+fn split_matrices(df: &DataFrame, names: &[String], what: &str, rows: [&[usize]; 3]) -> Result<[Vec<f32>; 3], DataError> {
+    let width = names.len();
+    let matrix = |n: usize| distill_spec::memory::try_filled(n.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid);
+    let mut out = [matrix(rows[0].len())?, matrix(rows[1].len())?, matrix(rows[2].len())?];
+    // Where each table row goes: (split, position); rows in no split are only checked.
+    let mut dest = vec![(u8::MAX, 0usize); df.height()];
+    for (s, list) in rows.iter().enumerate() {
+        for (i, &r) in list.iter().enumerate() {
+            dest[r] = (s as u8, i);
         }
     }
-    Ok(x)
+    for (j, name) in names.iter().enumerate() {
+        let Ok(column) = df.column(name) else { return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`"))) };
+        let mut put = |row: usize, v: Option<f32>| match v {
+            Some(v) => {
+                if let Some(m) = out.get_mut(dest[row].0 as usize) {
+                    m[dest[row].1 * width + j] = v;
+                }
+                Ok(())
+            }
+            None => Err(DataError::Invalid(format!("{what}: column `{name}` row {row}: null feature value (add a `not_null` check to see all of them)"))),
+        };
+        let series = column.as_materialized_series();
+        if series.dtype() == &DataType::Float32 {
+            series.f32()?.iter().enumerate().try_for_each(|(row, v)| put(row, v))?;
+        } else {
+            numeric_column(df, name, what)?.into_iter().enumerate().try_for_each(|(row, v)| put(row, v.map(|v| v as f32)))?;
+        }
+    }
+    Ok(out)
 }
 
 /// Splits (seeded, optionally stratified) and scales the tables described by `spec`; rows of
@@ -162,18 +193,19 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
     let mut warnings = table_warnings(tables);
     warnings.extend(classes.warning.clone());
     let width = feature_names.len();
-    let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [mut train_rows, val_rows, test_rows] = split_rows(tables, spec, &classes, &mut rng)?;
     let state_of = label_states(spec, &mut train_rows, &classes, &mut rng)?;
-    let take = |rows: &[usize]| Split {
+    let what = format!("data.source ({file})");
+    let [train_x, val_x, test_x] = split_matrices(df, &feature_names, &what, [&train_rows, &val_rows, &test_rows])?;
+    let take = |rows: &[usize], x: Vec<f32>| Split {
         row_ids: rows.iter().map(|&r| r as u64).collect(),
-        x: rows.iter().flat_map(|&r| x_all[r * width..(r + 1) * width].iter().copied()).collect(),
+        x,
         y: rows.iter().map(|&r| classes.y[r].unwrap_or(0)).collect(),
         state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
     };
-    let (mut train, val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
+    let (mut train, val, mut test) = (take(&train_rows, train_x), take(&val_rows, val_x), take(&test_rows, test_x));
     if let Some(test_df) = &tables.test {
         test = test_file_split(test_df, spec, &feature_names, &classes)?;
     }

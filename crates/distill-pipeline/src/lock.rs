@@ -11,7 +11,7 @@ use distill_cache::Fingerprint;
 /// One stage as a run carried it out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
-    /// `data`, `teacher`, `logits`, `student` or `baseline`.
+    /// `data`, `teacher`, `logits`, `student`, `baseline` or `evaluate`.
     pub stage: String,
     /// The seed of a student or baseline (one record per seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,7 +21,8 @@ pub struct StageRecord {
     /// What the fingerprint was built from: input → blake3.
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
-    /// blake3 of the stage's artifact (weights or logits file); empty for `data`.
+    /// blake3 of the stage's artifact (weights, logits file, stored evaluation); for `data`, the
+    /// prepared data's fingerprint (its key is that of the snapshot).
     #[serde(default)]
     pub artifact: String,
     /// Whether the artifact came from the cache.

@@ -13,11 +13,13 @@ use distill_spec::Pipeline;
 
 use crate::evaluate::{speedup, ModelMetrics, TargetResult};
 use crate::load::{cache_for, data_stage, load_pipeline, load_plugins, Loaded};
+use crate::peak::PeakRss;
+use crate::snapshot::{data_stage_cached, DataOutcome, SnapshotUse};
 use crate::lock::{Lock, StageRecord};
 use crate::report::write_report;
-use crate::results::{self, ModelResults};
+use crate::results::{self, ModelOutput, ModelResults};
 use crate::rundir::{new_run_id, RunDir};
-use crate::stages::{self, Context, Force, Output, Role, DATA, LOGITS, TEACHER};
+use crate::stages::{self, Context, Force, Output, Role, DATA, EVALUATE, LOGITS, TEACHER};
 use crate::walk::{walk, Mode, Walked};
 use crate::PipelineError;
 
@@ -93,6 +95,8 @@ pub struct Summary {
     pub baseline_budget: Option<String>,
     /// What the recipe, the data and the warn-level checks said that did not stop the run.
     pub warnings: Vec<distill_spec::Warning>,
+    /// Each stage's peak resident memory.
+    pub peak_rss: PeakRss,
     pub seconds: f64,
 }
 
@@ -144,7 +148,13 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     let resolved = serde_yaml::to_string(p).map_err(PipelineError::Resolved)?;
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
-    let (prepared, report) = data_stage(loaded)?;
+    let cache = cache_for(opts, loaded);
+    // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
+    let mut lease = cache.lease()?;
+    let mut peaks = PeakRss::start();
+    let using = SnapshotUse { cache: &cache, forced: opts.force.includes(&DATA), store: true, lease: Some(&mut lease) };
+    let DataOutcome { prepared, report, fingerprint, cached: data_cached } = data_stage_cached(loaded, using)?;
+    peaks.stage(DATA.name);
     run_dir.write_json("checks.json", &report)?;
     let data = match prepared {
         Some(data) if !report.has_errors() => data,
@@ -154,20 +164,24 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
         }
     };
 
-    let cache = cache_for(opts, loaded);
     let cx = Context::new(loaded, &data, &cache, plugins, opts.resume)?;
     let warnings = crate::warnings::of_run(&cx, &report);
-    // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
-    let mut lease = cache.lease()?;
     let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None, Some(&mut lease))?;
-    let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
-    walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, String::new(), false));
+    let data_fp = fingerprint.unwrap_or_else(|| Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() });
+    walked.records.insert(0, StageRecord::new(DATA.name, None, &data_fp, data.fingerprint.clone(), data_cached));
+    if data_cached {
+        walked.hits.insert(0, DATA.name.to_string());
+    }
+    peaks.extend(std::mem::take(&mut walked.peaks));
 
-    let evaluated = results::evaluate(&walked, &data, p, run_dir)?;
-    let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
-    run_dir.write_json("history.json", &evaluated.history)?;
+    let models: Vec<ModelOutput> = walked.outputs.iter().map(|o| (o.name.as_str(), o.seed, &o.output)).collect();
+    let Some(Output::Evaluation(evaluation)) = walked.output(EVALUATE.name) else { return Err(PipelineError::Graph("the run has no evaluation")) };
+    let measured = results::with_train_seconds(evaluation.models.clone(), &models);
+    let history = results::write_models(&models, p, run_dir)?;
+    let summary = Summary { warnings, peak_rss: peaks, ..summarize(&cx, &walked, measured, started)? };
+    run_dir.write_json("history.json", &history)?;
     run_dir.write_json("metrics.json", &summary)?;
-    let input = crate::report::report_input(p, &report, &summary, &evaluated.history);
+    let input = crate::report::report_input(p, &report, &summary, &history);
     run_dir.write_json("report-input.json", &input)?;
     write_report(&run_dir.path)?;
     run_dir.write_json("lock.json", &lock(opts, &cx, &resolved, walked)?)?;
@@ -202,6 +216,7 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         models,
         warnings: Vec::new(),
+        peak_rss: PeakRss::default(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -10,6 +10,7 @@
 mod baseline;
 mod context;
 mod ensemble;
+mod evaluation;
 mod fit;
 mod logits;
 pub(crate) mod shards;
@@ -20,6 +21,7 @@ use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
 pub(crate) use ensemble::settings as ensemble_settings;
+pub(crate) use evaluation::Evaluation;
 pub(crate) use logits::{Logits, LogitsStage};
 pub(crate) use teacher::teacher_name;
 
@@ -40,7 +42,12 @@ pub struct StageKind {
     pub forced_with: &'static [&'static str],
 }
 
-pub const DATA: StageKind = StageKind { name: "data", about: "load, check, split and scale the data (always runs)", artifact: None, forced_with: &[] };
+pub const DATA: StageKind = StageKind {
+    name: "data",
+    about: "load, check, split and scale the data (a snapshot is cached under the source files' bytes)",
+    artifact: Some(ArtifactKind { kind: "data", dir: "data", ext: ".snapshot" }),
+    forced_with: &[],
+};
 pub const TEACHER: StageKind = StageKind {
     name: "teacher",
     about: "train the teacher (or take its given weights or logits)",
@@ -71,7 +78,12 @@ pub const ENSEMBLE: StageKind = StageKind {
     artifact: None,
     forced_with: &[],
 };
-pub const EVALUATE: StageKind = StageKind { name: "evaluate", about: "test metrics, latency, targets, report (always runs)", artifact: None, forced_with: &[] };
+pub const EVALUATE: StageKind = StageKind {
+    name: "evaluate",
+    about: "test metrics and latency of every model (cached; the targets are checked on every run)",
+    artifact: Some(ArtifactKind { kind: "evaluate", dir: "evaluations", ext: ".yaml" }),
+    forced_with: &[],
+};
 
 /// Every stage kind, in graph order.
 pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &STUDENT, &BASELINE, &EVALUATE];
@@ -113,6 +125,8 @@ pub(crate) enum Output {
     External(ExternalTeacher),
     /// The teacher's logits over the training rows.
     Logits(Logits),
+    /// Every model's test metrics.
+    Evaluation(Evaluation),
 }
 
 impl Output {
@@ -123,6 +137,7 @@ impl Output {
             Output::Model { trained, .. } => distill_cache::hash_bytes(&trained.bytes),
             Output::External(e) => format!("external:{}", e.blake3),
             Output::Logits(l) => l.blake3.clone(),
+            Output::Evaluation(e) => e.blake3.clone(),
         }
     }
 
@@ -171,8 +186,8 @@ pub(crate) trait Stage {
 }
 
 /// The recipe's stage graph in order: each teacher and its logits (with `teachers`, their
-/// ensemble), then per seed the student and
-/// (when asked) the baseline.
+/// ensemble), then per seed the student and (when asked) the baseline, then the evaluation of
+/// every model. The data stage comes before the graph (its output is the context).
 pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let p = cx.pipeline();
     let teachers = 1 + p.teachers.len();
@@ -192,6 +207,10 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }
     }
+    // Every model stage (the first teacher, the students, the baselines) is measured.
+    let models = stages.iter().filter(|s| [&TEACHER, &STUDENT, &BASELINE].contains(&s.kind())).filter(|s| s.kind() != &TEACHER || s.name() == teacher_name(0));
+    let models = models.map(|s| (s.name(), s.seed())).collect();
+    stages.push(Box::new(evaluation::EvaluateStage { models }));
     stages
 }
 
@@ -248,11 +267,12 @@ mod tests {
 
     #[test]
     fn force_comes_from_the_registry() {
-        assert_eq!(force_values(), ["all", "teacher", "logits", "student", "baseline"]);
+        assert_eq!(force_values(), ["all", "data", "teacher", "logits", "student", "baseline", "evaluate"]);
         let f = Force::parse(&["teacher".into()]).unwrap();
         assert!(f.includes(&TEACHER) && f.includes(&LOGITS) && !f.includes(&STUDENT));
         assert!(Force::parse(&["logits,student".into()]).unwrap().includes(&STUDENT));
-        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, student, baseline"));
+        assert!(Force::parse(&["ensemble".into()]).unwrap_err().contains("all, data, teacher, logits, student, baseline, evaluate"));
+        assert!(Force::parse(&["evaluate".into()]).unwrap().includes(&EVALUATE));
         assert_eq!(Force::parse(&[]).unwrap(), Force::None);
     }
 

@@ -178,7 +178,7 @@ fn teacher_logits(cx: &Context, teacher: &Output, rows: Range<usize>) -> Result<
             Ok(predict_logits(&trained.model, &cx.data.train.x[rows.start * inputs..rows.end * inputs]))
         }
         Output::External(e) => Ok(e.train[rows.start * classes..rows.end * classes].to_vec()),
-        Output::Logits(_) => Err(PipelineError::Graph("the logits' input is not a teacher")),
+        Output::Logits(_) | Output::Evaluation(_) => Err(PipelineError::Graph("the logits' input is not a teacher")),
     }
 }
 
