@@ -151,9 +151,10 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     let cache = cache_for(opts, loaded);
     // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
     let mut lease = cache.lease()?;
-    let mut peaks = PeakRss::start();
+    let mut peaks = PeakRss::default();
     let using = SnapshotUse { cache: &cache, forced: opts.force.includes(&DATA), store: true, lease: Some(&mut lease) };
     let DataOutcome { prepared, report, fingerprint, cached: data_cached } = data_stage_cached(loaded, using)?;
+    crate::peak::return_freed_memory();
     peaks.stage(DATA.name);
     run_dir.write_json("checks.json", &report)?;
     let data = match prepared {

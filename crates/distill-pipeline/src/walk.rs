@@ -70,7 +70,7 @@ pub(crate) fn walk(
     last: Option<&(PathBuf, Lock)>,
     mut lease: Option<&mut Lease>,
 ) -> Result<Walked, PipelineError> {
-    let mut walked = Walked { peaks: PeakRss::start(), ..Walked::default() };
+    let mut walked = Walked::default();
     for stage in stages {
         let (name, wanted) = (stage.name(), stage.inputs());
         let inputs: Vec<&Output> = wanted.iter().filter_map(|n| walked.output(n)).collect();
