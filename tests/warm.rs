@@ -44,7 +44,8 @@ impl Bench {
     fn args(&self, command: &str, extra: &[&str]) -> Vec<String> {
         let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/digits-kd.yaml");
         let source = format!("data.source.path={}", self.data().display());
-        let mut args: Vec<String> = [command, pipeline.to_str().unwrap(), "--cache-dir", self.cache().to_str().unwrap(), "--set", &source].map(String::from).to_vec();
+        let mut args: Vec<String> =
+            [command, pipeline.to_str().unwrap(), "--cache-dir", self.cache().to_str().unwrap(), "--set", &source].map(String::from).to_vec();
         for set in ["teacher.model.hidden=[32]", "teacher.train.epochs=6", "student.train.epochs=6", "evaluate.targets.min_accuracy=0.5"] {
             args.extend(["--set".to_string(), set.to_string()]);
         }
@@ -165,7 +166,8 @@ fn the_snapshot_follows_the_data_files_bytes() {
     assert_ne!(json(&edited.join("lock.json"))["data_fingerprint"], json(&first.join("lock.json"))["data_fingerprint"]);
 
     // A corrupted snapshot is reported and prepared again, with the same result.
-    let snapshots: Vec<PathBuf> = std::fs::read_dir(b.cache().join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "snapshot")).collect();
+    let snapshots: Vec<PathBuf> =
+        std::fs::read_dir(b.cache().join("data")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "snapshot")).collect();
     assert_eq!(snapshots.len(), 2, "{snapshots:?}");
     for path in &snapshots {
         let mut bytes = std::fs::read(path).unwrap();

@@ -110,7 +110,7 @@ mod tests {
         let root = tempdir("streamed");
         let cache = Cache::new(&root, &crate::test_kinds());
         let path = cache.artifact("teacher", "big");
-        cache.store_streamed("teacher", "big", &path, "p", &mut |w: &mut dyn Write| w.write_all(b"hello world")).unwrap();
+        cache.store_streamed("teacher", "big", &path, "p", |w: &mut dyn Write| w.write_all(b"hello world")).unwrap();
         let read = |r: &mut dyn Read| {
             let mut first = [0u8; 5];
             r.read_exact(&mut first)?;

@@ -69,7 +69,17 @@ fn a_range_over_many_columns_counts_each_failing_row_once() {
     // 100 columns (counted a group of columns at a time): row r fails in columns r and r + 50.
     let columns: Vec<Column> = (0..100)
         .map(|j| {
-            let values: Vec<f32> = (0..80).map(|r| if r < 40 && (j == r || j == r + 50) { 300.0 } else if r == 70 { f32::NAN } else { 1.0 }).collect();
+            let values: Vec<f32> = (0..80)
+                .map(|r| {
+                    if r < 40 && (j == r || j == r + 50) {
+                        300.0
+                    } else if r == 70 {
+                        f32::NAN
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
             Column::new(format!("px{j}").into(), values)
         })
         .collect();

@@ -68,7 +68,11 @@ fn plan_one(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry) -> Res
     let key = outcome.fingerprint.as_ref().map(|f| f.key.clone());
     let snapshot = key.as_deref().map(|k| &k[..12]).unwrap_or("-");
     let data_line = match (outcome.cached, forced) {
-        (true, _) => line("data", "cached", format!("snapshot {snapshot} in the cache (the source files' bytes are unchanged); fingerprint {}; {data_change}", &data.fingerprint[..12])),
+        (true, _) => line(
+            "data",
+            "cached",
+            format!("snapshot {snapshot} in the cache (the source files' bytes are unchanged); fingerprint {}; {data_change}", &data.fingerprint[..12]),
+        ),
         (false, true) => line("data", "run", format!("snapshot {snapshot} --force; fingerprint {}; {data_change}", &data.fingerprint[..12])),
         (false, false) => line("data", "run", format!("snapshot {snapshot} not in the cache; fingerprint {}; {data_change}", &data.fingerprint[..12])),
     };

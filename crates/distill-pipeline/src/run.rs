@@ -13,12 +13,12 @@ use distill_spec::Pipeline;
 
 use crate::evaluate::{speedup, ModelMetrics, TargetResult};
 use crate::load::{cache_for, data_stage, load_pipeline, load_plugins, Loaded};
-use crate::peak::PeakRss;
-use crate::snapshot::{data_stage_cached, DataOutcome, SnapshotUse};
 use crate::lock::{Lock, StageRecord};
+use crate::peak::PeakRss;
 use crate::report::write_report;
 use crate::results::{self, ModelOutput, ModelResults};
 use crate::rundir::{new_run_id, RunDir};
+use crate::snapshot::{data_stage_cached, DataOutcome, SnapshotUse};
 use crate::stages::{self, Context, Force, Output, Role, DATA, EVALUATE, LOGITS, TEACHER};
 use crate::walk::{walk, Mode, Walked};
 use crate::PipelineError;

@@ -114,7 +114,11 @@ fn short(key: &str) -> &str {
 fn snapshot_fingerprint(loaded: &Loaded) -> Option<Fingerprint> {
     let (p, base) = (&loaded.pipeline, &loaded.base_dir);
     let d = &p.data;
-    let sources = [("data.source", Some(&d.source)), ("data.test_source", d.test_source.as_ref()), ("data.transfer.source", d.transfer.as_ref().and_then(|t| t.source.as_ref()))];
+    let sources = [
+        ("data.source", Some(&d.source)),
+        ("data.test_source", d.test_source.as_ref()),
+        ("data.transfer.source", d.transfer.as_ref().and_then(|t| t.source.as_ref())),
+    ];
     let mut fp = FingerprintBuilder::new("data-snapshot/v1");
     for (key, spec) in sources {
         let Some(spec) = spec else { continue };
@@ -188,12 +192,25 @@ fn read_snapshot(input: &mut dyn Read) -> io::Result<(Prepared, CheckReport, Sha
         let row_ids = read_values(input, rows, u64::from_le_bytes)?;
         let x = read_values(input, values, f32::from_le_bytes)?;
         let y = read_values(input, rows, u32::from_le_bytes)?;
-        let state = read_values(input, rows, |[b]: [u8; 1]| b)?.into_iter().map(state_of).collect::<Option<Vec<_>>>().ok_or_else(|| bad("a label state that is none".into()))?;
+        let state = read_values(input, rows, |[b]: [u8; 1]| b)?
+            .into_iter()
+            .map(state_of)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("a label state that is none".into()))?;
         splits.push(Split { row_ids, x, y, state });
     }
     let [train, val, test]: [Split; 3] = splits.try_into().map_err(|_| bad("not three splits".into()))?;
     let [rows, features, classes] = h.shape;
-    let prepared = Prepared { feature_names: h.feature_names, class_names: h.class_names, train, val, test, fingerprint: h.fingerprint, image: h.image, warnings: h.warnings };
+    let prepared = Prepared {
+        feature_names: h.feature_names,
+        class_names: h.class_names,
+        train,
+        val,
+        test,
+        fingerprint: h.fingerprint,
+        image: h.image,
+        warnings: h.warnings,
+    };
     Ok((prepared, h.report, Shape { rows, features, classes }))
 }
 

@@ -101,7 +101,10 @@ mod tests {
         let spec: ModelSpec = serde_yaml::from_str("{hidden: [3]}").unwrap();
         let model = Mlp::new(MlpShape::from_spec(&spec, 2, 2), 1);
         // 1.0227739928784443 is one that serde_json reads back as 1.0227739928784445.
-        let history = vec![EpochStats { epoch: 1, train_loss: 0.5, val_accuracy: Some(0.25) }, EpochStats { epoch: 2, train_loss: 1.0227739928784443, val_accuracy: None }];
+        let history = vec![
+            EpochStats { epoch: 1, train_loss: 0.5, val_accuracy: Some(0.25) },
+            EpochStats { epoch: 2, train_loss: 1.0227739928784443, val_accuracy: None },
+        ];
         let bytes = save_weights(&model, metadata("k", &spec, Some(&history))).unwrap();
         assert_eq!(history_of(&bytes), Some(history));
         assert_eq!(history_of(&bytes[..4]), None);
