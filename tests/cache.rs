@@ -119,7 +119,7 @@ fn force_plan_ls_and_gc() {
     let cache = b.cache();
     let o = distill(&["plan", pipeline.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], b.dir.path());
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    for stage in ["teacher   cached", "logits    cached", "student   cached", "baseline  cached", "evaluate  run", "data      run"] {
+    for stage in ["teacher   cached", "logits    cached", "student   cached", "baseline  cached", "evaluate  cached", "data      cached"] {
         assert!(text.contains(stage), "{stage}: {text}");
     }
     assert!(text.contains("unchanged since"), "plan compares with the last run: {text}");
@@ -530,7 +530,7 @@ fn two_runs_sharing_a_cache_at_once_both_succeed_and_leave_one_valid_entry_per_k
     }
     let o = distill(&["cache", "verify", "--cache-dir", cache.to_str().unwrap()], b.dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
-    assert_eq!(distill_cache_keys(&cache).len(), 4, "one entry per stage");
+    assert_eq!(distill_cache_keys(&cache).len(), 6, "one entry per stage (data to evaluate)");
     let runs = b.dir.path().join("runs").join("iris-kd");
     assert_eq!(metrics(&runs.join("x"))["student"]["accuracy"], metrics(&runs.join("y"))["student"]["accuracy"]);
 }
