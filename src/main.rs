@@ -4,6 +4,7 @@
 //! the `distill-*` crates.
 
 mod bench;
+mod deploy;
 mod init;
 mod logits;
 mod output;
@@ -157,6 +158,13 @@ enum Command {
         #[arg(long, value_name = "STAGE", num_args = 0..=1, default_missing_value = "all", value_delimiter = ',', action = clap::ArgAction::Append, value_parser = clap::builder::PossibleValuesParser::new(distill_pipeline::force_values()))]
         force: Vec<String>,
     },
+    /// Write a run's student (or with --teacher its teacher) as ONNX, f32 or int8; the graph
+    /// takes raw feature values in the recipe's column order (the scaling is in it).
+    Export(deploy::ExportArgs),
+    /// Apply an exported model (or a run's student) to new rows: row_id, predicted class and
+    /// probabilities. Missing or extra columns, wrong types, nulls: an error naming the column
+    /// and row, exit 2, nothing written.
+    Predict(deploy::PredictArgs),
     /// Look after the cache of teacher weights, teacher logits, students and baselines.
     Cache {
         #[command(subcommand)]
@@ -490,6 +498,8 @@ fn main() -> ExitCode {
             submit::command(&pipeline.file, &pipeline.overrides, cache_dir, target)
         }
         Command::Bench { command } => bench::run(command),
+        Command::Export(args) => deploy::export(args),
+        Command::Predict(args) => deploy::predict(args),
         Command::Run { mut pipeline, out, cache_dir, force, resume, device } => {
             pipeline.overrides.extend(device.map(|d| format!("device={d}")));
             // clap has checked the names already.

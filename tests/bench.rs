@@ -78,7 +78,7 @@ fn bench_cache_times_a_cold_and_a_warm_run() {
     let report = json_of(&distill(&["bench", "cache", recipe, "--set", "evaluate.latency=false", "--json"]));
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs[0]["cache_hits"], serde_json::json!([]));
-    assert_eq!(runs[1]["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(runs[1]["cache_hits"], serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "evaluate"]));
     for run in runs {
         positive(run, "seconds");
     }

@@ -75,7 +75,7 @@ fn corrupt_or_incomplete_entries_are_recomputed_never_used() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cached logits are unusable; recomputing"));
     // The recomputed logits are the same bytes, so the students trained on them are found again.
-    assert_eq!(hits(&second), serde_json::json!(["teacher", "student", "baseline"]));
+    assert_eq!(hits(&second), serde_json::json!(["data", "teacher", "student", "baseline", "evaluate"]));
     assert_eq!(json(&second.join("metrics.json"))["student"]["accuracy"], json(&first.join("metrics.json"))["student"]["accuracy"]);
     assert_eq!(distill(&["cache", "verify", "--cache-dir", b.cache().to_str().unwrap()], b.dir.path()).status.code(), Some(0));
 
@@ -86,7 +86,7 @@ fn corrupt_or_incomplete_entries_are_recomputed_never_used() {
     let (o, third) = b.run("c", &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("cached teacher weights are unusable; retraining"));
     // Retraining is deterministic: the same weights, so the (intact) logits are found again.
-    assert_eq!(hits(&third), serde_json::json!(["teacher_logits", "student", "baseline"]));
+    assert_eq!(hits(&third), serde_json::json!(["data", "teacher_logits", "student", "baseline", "evaluate"]));
     assert_eq!(b.lock(&third)["teacher_weights"], lock["teacher_weights"]);
     std::fs::remove_file(PathBuf::from(format!("{}.entry.json", weights.display()))).unwrap();
     let (o, _) = b.run("d", &[]);
@@ -101,15 +101,15 @@ fn force_plan_ls_and_gc() {
     assert!(o.status.success());
     assert_eq!(
         hits(&forced),
-        serde_json::json!(["student", "baseline"]),
+        serde_json::json!(["data", "student", "baseline", "evaluate"]),
         "--force teacher retrains it and recomputes its logits (the same, so the students hit)"
     );
     let (_, logits_only) = b.run("c", &["--force", "logits"]);
-    assert_eq!(hits(&logits_only), serde_json::json!(["teacher", "student", "baseline"]));
+    assert_eq!(hits(&logits_only), serde_json::json!(["data", "teacher", "student", "baseline", "evaluate"]));
     let (_, some) = b.run("c2", &["--force", "student,baseline"]);
-    assert_eq!(hits(&some), serde_json::json!(["teacher", "teacher_logits"]));
+    assert_eq!(hits(&some), serde_json::json!(["data", "teacher", "teacher_logits", "evaluate"]), "retrained: the same weights, so the same evaluation");
     let (_, repeated) = b.run("c3", &["--force", "student", "--force", "logits"]);
-    assert_eq!(hits(&repeated), serde_json::json!(["teacher", "baseline"]));
+    assert_eq!(hits(&repeated), serde_json::json!(["data", "teacher", "baseline", "evaluate"]));
     let (_, all) = b.run("c4", &["--force"]);
     assert_eq!(hits(&all), serde_json::json!([]));
     let (o, _) = b.run("c5", &["--force", "students"]);
@@ -119,7 +119,7 @@ fn force_plan_ls_and_gc() {
     let cache = b.cache();
     let o = distill(&["plan", pipeline.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()], b.dir.path());
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    for stage in ["teacher   cached", "logits    cached", "student   cached", "baseline  cached", "evaluate  run", "data      run"] {
+    for stage in ["teacher   cached", "logits    cached", "student   cached", "baseline  cached", "evaluate  cached", "data      cached"] {
         assert!(text.contains(stage), "{stage}: {text}");
     }
     assert!(text.contains("unchanged since"), "plan compares with the last run: {text}");
@@ -150,8 +150,8 @@ fn force_plan_ls_and_gc() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let keys: Vec<String> = distill_cache_keys(&cache);
     let lock = b.lock(&other);
-    assert_eq!(keys.len(), 4, "teacher, logits, student, baseline: {keys:?}");
-    for stage in lock["stages"].as_array().unwrap().iter().filter(|s| s["stage"] != "data") {
+    assert_eq!(keys.len(), 6, "data, teacher, logits, student, baseline, evaluate: {keys:?}");
+    for stage in lock["stages"].as_array().unwrap() {
         assert!(keys.contains(&stage["fingerprint"].as_str().unwrap().to_string()), "{stage}");
     }
     let _ = first;
@@ -159,7 +159,7 @@ fn force_plan_ls_and_gc() {
 
 fn distill_cache_keys(cache: &Path) -> Vec<String> {
     let mut keys = Vec::new();
-    for dir in ["teachers", "logits", "students", "baselines"] {
+    for dir in ["data", "teachers", "logits", "students", "baselines", "evaluations"] {
         for e in std::fs::read_dir(cache.join(dir)).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().to_string();
             if !name.ends_with(".entry.json") {
@@ -238,7 +238,7 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
     let first = ok(&b, "a", &[]);
     assert_eq!(hits(&first), serde_json::json!([]));
     let again = ok(&b, "b", &[]);
-    assert_eq!(hits(&again), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(hits(&again), serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "evaluate"]));
     let log = std::fs::read_to_string(again.join("run.log")).unwrap();
     assert!(log.contains("student: cache hit, skipped training") && log.contains("baseline: cache hit, skipped training"), "{log}");
     // A hit reports what the miss did: every test metric and the training history.
@@ -256,7 +256,7 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
         l2["stages"].as_array().unwrap().iter().map(|s| s["fingerprint"].clone()).collect::<Vec<_>>()
     );
     let stages: Vec<&str> = l2["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["data", "teacher", "logits", "student", "baseline"]);
+    assert_eq!(stages, ["data", "teacher", "logits", "student", "baseline", "evaluate"]);
     for s in l2["stages"].as_array().unwrap().iter().skip(1) {
         assert_eq!(s["artifact"].as_str().unwrap().len(), 64, "every stage records its artifact's blake3: {s}");
         assert_eq!(s["cached"], true);
@@ -267,7 +267,7 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
 
     // A student-only change: the teacher, its logits and the baseline are reused.
     let student_only = ok(&b, "student-loss", &["--set", "student.loss.temperature=4"]);
-    assert_eq!(hits(&student_only), serde_json::json!(["teacher", "teacher_logits", "baseline"]));
+    assert_eq!(hits(&student_only), serde_json::json!(["data", "teacher", "teacher_logits", "baseline"]));
 
     // Every change the teacher depends on misses the teacher and its logits.
     let rows = b.dir.path().join("iris-fewer.csv");
@@ -293,14 +293,14 @@ fn unchanged_reruns_hit_every_stage_with_the_same_metrics_and_relevant_changes_m
     // weights find its logits, and other weights miss.
     let own = format!("teacher.weights={}", first.join("teacher.safetensors").display());
     let given = ok(&b, "given", &["--set", &own]);
-    assert_eq!(hits(&given), serde_json::json!(["teacher_logits", "student", "baseline"]));
+    assert_eq!(hits(&given), serde_json::json!(["data", "teacher_logits", "student", "baseline"]), "a given teacher has no history: evaluated again");
     let mut bytes = std::fs::read(first.join("teacher.safetensors")).unwrap();
     *bytes.last_mut().unwrap() ^= 1; // the lowest mantissa bit of the last bias
     let nudged = b.dir.path().join("nudged.safetensors");
     std::fs::write(&nudged, bytes).unwrap();
     let other = format!("teacher.weights={}", nudged.display());
     let given_other = ok(&b, "given-other", &["--set", &other]);
-    assert_eq!(hits(&given_other), serde_json::json!(["baseline"]), "other weights, other logits");
+    assert_eq!(hits(&given_other), serde_json::json!(["data", "baseline"]), "other weights, other logits");
 }
 
 /// The logits of a finished run as an external file (the cache's own schema, other metadata).
@@ -430,7 +430,7 @@ fn top_k_logits_train_like_full_ones_when_k_is_every_class_and_still_train_when_
     let b = Bench::new();
     let full = ok(&b, "full", &[]);
     let all = ok(&b, "top3", &["--set", "teacher.cache={top_k: 3}"]);
-    assert_eq!(hits(&all), serde_json::json!(["teacher", "baseline"]), "K is part of the logits' key");
+    assert_eq!(hits(&all), serde_json::json!(["data", "teacher", "baseline"]), "K is part of the logits' key");
     let (m1, m2) = (metrics(&full), metrics(&all));
     assert_eq!(m1["student"]["evaluation"], m2["student"]["evaluation"], "top_k = classes rebuilds every logit exactly");
     let tensors = |run: &Path| {
@@ -498,13 +498,13 @@ fn a_writer_killed_before_the_rename_leaves_nothing_a_later_run_would_use() {
     assert_eq!(o.status.code(), Some(0), "the leftover is not an entry: {}", String::from_utf8_lossy(&o.stdout));
 
     let again = ok(&b, "again", &[]);
-    assert_eq!(hits(&again), serde_json::json!(["teacher"]), "the logits are computed again");
+    assert_eq!(hits(&again), serde_json::json!(["data", "teacher"]), "the logits are computed again");
     assert_eq!(tmp_files(&logits_dir).len(), 1, "a run ignores another process's temporary file");
     let locks = std::fs::read_dir(&logits_dir).unwrap().filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".lock"))).count();
     assert_eq!(locks, 0, "the killed writer's lock was taken over, and released after the store");
     assert!(distill(&["cache", "gc", "--cache-dir", cache.to_str().unwrap()], b.dir.path()).status.success());
     assert!(tmp_files(&logits_dir).is_empty(), "gc removes leftover temporary files");
-    assert_eq!(hits(&ok(&b, "third", &[])), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(hits(&ok(&b, "third", &[])), serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "evaluate"]));
 }
 
 #[test]
@@ -530,7 +530,7 @@ fn two_runs_sharing_a_cache_at_once_both_succeed_and_leave_one_valid_entry_per_k
     }
     let o = distill(&["cache", "verify", "--cache-dir", cache.to_str().unwrap()], b.dir.path());
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
-    assert_eq!(distill_cache_keys(&cache).len(), 4, "one entry per stage");
+    assert_eq!(distill_cache_keys(&cache).len(), 6, "one entry per stage (data to evaluate)");
     let runs = b.dir.path().join("runs").join("iris-kd");
     assert_eq!(metrics(&runs.join("x"))["student"]["accuracy"], metrics(&runs.join("y"))["student"]["accuracy"]);
 }

@@ -184,11 +184,11 @@ fn an_artifact_whose_record_matches_but_that_does_not_load_is_reported_and_repla
 
     // The next run recomputes both and replaces them; the one after finds every stage.
     let second = b.run("b");
-    assert_eq!(hits(&second), serde_json::json!(["student", "baseline"]), "the same teacher and logits again, so the students hit");
+    assert_eq!(hits(&second), serde_json::json!(["data", "student", "baseline", "evaluate"]), "the same teacher and logits again, so the students hit");
     let o = b.cache_cmd(&["verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(std::fs::read(&teacher).unwrap(), half, "the good artifact is back");
-    assert_eq!(hits(&b.run("c")), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(hits(&b.run("c")), serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "evaluate"]));
 }
 
 #[test]
@@ -206,9 +206,9 @@ fn an_artifact_that_loads_but_does_not_fit_the_recipe_is_replaced_not_retrained_
     assert_eq!(b.cache_cmd(&["verify"]).status.code(), Some(0), "verify sees a loadable file");
 
     let second = b.run("b");
-    assert_eq!(hits(&second), serde_json::json!(["teacher", "teacher_logits", "baseline"]), "the student is retrained");
+    assert_eq!(hits(&second), serde_json::json!(["data", "teacher", "teacher_logits", "baseline", "evaluate"]), "the student is retrained (the same weights)");
     assert_eq!(std::fs::read(&student).unwrap(), good, "and the misfit is replaced by what it retrained");
-    assert_eq!(hits(&b.run("c")), serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]), "so the next run finds it");
+    assert_eq!(hits(&b.run("c")), serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "evaluate"]), "so the next run finds it");
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     assert!(log.contains("teacher: cache hit, skipped training"), "run.log:\n{log}");
     assert!(log.contains("teacher logits: cache hit, skipped inference"), "run.log:\n{log}");
     let m2 = read_json(&second.join("metrics.json"));
-    assert_eq!(m2["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "student", "baseline"]));
+    assert_eq!(m2["cache_hits"], serde_json::json!(["data", "teacher", "teacher_logits", "student", "baseline", "export", "quantize", "evaluate"]));
     assert_eq!(read_json(&second.join("lock.json"))["logits_key"], lock["logits_key"]);
     // Same recipe, data and seed: the same metrics.
     for model in ["teacher", "student", "baseline"] {
@@ -100,7 +100,7 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     // Changing the student does not touch the teacher's cache; changing the teacher does.
     let third = tmp.path().join("third");
     assert!(run_small(&third, &cache, &["--set", "student.loss.temperature=4"]).status.success());
-    assert_eq!(read_json(&third.join("metrics.json"))["cache_hits"], serde_json::json!(["teacher", "teacher_logits", "baseline"]));
+    assert_eq!(read_json(&third.join("metrics.json"))["cache_hits"], serde_json::json!(["data", "teacher", "teacher_logits", "baseline"]));
     let o = distill(&["compare", first.to_str().unwrap(), third.to_str().unwrap(), "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let c: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -111,7 +111,7 @@ fn full_run_then_second_run_hits_the_logit_cache() {
     assert!(stdout(&o).contains("student.loss.temperature"));
     let fourth = tmp.path().join("fourth");
     assert!(run_small(&fourth, &cache, &["--set", "teacher.train.epochs=9"]).status.success());
-    assert_eq!(read_json(&fourth.join("metrics.json"))["cache_hits"], serde_json::json!(["baseline"]), "the baseline does not depend on the teacher");
+    assert_eq!(read_json(&fourth.join("metrics.json"))["cache_hits"], serde_json::json!(["data", "baseline"]), "the baseline does not depend on the teacher");
 }
 
 #[test]
@@ -178,7 +178,9 @@ fn failing_data_check_stops_the_run_before_the_teacher() {
     let report = read_json(&out.join("checks.json"));
     let statuses: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["error", "error", "error", "pass"], "every check runs, not only up to the first failure");
-    assert!(!cache.exists(), "nothing was trained or cached");
+    // The run's lease creates the cache folder; no artifact (not even the data snapshot) is in it.
+    let stored: Vec<_> = std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n != "leases").collect()).unwrap_or_default();
+    assert!(stored.is_empty(), "nothing was trained or cached: {stored:?}");
     assert!(!out.join("metrics.json").exists());
 
     let o = distill(&["check", "tests/fixtures/bad-rows.yaml"]);

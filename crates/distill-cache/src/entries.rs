@@ -79,7 +79,7 @@ fn read_record(artifact: &Path) -> Result<EntryRecord, EntryProblem> {
     read_record_at(&record_path(artifact))
 }
 
-fn read_record_at(record: &Path) -> Result<EntryRecord, EntryProblem> {
+pub(crate) fn read_record_at(record: &Path) -> Result<EntryRecord, EntryProblem> {
     let text = match std::fs::read_to_string(record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryProblem::Unrecorded),
@@ -175,8 +175,18 @@ impl Cache {
         self.write_record(kind, key, artifact, record_at, hash_bytes(bytes), bytes.len() as u64, pipeline)
     }
 
+    /// The record of an artifact just written (its blake3 and size), written last.
     #[allow(clippy::too_many_arguments)]
-    fn write_record(&self, kind: &str, key: &str, artifact: &Path, record_at: &Path, blake3: String, bytes: u64, pipeline: &str) -> Result<(), CacheError> {
+    pub(crate) fn write_record(
+        &self,
+        kind: &str,
+        key: &str,
+        artifact: &Path,
+        record_at: &Path,
+        blake3: String,
+        bytes: u64,
+        pipeline: &str,
+    ) -> Result<(), CacheError> {
         let record = EntryRecord {
             kind: kind.to_string(),
             key: key.to_string(),

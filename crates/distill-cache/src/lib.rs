@@ -9,6 +9,8 @@
 //! students/<key>.safetensors   a trained student (one per seed), key = hash(student config, logits, data, seed)
 //! features/<key>.features.parquet  a teacher's hidden-layer features for feature hints, key = hash(teacher weights, data rows, layer)
 //! baselines/<key>.safetensors  a trained baseline (one per seed), key = hash(student model and budget, data, seed)
+//! data/<key>.snapshot          the prepared data (splits, checks), key = hash(the source files' bytes, data spec, seed)
+//! evaluations/<key>.yaml       every model's test metrics and latency, key = hash(the models, data, evaluation settings)
 //! <artifact>.entry.json        its record: kind, key, blake3 checksum, size, creator
 //! leases/<pid>-<ms>-<n>.json   a run in progress and the keys it holds (gc keeps them)
 //! _<artifact>.lock             the task computing it: owner and heartbeat (others wait)
@@ -35,6 +37,7 @@ mod lease;
 mod lock;
 mod logit_writer;
 mod logits;
+mod streamed;
 
 pub use atomic::write_atomic;
 pub use entries::{ArtifactKind, Entry, EntryProblem, EntryRecord};

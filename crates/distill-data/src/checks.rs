@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{glob_match, row_checks, select_columns, DataError};
 use distill_spec::{CheckKind, CheckSpec, ClassBalanceCheck, ColumnType, RowCountCheck, SchemaCheck};
@@ -17,7 +17,7 @@ use distill_spec::{CheckKind, CheckSpec, ClassBalanceCheck, ColumnType, RowCount
 /// How many failing rows a check lists unless its `samples` key says otherwise.
 pub const SAMPLE_ROWS: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     Pass,
@@ -26,7 +26,7 @@ pub enum CheckStatus {
 }
 
 /// What a check's `failing` counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckUnit {
     Rows,
@@ -38,14 +38,14 @@ pub enum CheckUnit {
 
 /// One failing cell: 0-based data row (not counting the header), column, value as text. For
 /// column- and class-level checks `row` is 0 and `value` describes the finding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailingRow {
     pub row: usize,
     pub column: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     pub id: String,
     pub kind: String,
@@ -62,7 +62,7 @@ pub struct CheckResult {
     pub total: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
     pub rows: usize,
     pub checks: Vec<CheckResult>,
@@ -380,7 +380,7 @@ pub(crate) fn numeric_column(df: &DataFrame, name: &str, where_: &str) -> Result
 }
 
 /// Each cell as text; integers and whole floats print without a fraction so `3` matches `3.0`.
-pub(crate) fn cell_texts(col: &Series) -> Result<Vec<Option<String>>, DataError> {
+pub fn cell_texts(col: &Series) -> Result<Vec<Option<String>>, DataError> {
     if col.dtype().is_primitive_numeric() {
         let cast = col.cast(&DataType::Float64)?;
         Ok(cast.f64()?.iter().map(|v| v.map(|f| if f.fract() == 0.0 && f.abs() < 1e15 { (f as i64).to_string() } else { f.to_string() })).collect())

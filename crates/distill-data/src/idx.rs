@@ -22,7 +22,7 @@ fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
 /// Reads and validates one IDX file of u8 values.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let err = |message: String| DataError::Load { path: path.display().to_string(), message };
-    let bytes = read_maybe_gzipped(path)?;
+    let mut bytes = read_maybe_gzipped(path)?;
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(err("not an IDX file (bad magic number)".into()));
     }
@@ -42,7 +42,9 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     if bytes.len() - header != expected {
         return Err(err(format!("IDX dimensions {dims:?} need {expected} values, the file has {}", bytes.len() - header)));
     }
-    Ok(IdxArray { dims, values: bytes[header..].to_vec() })
+    // The values in place (no second copy of the file).
+    bytes.drain(..header);
+    Ok(IdxArray { dims, values: bytes })
 }
 
 /// Images (N × H × W ...) become Float32 columns `px0..`; labels (N) become Int64 column `label`.

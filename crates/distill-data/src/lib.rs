@@ -22,12 +22,12 @@ mod split_checks;
 mod stream;
 
 pub use augment::{augment_row_id, is_augmented, AUGMENT_ROW_ID_BASE};
-pub use checks::{run_checks, run_checks_with_label, CheckReport, CheckResult, CheckStatus, CheckUnit, FailingRow, SAMPLE_ROWS};
+pub use checks::{cell_texts, run_checks, run_checks_with_label, CheckReport, CheckResult, CheckStatus, CheckUnit, FailingRow, SAMPLE_ROWS};
 pub use file::{closest, suggest_column, Compression};
 pub use idx::{load_idx, read_idx, IdxArray};
 pub use load::{expand_env, load_source, load_table, load_table_with, resolve_path};
 pub use predicate::{check_predicate_size, predicate_size, PredicateSize, MAX_PREDICATE_BYTES, MAX_PREDICATE_NESTING, MAX_PREDICATE_OPERATORS};
-pub use prepare::{prepare, shape, LabelState, Prepared, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
+pub use prepare::{feature_matrix, prepare, shape, LabelState, Prepared, Scaling, Split, Tables, TEST_ROW_ID_BASE, TRANSFER_ROW_ID_BASE};
 pub use profile::{profile, profile_file};
 pub use row_checks::{parse_predicate, predicate_problems};
 pub use split_checks::{check_drift, check_leakage, describe_row, ks, prepare_and_check, psi, run_split_checks};

@@ -68,6 +68,16 @@ impl Split {
         }
     }
 
+    /// [`Split::subset`] without the copy when every row passes (a fully labelled training
+    /// split is the teacher's and the baseline's rows as it is).
+    pub fn subset_or_all(&self, keep: impl Fn(LabelState) -> bool) -> std::borrow::Cow<'_, Split> {
+        if self.state.iter().all(|&s| keep(s)) {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.subset(keep))
+        }
+    }
+
     pub fn count(&self, state: LabelState) -> usize {
         self.state.iter().filter(|&&s| s == state).count()
     }
@@ -116,6 +126,19 @@ pub struct Prepared {
     /// What the data does that the recipe may not expect (renamed duplicate columns, a label
     /// read as many classes, features that carry nothing); each was also logged.
     pub warnings: Vec<Warning>,
+    /// The feature scaling fitted on the training split, `(x - offset) * factor` per feature;
+    /// `None` for `scale: none`. An exported model carries it in its graph.
+    pub scaling: Option<Scaling>,
+    /// The test split's features before scaling: what an exported model (which scales its
+    /// inputs itself) reads when it is evaluated.
+    pub test_raw_x: Vec<f32>,
+}
+
+/// Per-feature scaling: `(x - offset) * factor`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scaling {
+    pub offset: Vec<f32>,
+    pub factor: Vec<f32>,
 }
 
 impl Prepared {
@@ -129,31 +152,52 @@ impl Prepared {
 }
 
 /// Dense f32 features of `names`, row-major; a null or non-numeric value is an error naming it.
-fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
+pub fn feature_matrix(df: &DataFrame, names: &[String], what: &str) -> Result<Vec<f32>, DataError> {
     feature_matrix_at(df, names, what, 0)
 }
 
 /// [`feature_matrix`] of rows that start at row `first` of their file (for the errors' row numbers).
 pub(crate) fn feature_matrix_at(df: &DataFrame, names: &[String], what: &str, first: usize) -> Result<Vec<f32>, DataError> {
-    let (rows, width) = (df.height(), names.len());
-    let mut x = distill_spec::memory::try_filled(rows.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid)?;
-    for (j, name) in names.iter().enumerate() {
-        if df.column(name).is_err() {
-            return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`")));
-        }
-        for (row, v) in numeric_column(df, name, what)?.into_iter().enumerate() {
-            match v {
-                Some(v) => x[row * width + j] = v as f32,
-                None => {
-                    return Err(DataError::Invalid(format!(
-                        "{what}: column `{name}` row {}: null feature value (add a `not_null` check to see all of them)",
-                        first + row
-                    )))
-                }
-            }
+    let all: Vec<usize> = (0..df.height()).collect();
+    let [x, _, _] = split_matrices(df, names, what, [&all, &[], &[]], first)?;
+    Ok(x)
+}
+
+/// The feature matrices of three row sets (row-major, `names` wide) straight from the table's
+/// columns: no matrix of every source row is made first, so the splits are the data's one copy
+/// beside the table. Float32 columns are read as they are; other numeric ones through f64, one
+/// column at a time. Every row is checked for nulls, in column order, as before the split; errors
+/// name row `first + row`.
+fn split_matrices(df: &DataFrame, names: &[String], what: &str, rows: [&[usize]; 3], first: usize) -> Result<[Vec<f32>; 3], DataError> {
+    let width = names.len();
+    let matrix = |n: usize| distill_spec::memory::try_filled(n.saturating_mul(width), 0f32, &format!("{what}: the feature matrix")).map_err(DataError::Invalid);
+    let mut out = [matrix(rows[0].len())?, matrix(rows[1].len())?, matrix(rows[2].len())?];
+    // Where each table row goes: (split, position); rows in no split are only checked.
+    let mut dest = vec![(u8::MAX, 0usize); df.height()];
+    for (s, list) in rows.iter().enumerate() {
+        for (i, &r) in list.iter().enumerate() {
+            dest[r] = (s as u8, i);
         }
     }
-    Ok(x)
+    for (j, name) in names.iter().enumerate() {
+        let Ok(column) = df.column(name) else { return Err(DataError::Invalid(format!("{what}: there is no feature column `{name}`"))) };
+        let mut put = |row: usize, v: Option<f32>| match v {
+            Some(v) => {
+                if let Some(m) = out.get_mut(dest[row].0 as usize) {
+                    m[dest[row].1 * width + j] = v;
+                }
+                Ok(())
+            }
+            None => Err(DataError::Invalid(format!("{what}: column `{name}` row {}: null feature value (add a `not_null` check to see all of them)", first + row))),
+        };
+        let series = column.as_materialized_series();
+        if series.dtype() == &DataType::Float32 {
+            series.f32()?.iter().enumerate().try_for_each(|(row, v)| put(row, v))?;
+        } else {
+            numeric_column(df, name, what)?.into_iter().enumerate().try_for_each(|(row, v)| put(row, v.map(|v| v as f32)))?;
+        }
+    }
+    Ok(out)
 }
 
 /// The source's splits before the transfer file joins them: features, classes, the seeded split
@@ -173,18 +217,19 @@ pub(crate) fn source_splits(tables: &Tables, spec: &DataSpec, seed: u64) -> Resu
     let mut warnings = table_warnings(tables);
     warnings.extend(classes.warning.clone());
     let width = feature_names.len();
-    let x_all = feature_matrix(df, &feature_names, &format!("data.source ({file})"))?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [mut train_rows, val_rows, test_rows] = split_rows(tables, spec, &classes, &mut rng)?;
     let state_of = label_states(spec, &mut train_rows, &classes, &mut rng)?;
-    let take = |rows: &[usize]| Split {
+    let what = format!("data.source ({file})");
+    let [train_x, val_x, test_x] = split_matrices(df, &feature_names, &what, [&train_rows, &val_rows, &test_rows], 0)?;
+    let take = |rows: &[usize], x: Vec<f32>| Split {
         row_ids: rows.iter().map(|&r| r as u64).collect(),
-        x: rows.iter().flat_map(|&r| x_all[r * width..(r + 1) * width].iter().copied()).collect(),
+        x,
         y: rows.iter().map(|&r| classes.y[r].unwrap_or(0)).collect(),
         state: rows.iter().map(|&r| state_of.get(&r).copied().unwrap_or(LabelState::Labelled)).collect(),
     };
-    let (train, val, mut test) = (take(&train_rows), take(&val_rows), take(&test_rows));
+    let (train, val, mut test) = (take(&train_rows, train_x), take(&val_rows, val_x), take(&test_rows, test_x));
     if let Some(test_df) = &tables.test {
         test = test_file_split(test_df, spec, &feature_names, &classes)?;
     }
@@ -212,15 +257,16 @@ pub fn prepare(tables: &Tables, spec: &DataSpec, seed: u64) -> Result<Prepared, 
         let extra = augment(&train, width, &spec.augment, image, seed)?;
         train.extend(extra);
     }
+    let test_raw_x = test.x.clone();
     let mut splits = [train, val, test];
-    let fitted = fit_scale(spec.scale.kind, &splits[0].x[..original_x], width);
-    splits.iter_mut().for_each(|s| apply_scale(fitted.as_ref(), &mut s.x, width));
+    let scaling = fit_scale(spec.scale.kind, &splits[0].x[..original_x], width);
+    splits.iter_mut().for_each(|s| apply_scale(scaling.as_ref(), &mut s.x, width));
     crate::feature_health::refuse_non_finite([&splits[0], &splits[1], &splits[2]], &feature_names, &file, Some(spec.scale.kind))?;
     let [train, val, test] = splits;
     let fingerprint = fingerprint(&classes.names, &feature_names, [&train, &val, &test]);
     log_prepared(&train, val.len(), test.len(), width, classes.names.len());
     warnings.iter().for_each(|w| tracing::warn!("{w}"));
-    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings })
+    Ok(Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint, image, warnings, scaling, test_raw_x })
 }
 
 pub(crate) fn log_prepared(train: &Split, val: usize, test: usize, features: usize, classes: usize) {
@@ -452,8 +498,8 @@ fn add_transfer_rows(train: &mut Split, extra: &DataFrame, spec: &DataSpec, feat
 /// `(x - offset) * factor` per feature with statistics fitted on the original training inputs
 /// (transfer rows included, augmented rows not, so augmentation never shifts how the test split
 /// is scaled; never validation or test rows); nothing without scaling.
-pub(crate) fn apply_scale(fitted: Option<&(Vec<f32>, Vec<f32>)>, x: &mut [f32], width: usize) {
-    let Some((offset, factor)) = fitted else { return };
+pub(crate) fn apply_scale(scaling: Option<&Scaling>, x: &mut [f32], width: usize) {
+    let Some(Scaling { offset, factor }) = scaling else { return };
     for (i, v) in x.iter_mut().enumerate() {
         *v = (*v - offset[i % width]) * factor[i % width];
     }
@@ -570,7 +616,7 @@ fn allocate(sizes: &[usize], total: usize) -> Vec<usize> {
 
 /// Per-feature (offset, factor) fitted on the training rows; `None` for no scaling.
 /// A constant feature keeps factor 1 so it maps to 0 instead of dividing by zero.
-fn fit_scale(kind: ScaleKind, x: &[f32], width: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+fn fit_scale(kind: ScaleKind, x: &[f32], width: usize) -> Option<Scaling> {
     let mut fit = ScaleFit::new(kind, width);
     fit.add(x);
     if fit.second_pass() {
@@ -646,7 +692,11 @@ impl ScaleFit {
         }
     }
 
-    pub(crate) fn finish(self) -> Option<(Vec<f32>, Vec<f32>)> {
+    pub(crate) fn finish(self) -> Option<Scaling> {
+        self.fitted().map(|(offset, factor)| Scaling { offset, factor })
+    }
+
+    fn fitted(self) -> Option<(Vec<f32>, Vec<f32>)> {
         let n = self.rows as f64;
         match self.kind {
             ScaleKind::None => None,

@@ -13,7 +13,7 @@ use polars::prelude::*;
 
 use crate::file::{compression_of, regular_file};
 use crate::load::{infer_format, parquet_guarded};
-use crate::prepare::{apply_scale, feature_matrix_at, image_of, log_prepared, source_splits, DataHash, ScaleFit, Sourced};
+use crate::prepare::{apply_scale, Scaling, feature_matrix_at, image_of, log_prepared, source_splits, DataHash, ScaleFit, Sourced};
 use crate::{DataError, LabelState, Prepared, Split, Tables, TRANSFER_ROW_ID_BASE};
 use distill_spec::{DataFormat, DataSpec, ScaleKind, SourceSpec};
 
@@ -91,7 +91,7 @@ pub struct Streamed {
     /// rows), except that the training split stops before the transfer rows.
     pub prepared: Prepared,
     transfer: TransferFile,
-    scale: Option<(Vec<f32>, Vec<f32>)>,
+    scale: Option<Scaling>,
     scale_kind: ScaleKind,
     file: String,
 }
@@ -180,7 +180,8 @@ pub fn prepare_streamed(tables: &Tables, transfer: TransferFile, spec: &DataSpec
     let width = feature_names.len();
     crate::feature_health::refuse_non_finite([&train, &val, &test], &feature_names, &file, None)?;
     let image = image_of(spec, &feature_names);
-    let prepared = Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint: String::new(), image, warnings };
+    let test_raw_x = test.x.clone();
+    let prepared = Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint: String::new(), image, warnings, scaling: None, test_raw_x };
     let mut s = Streamed { prepared, transfer, scale: None, scale_kind: spec.scale.kind, file };
 
     // Statistics over the source's training rows, then the transfer rows: the matrix's row order.
@@ -192,6 +193,7 @@ pub fn prepare_streamed(tables: &Tables, transfer: TransferFile, spec: &DataSpec
         s.transfer_chunks(chunk, |x| fit.add_second(x))?;
     }
     s.scale = fit.finish();
+    s.prepared.scaling = s.scale.clone();
     for split in [&mut s.prepared.train, &mut s.prepared.val, &mut s.prepared.test] {
         apply_scale(s.scale.as_ref(), &mut split.x, width);
     }

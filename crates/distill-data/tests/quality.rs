@@ -65,6 +65,33 @@ fn not_null_finite_and_range() {
 }
 
 #[test]
+fn a_range_over_many_columns_counts_each_failing_row_once() {
+    // 100 columns (counted a group of columns at a time): row r fails in columns r and r + 50.
+    let columns: Vec<Column> = (0..100)
+        .map(|j| {
+            let values: Vec<f32> = (0..80)
+                .map(|r| {
+                    if r < 40 && (j == r || j == r + 50) {
+                        300.0
+                    } else if r == 70 {
+                        f32::NAN
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Column::new(format!("px{j}").into(), values)
+        })
+        .collect();
+    let df = DataFrame::new(80, columns).unwrap();
+    let c = one(&df, "{kind: range, columns: \"px*\", min: 0, max: 255}");
+    assert_eq!((c.status, c.failing, c.total), (CheckStatus::Error, 40, 80), "{c:?}");
+    assert_eq!(rows(&c), [0, 1, 2, 3, 4], "the first failing rows, NaN is not out of range");
+    assert_eq!((c.samples[1].column.as_str(), c.samples[1].value.as_str()), ("px1", "300"));
+    assert_eq!(one(&df, "{kind: range, columns: \"px*\", min: 0, max: 300}").failing, 0);
+}
+
+#[test]
 fn thresholds_decide_the_status() {
     let df = quality();
     // 1 failing row of 10 = 10%.

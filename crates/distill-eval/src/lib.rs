@@ -30,4 +30,6 @@ pub mod stats;
 pub use bench::{measure_latency, measure_throughput, LatencyStats};
 pub use compare::{compare_runs, Comparison};
 pub use metrics::{evaluate_model, EvalError, ModelEvaluation};
-pub use report::{render_html, render_markdown, render_plots, render_sweep_plot, ReportError, ReportInput, SweepPlot, SweepPlotPoint};
+pub use report::{
+    render_html, render_markdown, render_plots, render_sweep_plot, DeploymentReport, DeploymentRow, ReportError, ReportInput, SweepPlot, SweepPlotPoint,
+};

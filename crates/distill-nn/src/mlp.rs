@@ -177,6 +177,11 @@ impl MlpShape {
         self.inputs
     }
 
+    /// The inputs as an image, when conv or pool layers read them.
+    pub fn image(&self) -> Option<ImageSpec> {
+        self.image
+    }
+
     /// The output width (the width after the last layer that changes it).
     pub fn classes(&self) -> usize {
         fn walk(layers: &[Layer], width: usize) -> usize {

@@ -1,13 +1,13 @@
 //! Test-split metrics for each model and the recipe's targets.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use distill_eval::{LatencyStats, ModelEvaluation};
 use distill_nn::accuracy;
 use distill_spec::Targets;
 
 /// Metrics of one model. `accuracy` and `params` keep their names: scripts rely on them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelMetrics {
     /// Test accuracy.
     pub accuracy: f64,
@@ -24,7 +24,7 @@ pub struct ModelMetrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy_std: Option<f64>,
     /// Per-seed test accuracy (when trained with several seeds).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_seed: Vec<SeedAccuracy>,
     /// Which epoch's weights were kept: the recipe's `keep` rule and the epoch it chose (one per
     /// seed, in seed order); absent for a model that was not trained here (given weights).
@@ -46,15 +46,15 @@ pub struct ModelMetrics {
 }
 
 /// The `keep` rule a model trained under and the epochs it kept.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Kept {
     /// `last` or `best_val`.
-    pub rule: &'static str,
+    pub rule: String,
     /// The kept epoch (1-based) of each seed's run.
     pub epochs: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedAccuracy {
     pub seed: u64,
     pub accuracy: f64,

@@ -5,7 +5,9 @@
 //!
 //! Not here: argument parsing and terminal output (the `distill` binary).
 
+mod deploy;
 mod evaluate;
+mod export_run;
 mod external;
 mod gain;
 mod keys;
@@ -14,12 +16,15 @@ mod lock;
 mod logits_job;
 mod logits_stream;
 mod models;
+mod peak;
 mod plan;
+mod predict;
 mod report;
 mod rerun;
 mod results;
 mod run;
 mod rundir;
+mod snapshot;
 mod stages;
 mod sweep;
 mod teachers;
@@ -28,14 +33,18 @@ mod transfer;
 mod walk;
 mod warnings;
 
+pub use deploy::{DeployedModel, Deployment, Quantization};
 pub use distill_cache::Cache;
 pub use distill_plugin_host::inspect as inspect_plugin;
 pub use evaluate::{Kept, ModelMetrics, TargetResult};
+pub use export_run::export_run;
 pub use gain::Gain;
 pub use load::{cache_dir, load_plugins};
 pub use lock::{keys_in_use, Lock, StageRecord};
 pub use logits_job::{logits, swept_teacher_key, LogitsJob, LogitsOutcome};
+pub use peak::{PeakRss, StagePeak};
 pub use plan::{plan, plan_table};
+pub use predict::{predict, PredictOptions, Predicted};
 pub use report::{compare, write_report};
 pub use rerun::{prepare_rerun, Rerun};
 pub use results::{ModelResult, ModelResults};
@@ -91,6 +100,9 @@ pub enum PipelineError {
     RunFile { path: PathBuf, hint: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot serialise the resolved pipeline")]
     Resolved(#[source] serde_yaml::Error),
+    /// Exporting a model to ONNX, or running an exported one.
+    #[error("{what}")]
+    Export { what: String, source: distill_export::ExportError },
     /// A stage was handed an input of another kind: a bug in the stage graph, not in the input.
     #[error("stage graph: {0}")]
     Graph(&'static str),

@@ -7,6 +7,7 @@ use distill_cache::Cache;
 use distill_data::{load_source, prepare_and_check, resolve_path, run_checks_with_label, CheckReport, Prepared, Tables};
 use distill_nn::{Loss, LossResult, NO_LABEL};
 use distill_plugin_host::{PluginLoss, PluginRegistry};
+use distill_spec::memory::Shape;
 use distill_spec::{Pipeline, SourceSpec};
 use polars::prelude::DataFrame;
 
@@ -113,18 +114,27 @@ pub(crate) fn load_and_check(loaded: &Loaded, with_transfer: bool) -> Result<(Ta
 /// The data stage: the table checks, then the split and the checks that compare splits (leakage,
 /// drift), so the report is complete. No data when it cannot be split after a failed check.
 pub(crate) fn data_stage(loaded: &Loaded) -> Result<(Option<Prepared>, CheckReport), PipelineError> {
+    data_stage_with_shape(loaded).map(|(prepared, report, _)| (prepared, report))
+}
+
+/// [`data_stage`] and the data's shape (none when it cannot be read); the tables are dropped
+/// before it returns, once the matrices exist.
+pub(crate) fn data_stage_with_shape(loaded: &Loaded) -> Result<(Option<Prepared>, CheckReport, Option<Shape>), PipelineError> {
     let (tables, mut report) = load_and_check(loaded, true)?;
     let p = &loaded.pipeline;
-    refuse_oversized(p, &tables)?;
+    let shape = distill_data::shape(&tables, &p.data).ok();
+    if let Some(shape) = shape {
+        refuse_shape(p, shape)?;
+    }
     let prepared = prepare_and_check(&tables, &p.data, p.seed, &mut report).map_err(data_err("data".into()))?;
-    Ok((prepared, report))
+    Ok((prepared, report, shape))
 }
 
 /// Declared sizes that cannot fit with this data's rows, features and classes are refused here,
 /// before the feature matrix, augmentation, models and metrics are allocated. Data whose shape
 /// cannot be read is left to the data stage's own errors.
-fn refuse_oversized(p: &Pipeline, tables: &Tables) -> Result<(), PipelineError> {
-    let (Ok(shape), Some(memory)) = (distill_data::shape(tables, &p.data), distill_spec::memory::Memory::available()) else { return Ok(()) };
+pub(crate) fn refuse_shape(p: &Pipeline, shape: Shape) -> Result<(), PipelineError> {
+    let Some(memory) = distill_spec::memory::Memory::available() else { return Ok(()) };
     match distill_spec::memory::refuse(p, &shape, memory).into_iter().next() {
         Some((key, message)) => {
             Err(PipelineError::key(key, format!("with {} rows, {} features and {} classes, this {message}", shape.rows, shape.features, shape.classes)))

@@ -11,7 +11,8 @@ use distill_cache::Fingerprint;
 /// One stage as a run carried it out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
-    /// The stage's kind: `data`, `teacher`, `logits`, `features`, `student` or `baseline`.
+    /// The stage's kind: `data`, `teacher`, `logits`, `features`, `student`, `baseline`, `export`,
+    /// `quantize` or `evaluate`.
     pub stage: String,
     /// Its name where a recipe has several of a kind (`teacher2`, `logits3`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,7 +25,8 @@ pub struct StageRecord {
     /// What the fingerprint was built from: input → blake3.
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
-    /// blake3 of the stage's artifact (weights or logits file); empty for `data`.
+    /// blake3 of the stage's artifact (weights, logits file, stored evaluation); for `data`, the
+    /// prepared data's fingerprint (its key is that of the snapshot).
     #[serde(default)]
     pub artifact: String,
     /// Whether the artifact came from the cache.

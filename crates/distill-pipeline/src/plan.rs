@@ -8,10 +8,11 @@ use std::path::Path;
 
 use distill_plugin_host::PluginRegistry;
 
-use crate::load::{cache_for, data_stage, load_pipeline, load_plugins, Loaded};
+use crate::load::{cache_for, load_pipeline, load_plugins, Loaded};
 use crate::lock::last_lock;
 use crate::run::RunOptions;
-use crate::stages::{self, Context, EVALUATE};
+use crate::snapshot::{data_stage_cached, SnapshotUse};
+use crate::stages::{self, Context, DATA};
 use crate::walk::{walk, Mode, PlannedStage};
 use crate::PipelineError;
 
@@ -50,9 +51,11 @@ pub fn plan(opts: &RunOptions) -> Result<Vec<PlannedStage>, PipelineError> {
 
 fn plan_one(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry) -> Result<Vec<PlannedStage>, PipelineError> {
     let p = &loaded.pipeline;
-    let (prepared, report) = data_stage(loaded)?;
-    let failing: Vec<&str> = report.checks.iter().filter(|c| c.status == distill_data::CheckStatus::Error).map(|c| c.id.as_str()).collect();
-    let data = match prepared {
+    let cache = cache_for(opts, loaded);
+    let forced = opts.force.includes(&DATA);
+    let outcome = data_stage_cached(loaded, SnapshotUse { cache: &cache, forced, store: false, lease: None })?;
+    let failing: Vec<&str> = outcome.report.checks.iter().filter(|c| c.status == distill_data::CheckStatus::Error).map(|c| c.id.as_str()).collect();
+    let data = match outcome.prepared {
         Some(data) if failing.is_empty() => data,
         _ => return Ok(vec![line("data", "stop", format!("error-level checks fail: {}", failing.join(", ")))]),
     };
@@ -62,11 +65,20 @@ fn plan_one(opts: &RunOptions, loaded: &Loaded, plugins: &PluginRegistry) -> Res
         Some((dir, _)) => format!("changed since {}: the rows, features or preprocessing", dir.display()),
         None => "no earlier run to compare with".into(),
     };
-    let mut out = vec![line("data", "run", format!("fingerprint {}; {data_change}", &data.fingerprint[..12]))];
-    let cache = cache_for(opts, loaded);
+    let key = outcome.fingerprint.as_ref().map(|f| f.key.clone());
+    let snapshot = key.as_deref().map(|k| &k[..12]).unwrap_or("-");
+    let data_line = match (outcome.cached, forced) {
+        (true, _) => line(
+            "data",
+            "cached",
+            format!("snapshot {snapshot} in the cache (the source files' bytes are unchanged); fingerprint {}; {data_change}", &data.fingerprint[..12]),
+        ),
+        (false, true) => line("data", "run", format!("snapshot {snapshot} --force; fingerprint {}; {data_change}", &data.fingerprint[..12])),
+        (false, false) => line("data", "run", format!("snapshot {snapshot} not in the cache; fingerprint {}; {data_change}", &data.fingerprint[..12])),
+    };
+    let mut out = vec![PlannedStage { key, ..data_line }];
     let cx = Context::new(loaded, &data, &cache, plugins, false)?;
     out.extend(walk(&cx, &stages::graph(&cx), &opts.force, Mode::Plan, last.as_ref(), None)?.planned);
-    out.push(line(EVALUATE.name, "run", "test metrics, latency, report (always)"));
     Ok(out)
 }
 

@@ -157,6 +157,7 @@ pub fn report_input(p: &Pipeline, checks: &CheckReport, s: &Summary, history: &B
         student: model_report(s.student()?, first("student"))?,
         baseline: s.baseline().and_then(|b| model_report(b, first("baseline"))),
         targets: s.targets.iter().map(|t| TargetRow { name: t.name.clone(), limit: t.limit, value: t.value, met: t.met }).collect(),
+        deployment: s.deployment.as_ref().map(crate::deploy::report),
     })
 }
 

@@ -14,8 +14,7 @@ use crate::evaluate::{Kept, ModelMetrics, TargetResult};
 use crate::report::Detail;
 use crate::rundir::RunDir;
 use crate::stages::{Output, Role};
-use crate::trained::metadata;
-use crate::walk::Walked;
+use crate::trained::{metadata, Trained};
 use crate::PipelineError;
 
 /// One role's model (over seeds, aggregated) and its test metrics.
@@ -45,56 +44,100 @@ impl ModelResults {
     }
 }
 
-/// What the evaluation makes of the walk: metrics per role, training histories by stage name.
-pub(crate) struct Evaluated {
-    pub models: ModelResults,
-    pub history: BTreeMap<String, Vec<EpochStats>>,
+/// One model stage's output as the evaluation reads it: its name, its seed, its output.
+pub(crate) type ModelOutput<'a> = (&'a str, Option<u64>, &'a Output);
+
+/// The first teacher among `models` (a model or external logits).
+fn first_teacher<'a>(models: &[ModelOutput<'a>]) -> Option<&'a Output> {
+    models.iter().map(|m| m.2).find(|o| matches!(o, Output::External(_) | Output::Model { role: Role::Teacher, .. }))
 }
 
-/// Measures every model the walk produced on the test split; writes the teacher's and the
-/// first seed's student and baseline weights to the run directory.
-pub(crate) fn evaluate(walked: &Walked, data: &Prepared, p: &Pipeline, run_dir: &RunDir) -> Result<Evaluated, PipelineError> {
-    let (detail_spec, student) = (&p.evaluate, &p.student.model);
-    let teacher = walked.outputs.iter().map(|o| &o.output).find(|o| matches!(o, Output::External(_) | Output::Model { role: Role::Teacher, .. }));
+/// The models of `role` among `models`, in graph order.
+fn of_role<'a>(models: &[ModelOutput<'a>], role: Role) -> Vec<(&'a str, Option<u64>, &'a Trained, f64)> {
+    models
+        .iter()
+        .filter_map(|&(name, seed, output)| match output {
+            Output::Model { role: r, trained, seconds } if *r == role => Some((name, seed, trained, *seconds)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The bytes the run directory keeps of a student or baseline (weights and their key, no history).
+fn run_dir_weights(model: &Mlp, role: Role, p: &Pipeline) -> Result<Vec<u8>, PipelineError> {
+    save_weights(model, metadata(role.key(), &p.student.model, None))
+        .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {}", role.key()), source })
+}
+
+/// Measures every model on the test split (the evaluate stage's work, cached): metrics per role,
+/// over several seeds aggregated. `train_seconds` is the run's own and set by [`with_train_seconds`].
+pub(crate) fn measure_models(models: &[ModelOutput], data: &Prepared, p: &Pipeline) -> Result<ModelResults, PipelineError> {
+    let teacher = first_teacher(models);
     let teacher_test: Option<Vec<f32>> = match teacher {
         Some(Output::Model { trained, .. }) => Some(predict_logits(&trained.model, &data.test.x)),
         Some(Output::External(e)) => e.test.clone(),
         _ => None,
     };
-    let detail = Detail { data, teacher_test: teacher_test.as_deref(), spec: detail_spec };
-    let mut history = BTreeMap::new();
-    let mut models = Vec::new();
-    if let Some(mut m) = teacher.map(|t| teacher_metrics(t, &detail, run_dir, &mut history)).transpose()?.flatten() {
+    let detail = Detail { data, teacher_test: teacher_test.as_deref(), spec: &p.evaluate };
+    let mut results = Vec::new();
+    if let Some(mut m) = teacher.map(|t| teacher_metrics(t, &detail)).transpose()?.flatten() {
         if let Some(Output::Model { trained, .. }) = teacher {
             m.kept = kept(&p.teacher.train, [&trained.history]);
         }
-        models.push(ModelResult { role: Role::Teacher, metrics: m });
+        results.push(ModelResult { role: Role::Teacher, metrics: m });
     }
     for role in [Role::Student, Role::Baseline] {
-        let mut runs = Vec::new();
-        let mut histories = Vec::new();
-        let mut first: Option<&Mlp> = None;
-        for produced in &walked.outputs {
-            let Output::Model { role: r, trained, seconds } = &produced.output else { continue };
-            if *r != role {
-                continue;
-            }
-            history.insert(produced.name.clone(), trained.history.clone());
-            histories.push(&trained.history);
-            runs.push((produced.seed.unwrap_or_default(), measure(&trained.model, *seconds, data, teacher_test.as_deref())));
-            first.get_or_insert(&trained.model);
-        }
-        let Some(model) = first else { continue };
+        let found = of_role(models, role);
+        let Some(&(_, _, first, _)) = found.first() else { continue };
+        let runs = found.iter().map(|&(_, seed, t, seconds)| (seed.unwrap_or_default(), measure(&t.model, seconds, data, teacher_test.as_deref()))).collect();
         let mut metrics = ModelMetrics::aggregate(runs);
         // The baseline trains with the student's `train:` (its budget rescaled, the same `keep`).
-        metrics.kept = kept(&p.student.train, histories);
-        let bytes = save_weights(model, metadata(role.key(), student, None))
-            .map_err(|source| PipelineError::Checkpoint { context: format!("saving the {}", role.key()), source })?;
-        run_dir.write(&format!("{}.safetensors", role.key()), &bytes)?;
-        detail.add(model, bytes.len(), &mut metrics, true)?;
-        models.push(ModelResult { role, metrics });
+        metrics.kept = kept(&p.student.train, found.iter().map(|f| &f.2.history));
+        detail.add(&first.model, run_dir_weights(&first.model, role, p)?.len(), &mut metrics, true)?;
+        results.push(ModelResult { role, metrics });
     }
-    Ok(Evaluated { models: ModelResults(models), history })
+    Ok(ModelResults(results))
+}
+
+/// The metrics with each role's `train_seconds` from this run's stages (0 for a model found in
+/// the cache), so cached metrics say what this run spent.
+pub(crate) fn with_train_seconds(mut results: ModelResults, models: &[ModelOutput]) -> ModelResults {
+    for r in &mut results.0 {
+        r.metrics.train_seconds = match r.role {
+            Role::Teacher => match first_teacher(models) {
+                Some(Output::Model { seconds, .. }) => *seconds,
+                _ => 0.0,
+            },
+            role => of_role(models, role).iter().map(|m| m.3).sum(),
+        };
+    }
+    results
+}
+
+/// Writes the teacher's and the first seed's student and baseline weights to the run directory;
+/// returns every model's training history by stage name.
+pub(crate) fn write_models(models: &[ModelOutput], p: &Pipeline, run_dir: &RunDir) -> Result<BTreeMap<String, Vec<EpochStats>>, PipelineError> {
+    let mut history = BTreeMap::new();
+    match first_teacher(models) {
+        Some(Output::Model { trained, .. }) => {
+            run_dir.write("teacher.safetensors", &trained.bytes)?;
+            history.insert("teacher".to_string(), trained.history.clone());
+        }
+        Some(Output::External(e)) if e.test.is_some() => {
+            history.insert("teacher".to_string(), Vec::new());
+        }
+        _ => {}
+    }
+    for role in [Role::Student, Role::Baseline] {
+        let found = of_role(models, role);
+        for (name, _, trained, _) in &found {
+            history.insert(name.to_string(), trained.history.clone());
+        }
+        if let Some((_, _, first, _)) = found.first() {
+            run_dir.write(&format!("{}.safetensors", role.key()), &run_dir_weights(&first.model, role, p)?)?;
+        }
+    }
+    Ok(history)
 }
 
 /// The keep rule of `train` and the epoch it kept in each history (none without a history: a
@@ -102,7 +145,7 @@ pub(crate) fn evaluate(walked: &Walked, data: &Prepared, p: &Pipeline, run_dir: 
 fn kept<'h>(train: &TrainSpec, histories: impl IntoIterator<Item = &'h Vec<EpochStats>>) -> Option<Kept> {
     let config = TrainConfig::from_spec(train);
     let epochs: Option<Vec<usize>> = histories.into_iter().map(|h| kept_epoch(h, &config)).collect();
-    epochs.filter(|e| !e.is_empty()).map(|epochs| Kept { rule: train.effective_keep().as_str(), epochs })
+    epochs.filter(|e| !e.is_empty()).map(|epochs| Kept { rule: train.effective_keep().as_str().to_string(), epochs })
 }
 
 /// Test accuracy, validation accuracy and agreement with the teacher of one trained model.
@@ -117,24 +160,16 @@ fn measure(model: &Mlp, seconds: f64, data: &Prepared, teacher_test: Option<&[f3
 }
 
 /// The teacher's metrics: of its model, or of an external file's test rows (none without them).
-fn teacher_metrics(
-    teacher: &Output,
-    detail: &Detail,
-    run_dir: &RunDir,
-    history: &mut BTreeMap<String, Vec<EpochStats>>,
-) -> Result<Option<ModelMetrics>, PipelineError> {
+fn teacher_metrics(teacher: &Output, detail: &Detail) -> Result<Option<ModelMetrics>, PipelineError> {
     let data = detail.data;
     match teacher {
         Output::Model { trained, seconds, .. } => {
-            run_dir.write("teacher.safetensors", &trained.bytes)?;
-            history.insert("teacher".to_string(), trained.history.clone());
             let mut m = measure(&trained.model, *seconds, data, None);
             detail.add(&trained.model, trained.bytes.len(), &mut m, false)?;
             Ok(Some(m))
         }
         Output::External(e) => match &e.test {
             Some(test) => {
-                history.insert("teacher".to_string(), Vec::new());
                 let mut m = ModelMetrics::new(test, &data.test.y, data.classes(), 0);
                 detail.add_logits(test, &mut m, false)?;
                 Ok(Some(m))
@@ -144,7 +179,7 @@ fn teacher_metrics(
                 Ok(None)
             }
         },
-        Output::Logits(_) | Output::Features(_) => Ok(None),
+        Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => Ok(None),
     }
 }
 

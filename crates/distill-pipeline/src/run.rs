@@ -14,10 +14,12 @@ use distill_spec::Pipeline;
 use crate::evaluate::{speedup, ModelMetrics, TargetResult};
 use crate::load::{cache_for, data_stage, load_pipeline, load_plugins, Loaded};
 use crate::lock::{Lock, StageRecord};
+use crate::peak::PeakRss;
 use crate::report::write_report;
-use crate::results::{self, ModelResults};
+use crate::results::{self, ModelOutput, ModelResults};
 use crate::rundir::{new_run_id, RunDir};
-use crate::stages::{self, Context, Force, Output, Role, DATA, LOGITS, TEACHER};
+use crate::snapshot::{data_stage_cached, DataOutcome, SnapshotUse};
+use crate::stages::{self, Context, Force, Output, Role, DATA, EVALUATE, LOGITS, TEACHER};
 use crate::walk::{walk, Mode, Walked};
 use crate::PipelineError;
 
@@ -93,6 +95,11 @@ pub struct Summary {
     pub baseline_budget: Option<String>,
     /// What the recipe, the data and the warn-level checks said that did not stop the run.
     pub warnings: Vec<distill_spec::Warning>,
+    /// The exported models run back on the test split (with `export:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<crate::deploy::Deployment>,
+    /// Each stage's peak resident memory.
+    pub peak_rss: PeakRss,
     pub seconds: f64,
 }
 
@@ -144,7 +151,14 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
     let resolved = serde_yaml::to_string(p).map_err(PipelineError::Resolved)?;
     run_dir.write("pipeline.resolved.yaml", resolved.as_bytes())?;
 
-    let (prepared, report) = data_stage(loaded)?;
+    let cache = cache_for(opts, loaded);
+    // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
+    let mut lease = cache.lease()?;
+    let mut peaks = PeakRss::default();
+    let using = SnapshotUse { cache: &cache, forced: opts.force.includes(&DATA), store: true, lease: Some(&mut lease) };
+    let DataOutcome { prepared, report, fingerprint, cached: data_cached } = data_stage_cached(loaded, using)?;
+    crate::peak::return_freed_memory();
+    peaks.stage(DATA.name);
     run_dir.write_json("checks.json", &report)?;
     let data = match prepared {
         Some(data) if !report.has_errors() => data,
@@ -154,20 +168,27 @@ pub(crate) fn run_in(opts: &RunOptions, loaded: &Loaded, plugins: &distill_plugi
         }
     };
 
-    let cache = cache_for(opts, loaded);
     let cx = Context::new(loaded, &data, &cache, plugins, opts.resume)?;
     let warnings = crate::warnings::of_run(&cx, &report);
-    // Held until lock.json is written: `cache gc` finds the run's keys in one or the other.
-    let mut lease = cache.lease()?;
     let mut walked = walk(&cx, &stages::graph(&cx), &opts.force, Mode::Run, None, Some(&mut lease))?;
-    let data_fp = Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() };
-    walked.records.insert(0, StageRecord::new(DATA.name, DATA.name, None, &data_fp, String::new(), false));
+    let data_fp = fingerprint.unwrap_or_else(|| Fingerprint { key: data.fingerprint.clone(), inputs: Default::default() });
+    walked.records.insert(0, StageRecord::new(DATA.name, DATA.name, None, &data_fp, data.fingerprint.clone(), data_cached));
+    if data_cached {
+        walked.hits.insert(0, DATA.name.to_string());
+    }
+    peaks.extend(std::mem::take(&mut walked.peaks));
 
-    let evaluated = results::evaluate(&walked, &data, p, run_dir)?;
-    let summary = Summary { warnings, ..summarize(&cx, &walked, evaluated.models, started)? };
-    run_dir.write_json("history.json", &evaluated.history)?;
+    let models: Vec<ModelOutput> = walked.outputs.iter().map(|o| (o.name.as_str(), o.seed, &o.output)).collect();
+    let Some(Output::Evaluation(evaluation)) = walked.output(EVALUATE.name) else { return Err(PipelineError::Graph("the run has no evaluation")) };
+    let measured = results::with_train_seconds(evaluation.models.clone(), &models);
+    let history = results::write_models(&models, p, run_dir)?;
+    crate::deploy::write_files(&walked, run_dir)?;
+    let deployment = evaluation.deployment.clone();
+    let mut summary = Summary { warnings, peak_rss: peaks, ..summarize(&cx, &walked, measured, started)? };
+    crate::deploy::apply(&mut summary, deployment, p);
+    run_dir.write_json("history.json", &history)?;
     run_dir.write_json("metrics.json", &summary)?;
-    let input = crate::report::report_input(p, &report, &summary, &evaluated.history);
+    let input = crate::report::report_input(p, &report, &summary, &history);
     run_dir.write_json("report-input.json", &input)?;
     write_report(&run_dir.path)?;
     run_dir.write_json("lock.json", &lock(opts, &cx, &resolved, walked)?)?;
@@ -202,6 +223,8 @@ fn summarize(cx: &Context, walked: &Walked, models: ModelResults, started: Insta
         baseline_budget: p.student.baseline.then(|| format!("{:?} ({baseline_steps} optimiser steps)", p.student.baseline_budget).to_lowercase()),
         models,
         warnings: Vec::new(),
+        deployment: None,
+        peak_rss: PeakRss::default(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -46,7 +46,7 @@ fn split_logits(output: &Output, data: &Prepared) -> (Option<Vec<f32>>, Option<V
             (Some(predict_logits(&trained.model, &data.test.x)), val, trained.model.param_count())
         }
         Output::External(e) => (e.test.clone(), None, 0),
-        Output::Logits(_) | Output::Features(_) => (None, None, 0),
+        Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => (None, None, 0),
     }
 }
 

@@ -29,11 +29,13 @@ pub(crate) fn metadata(key: &str, model: &ModelSpec, history: Option<&[EpochStat
 }
 
 /// The `history` stored in a safetensors header by [`metadata`] (header: u64 LE length + JSON).
+/// The entry's JSON is read as YAML (a superset of it): serde_json's float parsing may be off by
+/// one unit in the last place, and a cache hit must report the very losses the miss did.
 fn history_of(bytes: &[u8]) -> Option<Vec<EpochStats>> {
     let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
     let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
-    let distill: serde_json::Value = serde_json::from_str(header["__metadata__"]["distill"].as_str()?).ok()?;
-    serde_json::from_value(distill.get("history")?.clone()).ok()
+    let distill: serde_yaml::Value = serde_yaml::from_str(header["__metadata__"]["distill"].as_str()?).ok()?;
+    serde_yaml::from_value(distill.get("history")?.clone()).ok()
 }
 
 /// Saves `model` with its history as the cache artifact of `kind`/`key`; returns its bytes.
@@ -98,7 +100,11 @@ mod tests {
     fn history_round_trips_through_the_header() {
         let spec: ModelSpec = serde_yaml::from_str("{hidden: [3]}").unwrap();
         let model = Mlp::new(MlpShape::from_spec(&spec, 2, 2), 1);
-        let history = vec![EpochStats { epoch: 1, train_loss: 0.5, val_accuracy: Some(0.25) }];
+        // 1.0227739928784443 is one that serde_json reads back as 1.0227739928784445.
+        let history = vec![
+            EpochStats { epoch: 1, train_loss: 0.5, val_accuracy: Some(0.25) },
+            EpochStats { epoch: 2, train_loss: 1.0227739928784443, val_accuracy: None },
+        ];
         let bytes = save_weights(&model, metadata("k", &spec, Some(&history))).unwrap();
         assert_eq!(history_of(&bytes), Some(history));
         assert_eq!(history_of(&bytes[..4]), None);

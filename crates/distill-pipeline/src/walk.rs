@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use distill_cache::{Fingerprint, Lease};
 
 use crate::lock::{Lock, StageRecord};
+use crate::peak::PeakRss;
 use crate::stages::{Context, Force, Found, Output, Stage};
 use crate::PipelineError;
 
@@ -39,6 +40,8 @@ pub(crate) struct Walked {
     /// Stages found in the cache (`cache_hits`).
     pub hits: Vec<String>,
     pub planned: Vec<PlannedStage>,
+    /// Each stage's peak memory (`run`).
+    pub peaks: PeakRss,
 }
 
 /// One stage's output.
@@ -103,6 +106,9 @@ pub(crate) fn walk(
         walked.planned.push(PlannedStage { stage: name.clone(), action, reason, key: Some(fp.key.clone()) });
         if action == "cached" {
             walked.hits.push(stage.hit_name());
+        }
+        if mode == Mode::Run {
+            walked.peaks.stage(&name);
         }
         if let Some(output) = output {
             walked.records.push(StageRecord::new(stage.kind().name, &stage.name(), stage.seed(), &fp, output.artifact(), action == "cached"));

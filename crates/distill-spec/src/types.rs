@@ -56,6 +56,10 @@ pub struct Pipeline {
     /// ordinary run over one shared cache, ranked on the validation split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepSpec>,
+    /// The student (and on request the teacher) as ONNX files in the run directory: f32 and/or
+    /// int8, checked by running them back (see `evaluate.targets.checked_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::ExportSpec>,
 }
 
 /// `ensemble:`: how the teachers' logits are combined.
@@ -206,6 +210,11 @@ pub struct Targets {
     /// Smallest acceptable speed-up of the student over the teacher (throughput ratio).
     #[serde(default)]
     pub min_speedup: Option<f64>,
+    /// Where the targets are checked: on distill's own model (default), or on an exported
+    /// artifact (`onnx`, `onnx_int8`, one of `export.formats`) run in-process with tract-onnx
+    /// on the test split, its latency and throughput measured on that runtime too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_on: Option<crate::ExportFormat>,
 }
 
 /// The text of a YAML scalar as it would appear in a data file (`3` → "3", `3.0` → "3", `a` → "a").

@@ -174,6 +174,7 @@ fn validate_evaluate(p: &Pipeline, bad: &mut impl FnMut(&str, String)) {
             }
         }
     }
+    crate::export::validate_export(p, bad);
     if p.evaluate.top_k == 0 {
         bad("evaluate.top_k", "must be at least 1".into());
     }

@@ -5,12 +5,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Pipeline, TrainSpec};
 
 /// One warning: the key it is about and what is odd about its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     /// Dotted key path (`student.train.batch`), or the data key the finding is about.
     pub key: String,

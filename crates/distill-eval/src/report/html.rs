@@ -129,6 +129,10 @@ pub fn render_html(input: &ReportInput) -> Result<String, ReportError> {
         table(&targets, &|col, c| (col == 3).then(|| if c == "yes" { "met" } else { "unmet" }.to_string()))
     };
     section(&mut h, "targets", "Targets", targets_html);
+    if let Some(d) = &input.deployment {
+        let notes: String = d.notes.iter().map(|n| format!("<li>{}</li>\n", esc(n))).collect();
+        section(&mut h, "deployment", "Deployment", format!("<ul>\n{notes}</ul>\n") + &plain(&super::deployment::grid(d)));
+    }
 
     let history = tables::history(input);
     let curves = if history.rows.is_empty() {

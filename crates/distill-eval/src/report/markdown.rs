@@ -57,6 +57,14 @@ pub fn render_markdown(input: &ReportInput) -> String {
 
     let _ = writeln!(md, "\n## Targets\n");
     md += &table_or(&tables::targets(input), "No targets were set.");
+    if let Some(d) = &input.deployment {
+        let _ = writeln!(md, "\n## Deployment\n");
+        for note in &d.notes {
+            let _ = writeln!(md, "- {}", cell(note));
+        }
+        md += "\n";
+        md += &table(&super::deployment::grid(d));
+    }
 
     let _ = writeln!(md, "\n## Training curves\n");
     let history = tables::history(input);

@@ -7,20 +7,22 @@
 //! * [`render_html`] returns one self-contained page with the same content and the SVGs
 //!   inlined (no external resources), so it can be mailed or archived on its own.
 //!
-//! Both documents have the sections Recipe, Data checks, Metrics, Targets, Training
-//! curves, Calibration and Confusion matrix. In HTML they carry the ids `recipe`,
+//! Both documents have the sections Recipe, Data checks, Metrics, Targets, (with exported
+//! models) Deployment, Training curves, Calibration and Confusion matrix. In HTML they carry the ids `recipe`,
 //! `checks`, `metrics`, `targets`, `curves`, `calibration` and `confusion`, and every
 //! plot sits in a `<figure id="plot-NAME">` where `NAME.svg` is its file name.
 //!
 //! Plots that would be empty are left out: a model without epochs gets no loss plot,
 //! and the validation-accuracy plot needs at least one recorded validation accuracy.
 
+mod deployment;
 mod html;
 mod markdown;
 mod plots;
 mod sweep_plot;
 mod tables;
 
+pub use deployment::{DeploymentReport, DeploymentRow};
 pub use html::render_html;
 pub use markdown::render_markdown;
 pub use plots::render_plots;
@@ -62,6 +64,9 @@ pub struct ReportInput {
     /// Acceptance targets and whether they were met.
     #[serde(default)]
     pub targets: Vec<TargetRow>,
+    /// The exported models (ONNX) run back in a runtime, when the run exported any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentReport>,
 }
 
 impl ReportInput {

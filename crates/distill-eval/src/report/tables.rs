@@ -11,7 +11,7 @@ pub(super) struct Grid {
 }
 
 impl Grid {
-    fn new(header: &[&str], numeric: &[bool]) -> Self {
+    pub(super) fn new(header: &[&str], numeric: &[bool]) -> Self {
         Self { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new(), numeric: numeric.to_vec() }
     }
 }
@@ -39,7 +39,7 @@ fn pct(v: f64) -> String {
     format!("{:.2}%", v * 100.0)
 }
 
-fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut unit = 0;

@@ -89,6 +89,7 @@ fn input_with(classes: Vec<String>, n: usize) -> ReportInput {
             TargetRow { name: "student.accuracy >=".into(), limit: 0.9, value: 0.93, met: true },
             TargetRow { name: "student.size_bytes <=".into(), limit: 1000.0, value: 20000.0, met: false },
         ],
+        deployment: None,
     }
 }
 

@@ -48,7 +48,7 @@ impl Stage for BaselineStage {
     fn compute(&self, cx: &Context, fp: &Fingerprint, _: &[&Output]) -> Result<Output, PipelineError> {
         let (p, data, name) = (cx.pipeline(), cx.data, self.name());
         let job = self.job(cx, &name);
-        let rows = data.train.subset(|s| s == LabelState::Labelled);
+        let rows = data.train.subset_or_all(|s| s == LabelState::Labelled);
         let (train, steps) = keys::baseline_budget(p, data);
         if rows.len() != data.train.len() {
             tracing::info!(rows = rows.len(), steps, epochs = train.epochs, rule = ?p.student.baseline_budget, "baseline: labelled rows only");

@@ -10,6 +10,8 @@
 mod baseline;
 mod context;
 mod ensemble;
+mod evaluation;
+mod export;
 mod features;
 mod fit;
 mod logits;
@@ -21,6 +23,8 @@ use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
 pub(crate) use ensemble::settings as ensemble_settings;
+pub(crate) use export::{export_model, Artifact};
+pub(crate) use evaluation::Evaluation;
 pub(crate) use logits::{Logits, LogitsStage};
 pub(crate) use teacher::teacher_name;
 
@@ -41,7 +45,12 @@ pub struct StageKind {
     pub forced_with: &'static [&'static str],
 }
 
-pub const DATA: StageKind = StageKind { name: "data", about: "load, check, split and scale the data (always runs)", artifact: None, forced_with: &[] };
+pub const DATA: StageKind = StageKind {
+    name: "data",
+    about: "load, check, split and scale the data (a snapshot is cached under the source files' bytes)",
+    artifact: Some(ArtifactKind { kind: "data", dir: "data", ext: ".snapshot" }),
+    forced_with: &[],
+};
 pub const TEACHER: StageKind = StageKind {
     name: "teacher",
     about: "train the teacher (or take its given weights or logits)",
@@ -78,10 +87,27 @@ pub const ENSEMBLE: StageKind = StageKind {
     artifact: None,
     forced_with: &[],
 };
-pub const EVALUATE: StageKind = StageKind { name: "evaluate", about: "test metrics, latency, targets, report (always runs)", artifact: None, forced_with: &[] };
+pub const EXPORT: StageKind = StageKind {
+    name: "export",
+    about: "the student (and with `export.teacher` the teacher) as ONNX, f32 (with `export`)",
+    artifact: Some(ArtifactKind { kind: "export", dir: "onnx", ext: ".onnx" }),
+    forced_with: &[],
+};
+pub const QUANTIZE: StageKind = StageKind {
+    name: "quantize",
+    about: "the student as int8 ONNX, activations calibrated on training rows (with `export`)",
+    artifact: Some(ArtifactKind { kind: "quantize", dir: "onnx-int8", ext: ".onnx" }),
+    forced_with: &[],
+};
+pub const EVALUATE: StageKind = StageKind {
+    name: "evaluate",
+    about: "test metrics and latency of every model (cached; the targets are checked on every run)",
+    artifact: Some(ArtifactKind { kind: "evaluate", dir: "evaluations", ext: ".yaml" }),
+    forced_with: &[],
+};
 
 /// Every stage kind, in graph order.
-pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &FEATURES, &STUDENT, &BASELINE, &EVALUATE];
+pub const REGISTRY: &[&StageKind] = &[&DATA, &TEACHER, &LOGITS, &ENSEMBLE, &FEATURES, &STUDENT, &BASELINE, &EXPORT, &QUANTIZE, &EVALUATE];
 
 /// The artifact kinds of the cached stages, for the cache (`ls`, `verify`, `gc`, artifact paths).
 pub fn artifact_kinds() -> Vec<ArtifactKind> {
@@ -122,6 +148,10 @@ pub(crate) enum Output {
     Logits(Logits),
     /// The teacher's hidden-layer features over the training rows (feature hints).
     Features(features::TeacherFeatures),
+    /// An exported model (ONNX).
+    Artifact(Artifact),
+    /// Every model's test metrics.
+    Evaluation(Evaluation),
 }
 
 impl Output {
@@ -133,6 +163,8 @@ impl Output {
             Output::External(e) => format!("external:{}", e.blake3),
             Output::Logits(l) => l.blake3.clone(),
             Output::Features(f) => f.blake3.clone(),
+            Output::Artifact(a) => a.blake3.clone(),
+            Output::Evaluation(e) => e.blake3.clone(),
         }
     }
 
@@ -182,7 +214,8 @@ pub(crate) trait Stage {
 
 /// The recipe's stage graph in order: each teacher and its logits (with `teachers`, their
 /// ensemble), the teacher's features for a cached feature hint, then per seed the student and
-/// (when asked) the baseline.
+/// (when asked) the baseline, the student's exports, then the evaluation of every model. The data
+/// stage comes before the graph (its output is the context).
 pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     let p = cx.pipeline();
     let teachers = 1 + p.teachers.len();
@@ -200,6 +233,7 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
     }
     let seeds = p.student.seeds.clone().unwrap_or_else(|| vec![p.seed]);
     let several = seeds.len() > 1;
+    let first_student = per_seed_name(&STUDENT, seeds.first().copied().unwrap_or(p.seed), several);
     for seed in seeds {
         let hint_input = hint.map(|h| if h.features == distill_spec::HintFeatures::Cached { "features" } else { "teacher" });
         stages.push(Box::new(student::StudentStage { seed, several, ensemble: teachers > 1, hint: hint_input }));
@@ -207,6 +241,12 @@ pub(crate) fn graph(cx: &Context) -> Vec<Box<dyn Stage>> {
             stages.push(Box::new(baseline::BaselineStage { seed, several }));
         }
     }
+    stages.extend(export::stages(p, first_student));
+    // Every model stage (the first teacher, the students, the baselines) and every export is measured.
+    let models = stages.iter().filter(|s| [&TEACHER, &STUDENT, &BASELINE].contains(&s.kind())).filter(|s| s.kind() != &TEACHER || s.name() == teacher_name(0));
+    let models = models.map(|s| (s.name(), s.seed())).collect();
+    let exports = stages.iter().filter(|s| [&EXPORT, &QUANTIZE].contains(&s.kind())).map(|s| s.name()).collect();
+    stages.push(Box::new(evaluation::EvaluateStage { models, exports }));
     stages
 }
 
@@ -263,11 +303,12 @@ mod tests {
 
     #[test]
     fn force_comes_from_the_registry() {
-        assert_eq!(force_values(), ["all", "teacher", "logits", "features", "student", "baseline"]);
+        assert_eq!(force_values(), ["all", "data", "teacher", "logits", "features", "student", "baseline", "export", "quantize", "evaluate"]);
         let f = Force::parse(&["teacher".into()]).unwrap();
         assert!(f.includes(&TEACHER) && f.includes(&LOGITS) && !f.includes(&STUDENT));
         assert!(Force::parse(&["logits,student".into()]).unwrap().includes(&STUDENT));
-        assert!(Force::parse(&["evaluate".into()]).unwrap_err().contains("all, teacher, logits, features, student, baseline"));
+        assert!(Force::parse(&["ensemble".into()]).unwrap_err().contains("all, data, teacher, logits, features, student, baseline, export, quantize, evaluate"));
+        assert!(Force::parse(&["evaluate".into()]).unwrap().includes(&EVALUATE));
         assert_eq!(Force::parse(&[]).unwrap(), Force::None);
     }
 

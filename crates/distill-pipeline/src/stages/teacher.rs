@@ -105,7 +105,7 @@ impl Stage for TeacherStage {
         let Source::Trained(shape) = source(cx, self.index)? else { return Err(PipelineError::Graph("a given teacher is never computed")) };
         let name = self.name();
         let job = self.job(cx, shape, &name)?;
-        let rows = cx.data.train.subset(|s| cx.teacher_sees(s));
+        let rows = cx.data.train.subset_or_all(|s| cx.teacher_sees(s));
         let fit = Fit {
             x: &rows.x,
             labels: &rows.y,
