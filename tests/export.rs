@@ -99,7 +99,7 @@ data:
   split: {val: 0.1, stratify: true}
   scale: {kind: minmax}
   checks:
-    - {id: pixel-range, kind: range, columns: "p*", min: 0, max: 16}
+    - {id: pixel-range, kind: range, columns: 'p*', min: 0, max: 16}
 teacher:
   model: {hidden: [64]}
   train: {epochs: 6, batch: 32}

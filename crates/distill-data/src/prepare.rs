@@ -216,7 +216,6 @@ pub(crate) fn source_splits(tables: &Tables, spec: &DataSpec, seed: u64) -> Resu
     let classes = Classes::of(df, spec)?;
     let mut warnings = table_warnings(tables);
     warnings.extend(classes.warning.clone());
-    let width = feature_names.len();
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let [mut train_rows, val_rows, test_rows] = split_rows(tables, spec, &classes, &mut rng)?;
