@@ -60,8 +60,8 @@ impl Bench {
     /// Every artifact and record in the cache's artifact folders.
     fn files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for dir in ["teachers", "logits", "students", "baselines"] {
-            if let Ok(list) = std::fs::read_dir(self.cache().join(dir)) {
+        for kind in distill_pipeline::artifact_kinds() {
+            if let Ok(list) = std::fs::read_dir(self.cache().join(kind.dir)) {
                 out.extend(list.filter_map(|e| e.ok().map(|e| e.path())));
             }
         }
@@ -87,7 +87,8 @@ fn gc_needs_its_runs_directory_and_a_dry_run_lists_without_removing() {
     let b = Bench::new();
     let run = b.run("a");
     let before = b.files();
-    assert_eq!(before.len(), 8, "four artifacts and their records: {before:?}");
+    // The data snapshot, teacher, logits, student, baseline and evaluation, and their records.
+    assert_eq!(before.len(), 12, "six artifacts and their records: {before:?}");
 
     let o = b.cache_cmd(&["gc", "--runs", "no-such-runs"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -99,7 +100,7 @@ fn gc_needs_its_runs_directory_and_a_dry_run_lists_without_removing() {
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     let listed: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("would remove ")).collect();
-    assert_eq!(listed.len(), 8, "{}", text(&o));
+    assert_eq!(listed.len(), 12, "{}", text(&o));
     for f in &before {
         assert!(listed.contains(&f.to_str().unwrap()), "{} not listed", f.display());
     }

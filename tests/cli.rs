@@ -178,8 +178,9 @@ fn failing_data_check_stops_the_run_before_the_teacher() {
     let report = read_json(&out.join("checks.json"));
     let statuses: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["error", "error", "error", "pass"], "every check runs, not only up to the first failure");
-    // The run's lease creates the cache folder; no artifact (not even the data snapshot) is in it.
-    let stored: Vec<_> = std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n != "leases").collect()).unwrap_or_default();
+    // The run's lease and the snapshot's lock create folders; no file (not even the data
+    // snapshot) is stored outside the leases.
+    let stored = files_under(&cache, &cache.join("leases"));
     assert!(stored.is_empty(), "nothing was trained or cached: {stored:?}");
     assert!(!out.join("metrics.json").exists());
 
@@ -297,4 +298,18 @@ fn a_diverging_model_is_an_error_naming_it_and_is_never_cached() {
     let ls = distill(&["cache", "--cache-dir", cache.to_str().unwrap(), "ls"]);
     assert!(ls.status.success(), "{}", stderr(&ls));
     assert!(stdout(&ls).contains("teacher") && !stdout(&ls).contains("student"), "only the finite teacher is cached:\n{}", stdout(&ls));
+}
+
+/// Every file under `dir`, recursively, except those under `skip`.
+fn files_under(dir: &Path, skip: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files = Vec::new();
+    for path in entries.flatten().map(|e| e.path()).filter(|p| p != skip) {
+        if path.is_dir() {
+            files.extend(files_under(&path, skip));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

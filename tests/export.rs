@@ -205,9 +205,8 @@ fn exported_mlp_models_match_distill_in_onnxruntime_and_tract_and_predict_checks
 /// check, and nothing is written; a clean file predicts; a model file has no recipe to check with.
 fn predict_checks_the_rows_first(dir: &Path, run: &Path, model: &Path, held: &Path) {
     let out = dir.join("checked.csv");
-    let predict = |model: &Path, data: &Path| {
-        distill(&["predict", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--check", "--out", out.to_str().unwrap()])
-    };
+    let predict =
+        |model: &Path, data: &Path| distill(&["predict", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--check", "--out", out.to_str().unwrap()]);
     let err = ok(&predict(run, held));
     assert!(err.contains("pixel-range") && err.contains("predicted 300 rows"), "{err}");
     assert_eq!(read_csv(&out).1.len(), 300);

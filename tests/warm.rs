@@ -102,7 +102,10 @@ fn a_warm_run_finds_every_stage_and_writes_the_same_metrics() {
     assert!(log.contains("evaluate: cache hit"), "{log}");
     let lock = json(&warm.join("lock.json"));
     let stages: Vec<(&str, bool)> = lock["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap(), s["cached"].as_bool().unwrap())).collect();
-    assert_eq!(stages, [("data", true), ("teacher", true), ("logits", true), ("student", true), ("baseline", true), ("export", true), ("quantize", true), ("evaluate", true)]);
+    assert_eq!(
+        stages,
+        [("data", true), ("teacher", true), ("logits", true), ("student", true), ("baseline", true), ("export", true), ("quantize", true), ("evaluate", true)]
+    );
     assert_eq!(lock["data_fingerprint"], json(&cold.join("lock.json"))["data_fingerprint"]);
     // Peak memory per stage, in the order the stages ran.
     let peaks: Vec<&str> = m["peak_rss"]["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();

@@ -188,7 +188,9 @@ fn split_matrices(df: &DataFrame, names: &[String], what: &str, rows: [&[usize];
                 }
                 Ok(())
             }
-            None => Err(DataError::Invalid(format!("{what}: column `{name}` row {}: null feature value (add a `not_null` check to see all of them)", first + row))),
+            None => {
+                Err(DataError::Invalid(format!("{what}: column `{name}` row {}: null feature value (add a `not_null` check to see all of them)", first + row)))
+            }
         };
         let series = column.as_materialized_series();
         if series.dtype() == &DataType::Float32 {

@@ -13,7 +13,7 @@ use polars::prelude::*;
 
 use crate::file::{compression_of, regular_file};
 use crate::load::{infer_format, parquet_guarded};
-use crate::prepare::{apply_scale, Scaling, feature_matrix_at, image_of, log_prepared, source_splits, DataHash, ScaleFit, Sourced};
+use crate::prepare::{apply_scale, feature_matrix_at, image_of, log_prepared, source_splits, DataHash, ScaleFit, Scaling, Sourced};
 use crate::{DataError, LabelState, Prepared, Split, Tables, TRANSFER_ROW_ID_BASE};
 use distill_spec::{DataFormat, DataSpec, ScaleKind, SourceSpec};
 
@@ -181,7 +181,8 @@ pub fn prepare_streamed(tables: &Tables, transfer: TransferFile, spec: &DataSpec
     crate::feature_health::refuse_non_finite([&train, &val, &test], &feature_names, &file, None)?;
     let image = image_of(spec, &feature_names);
     let test_raw_x = test.x.clone();
-    let prepared = Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint: String::new(), image, warnings, scaling: None, test_raw_x };
+    let prepared =
+        Prepared { feature_names, class_names: classes.names, train, val, test, fingerprint: String::new(), image, warnings, scaling: None, test_raw_x };
     let mut s = Streamed { prepared, transfer, scale: None, scale_kind: spec.scale.kind, file };
 
     // Statistics over the source's training rows, then the transfer rows: the matrix's row order.

@@ -72,7 +72,8 @@ mod tests {
         peaks.stage("after");
         let [big, after] = [&peaks.stages[0], &peaks.stages[1]];
         assert!(big.rss_mb >= 64.0 && big.peak_rss_mb >= big.rss_mb, "{peaks:?}");
-        // Other tests allocate on other threads meanwhile: only the peak is certain to stay.
-        assert!(after.peak_rss_mb >= big.rss_mb, "the peak stays: {peaks:?}");
+        // Other tests allocate on other threads meanwhile, and the kernel's per-thread RSS
+        // counters lag by a little: only the 64 MB peak is certain to stay.
+        assert!(after.peak_rss_mb >= 64.0, "the peak stays: {peaks:?}");
     }
 }

@@ -298,7 +298,10 @@ mod tests {
         let (back, r, shape) = read_snapshot(&mut bytes.as_slice()).unwrap();
         assert_eq!((back.train, back.val, back.test), (prepared.train, prepared.val, prepared.test));
         assert_eq!((back.warnings, r.rows, shape.classes), (prepared.warnings, 7, 3));
-        assert_eq!((back.scaling, back.test_raw_x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()), (prepared.scaling, prepared.test_raw_x.iter().map(|v| v.to_bits()).collect()));
+        assert_eq!(
+            (back.scaling, back.test_raw_x.iter().map(|v| v.to_bits()).collect::<Vec<_>>()),
+            (prepared.scaling, prepared.test_raw_x.iter().map(|v| v.to_bits()).collect())
+        );
         assert!(read_snapshot(&mut &bytes[..bytes.len() - 1]).is_err(), "a truncated snapshot");
         assert!(read_snapshot(&mut &b"DSNAP001"[..]).is_err(), "an older layout");
     }

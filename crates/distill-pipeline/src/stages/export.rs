@@ -32,6 +32,13 @@ fn calibration_rows(p: &Pipeline, data: &Prepared) -> usize {
     p.export.as_ref().map_or(512, |e| e.calibration_rows).min(data.train.len())
 }
 
+/// The recipe's blake3 without its `evaluate` section: targets and evaluation settings do not
+/// change the exported model, so changing them neither re-exports nor re-measures it.
+fn recipe_blake3(p: &Pipeline) -> String {
+    let model_part = Pipeline { evaluate: Default::default(), ..p.clone() };
+    hash_bytes(serde_yaml::to_string(&model_part).unwrap_or_default().as_bytes())
+}
+
 /// The model's ONNX metadata: names, label, version, and the recipe's and weights' hashes.
 fn props(p: &Pipeline, data: &Prepared, role: Role, format: ExportFormat, weights: &[u8]) -> Vec<(String, String)> {
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_default();
@@ -40,7 +47,7 @@ fn props(p: &Pipeline, data: &Prepared, role: Role, format: ExportFormat, weight
         (distill_export::meta::CLASSES.to_string(), json(&data.class_names)),
         (distill_export::meta::LABEL.to_string(), p.data.label.clone()),
         ("distill.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("distill.recipe_blake3".to_string(), hash_bytes(serde_yaml::to_string(p).unwrap_or_default().as_bytes())),
+        ("distill.recipe_blake3".to_string(), recipe_blake3(p)),
         ("distill.weights_blake3".to_string(), hash_bytes(weights)),
         ("distill.role".to_string(), role.key().to_string()),
         ("distill.format".to_string(), format.name().to_string()),

@@ -88,7 +88,9 @@ impl Stage for LogitsStage {
                 let logits = match inputs[0] {
                     Output::Model { trained, .. } => predict_logits(&trained.model, &data.train.x),
                     Output::External(e) => e.train.clone(),
-                    Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => return Err(PipelineError::Graph("the logits' input is not a teacher")),
+                    Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => {
+                        return Err(PipelineError::Graph("the logits' input is not a teacher"))
+                    }
                 };
                 encode_logits(&path, &meta, &data.train.row_ids, &logits)?
             }

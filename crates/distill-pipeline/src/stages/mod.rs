@@ -23,8 +23,8 @@ use distill_cache::{ArtifactKind, Fingerprint};
 
 pub(crate) use context::Context;
 pub(crate) use ensemble::settings as ensemble_settings;
-pub(crate) use export::{export_model, Artifact};
 pub(crate) use evaluation::Evaluation;
+pub(crate) use export::{export_model, Artifact};
 pub(crate) use logits::{Logits, LogitsStage};
 pub(crate) use teacher::teacher_name;
 
@@ -307,7 +307,9 @@ mod tests {
         let f = Force::parse(&["teacher".into()]).unwrap();
         assert!(f.includes(&TEACHER) && f.includes(&LOGITS) && !f.includes(&STUDENT));
         assert!(Force::parse(&["logits,student".into()]).unwrap().includes(&STUDENT));
-        assert!(Force::parse(&["ensemble".into()]).unwrap_err().contains("all, data, teacher, logits, features, student, baseline, export, quantize, evaluate"));
+        assert!(Force::parse(&["ensemble".into()])
+            .unwrap_err()
+            .contains("all, data, teacher, logits, features, student, baseline, export, quantize, evaluate"));
         assert!(Force::parse(&["evaluate".into()]).unwrap().includes(&EVALUATE));
         assert_eq!(Force::parse(&[]).unwrap(), Force::None);
     }

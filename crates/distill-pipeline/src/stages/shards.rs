@@ -242,7 +242,9 @@ fn teacher_logits(cx: &Context, teacher: &Output, rows: Range<usize>, x: &[f32])
     match teacher {
         Output::Model { trained, .. } => Ok(predict_logits(&trained.model, x)),
         Output::External(e) => Ok(e.train[rows.start * classes..rows.end * classes].to_vec()),
-        Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => Err(PipelineError::Graph("the logits' input is not a teacher")),
+        Output::Logits(_) | Output::Features(_) | Output::Artifact(_) | Output::Evaluation(_) => {
+            Err(PipelineError::Graph("the logits' input is not a teacher"))
+        }
     }
 }
 
