@@ -173,17 +173,20 @@ fn a_parquet_file_whose_metadata_does_not_decode_is_an_error_not_a_panic() {
 /// Corrupt footers that made polars ask for 100+ GB and abort (the allocator's abort cannot be
 /// caught): list lengths of 2^31 - 1 row groups, schema elements and key/value pairs (the three
 /// aborts fuzzing found in the Parquet loader, rebuilt by hand), and a row group claiming 2^61 rows
-/// (which polars read as a table of 2^61 rows). distill-parquet checks the footer first: an error
+/// (which polars read as a table of 2^61 rows), and a data page header with a negative value count
+/// (libFuzzer's). distill-parquet checks the footer and the page headers first: an error
 /// naming the file and what is wrong, exit 2, as a data file, as a recipe's source and as
 /// external teacher logits.
 #[test]
 fn corrupt_parquet_footers_are_errors_before_polars_allocates() {
     let tmp = tempfile::tempdir().unwrap();
-    let files: [(&str, &[u8], &str); 4] = [
+    let files: [(&str, &[u8], &str); 5] = [
         ("row-groups", include_bytes!("fixtures/data/corrupt-footer-row-groups.parquet"), "a length of 2147483647"),
         ("schema", include_bytes!("fixtures/data/corrupt-footer-schema.parquet"), "a length of 2147483647"),
         ("key-value", include_bytes!("fixtures/data/corrupt-footer-key-value.parquet"), "a length of 2147483647"),
         ("row-count", include_bytes!("fixtures/data/corrupt-footer-row-count.parquet"), "row group 0's row count is 2305843009213693952"),
+        // libFuzzer's: a data page header whose value count is negative (polars reserved it as a usize).
+        ("page-header", include_bytes!("fixtures/data/corrupt-page-header.parquet"), "its value count is -"),
     ];
     for (name, bytes, why) in files {
         let path = tmp.path().join(format!("{name}.parquet"));
@@ -191,7 +194,7 @@ fn corrupt_parquet_footers_are_errors_before_polars_allocates() {
         let o = distill(&["profile", path.to_str().unwrap()], &[]);
         let e = text(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: {e}");
-        assert!(e.contains(&format!("{name}.parquet")) && e.contains("corrupt Parquet footer") && e.contains(why), "{name}: {e}");
+        assert!(e.contains(&format!("{name}.parquet")) && e.contains("corrupt Parquet") && e.contains(why), "{name}: {e}");
         assert!(!e.contains("memory allocation"), "{e}");
     }
     // The same file as a recipe's source (`check`), and as a teacher's external logits (`run`).

@@ -3,10 +3,13 @@
 //! bytes, and the allocator's abort cannot be caught. Here the footer's thrift (compact protocol)
 //! is decoded with every length bounded by the bytes that remain, and the values polars sizes its
 //! buffers by are checked against the file: row counts add up, column chunks lie inside the data
-//! before the footer, decoded sizes fit in memory, the schema tree is whole. A file that passes can
-//! still fail to decode, but as an error, not an abort.
+//! before the footer, decoded sizes fit in memory, the schema tree is whole. Then every page's
+//! header (`pages.rs`). A file that passes can still fail to decode, but as an error, not an abort.
 
+mod pages;
 mod thrift;
+
+use pages::Chunk;
 
 use thrift::{Struct, Value};
 
@@ -14,7 +17,10 @@ use thrift::{Struct, Value};
 /// (decoded sizes above it are refused). The error says what is wrong, for the user.
 pub fn check(bytes: &[u8], memory: u64) -> Result<(), String> {
     let footer = footer(bytes)?;
-    check_metadata(footer, (bytes.len() - 8 - footer.len()) as u64, memory)
+    let chunks = check_metadata(footer, (bytes.len() - 8 - footer.len()) as u64, memory)?;
+    // Chunks lie inside the data (checked above), so these slices are in bounds.
+    let mut read = |at: u64, len: usize| Ok(bytes[at as usize..at as usize + len].to_vec());
+    check_chunks(&chunks, memory, &mut read)
 }
 
 /// [`check`] reading only the footer of the file at `path`.
@@ -32,7 +38,20 @@ pub fn check_file(path: &std::path::Path, memory: u64) -> Result<(), String> {
     let len = magic_and_length(&head, &tail, size)?;
     let mut footer = vec![0u8; len as usize];
     f.seek(SeekFrom::End(-8 - len as i64)).and_then(|_| f.read_exact(&mut footer)).map_err(|e| format!("cannot read its footer: {e}"))?;
-    check_metadata(&footer, size - 8 - len, memory)
+    let chunks = check_metadata(&footer, size - 8 - len, memory)?;
+    let mut read = |at: u64, len: usize| {
+        let mut window = vec![0u8; len];
+        f.seek(SeekFrom::Start(at)).and_then(|_| f.read_exact(&mut window)).map_err(|e| format!("cannot read it at byte {at}: {e}"))?;
+        Ok(window)
+    };
+    check_chunks(&chunks, memory, &mut read)
+}
+
+fn check_chunks(chunks: &[(String, Chunk)], memory: u64, read: &mut dyn FnMut(u64, usize) -> Result<Vec<u8>, String>) -> Result<(), String> {
+    for (at, chunk) in chunks {
+        pages::check_pages(chunk, memory, read).map_err(|e| format!("corrupt Parquet page header: {at}, {e}"))?;
+    }
+    Ok(())
 }
 
 fn footer(bytes: &[u8]) -> Result<&[u8], String> {
@@ -57,14 +76,14 @@ fn magic_and_length(head: &[u8], tail: &[u8], size: u64) -> Result<u64, String> 
 }
 
 /// The file metadata's fields polars sizes buffers by, against `data_end` (where the footer
-/// starts) and `memory`.
-fn check_metadata(footer: &[u8], data_end: u64, memory: u64) -> Result<(), String> {
+/// starts) and `memory`; returns every column chunk, named by row group and column.
+fn check_metadata(footer: &[u8], data_end: u64, memory: u64) -> Result<Vec<(String, Chunk)>, String> {
     let corrupt = |what: String| format!("corrupt Parquet footer: {what}");
     let meta = thrift::decode(footer).map_err(|e| corrupt(format!("the metadata does not decode ({e})")))?;
     let rows = meta.int(3).ok_or_else(|| corrupt("no row count".into()))?;
     bounded("the row count", rows, memory).map_err(corrupt)?;
     check_schema(meta.list(2).unwrap_or(&[])).map_err(corrupt)?;
-    let mut total = 0i64;
+    let (mut total, mut chunks) = (0i64, Vec::new());
     for (g, group) in meta.list(4).unwrap_or(&[]).iter().enumerate() {
         let group = group.as_struct().ok_or_else(|| corrupt(format!("row group {g} is not a struct")))?;
         let n = group.int(3).ok_or_else(|| corrupt(format!("row group {g} has no row count")))?;
@@ -72,16 +91,18 @@ fn check_metadata(footer: &[u8], data_end: u64, memory: u64) -> Result<(), Strin
         total = total.saturating_add(n);
         for (c, chunk) in group.list(1).unwrap_or(&[]).iter().enumerate() {
             let Some(m) = chunk.as_struct().and_then(|s| s.field(3)).and_then(Value::as_struct) else { continue };
-            check_chunk(m, data_end, memory).map_err(|e| corrupt(format!("row group {g}, column {c}: {e}")))?;
+            let at = format!("row group {g}, column {c}");
+            let chunk = check_chunk(m, data_end, memory).map_err(|e| corrupt(format!("{at}: {e}")))?;
+            chunks.push((at, chunk));
         }
     }
     if total != rows {
         return Err(corrupt(format!("the row groups hold {total} rows but the file says {rows}")));
     }
-    Ok(())
+    Ok(chunks)
 }
 
-fn bounded(what: &str, v: i64, memory: u64) -> Result<(), String> {
+pub(crate) fn bounded(what: &str, v: i64, memory: u64) -> Result<(), String> {
     if v < 0 {
         return Err(format!("{what} is negative ({v})"));
     }
@@ -93,7 +114,7 @@ fn bounded(what: &str, v: i64, memory: u64) -> Result<(), String> {
 
 /// A column chunk's metadata: its pages lie between the leading magic and the footer, and what
 /// they decode to fits in memory.
-fn check_chunk(m: &Struct, data_end: u64, memory: u64) -> Result<(), String> {
+fn check_chunk(m: &Struct, data_end: u64, memory: u64) -> Result<Chunk, String> {
     for (field, what) in [(5, "its value count"), (6, "its decoded size"), (7, "its stored size")] {
         bounded(what, m.int(field).unwrap_or(0), memory)?;
     }
@@ -103,7 +124,7 @@ fn check_chunk(m: &Struct, data_end: u64, memory: u64) -> Result<(), String> {
     if start < 4 || start as u64 >= data_end || (start as u64).saturating_add(stored) > data_end {
         return Err(format!("its pages at bytes {start}..{} lie outside the file's data (bytes 4..{data_end})", (start as u64).saturating_add(stored)));
     }
-    Ok(())
+    Ok(Chunk { start: start as u64, stored, values: m.int(5).unwrap_or(0) })
 }
 
 /// The schema is a tree listed depth first: every element's `num_children` must be there.

@@ -48,3 +48,40 @@ fn huge_lengths_and_counts_are_refused_before_anything_is_allocated() {
     let deep: Vec<u8> = std::iter::repeat_n(0x1c, 200).collect();
     assert!(check(&with_footer(&deep), GIB).unwrap_err().contains("nested deeper"));
 }
+
+#[test]
+fn a_negative_page_value_count_is_refused() {
+    // Found by fuzzing: one byte changed in a data page's header made its value count negative,
+    // and polars' reserve of that many bits (as a usize) aborted.
+    let e = check(include_bytes!("../../../tests/fixtures/data/corrupt-page-header.parquet"), GIB).unwrap_err();
+    assert!(e.starts_with("corrupt Parquet page header: row group 0, column ") && e.contains("its value count is -"), "{e}");
+}
+
+#[test]
+fn pages_must_fill_their_chunk() {
+    // The good file's first data page header with its compressed size made larger than the chunk.
+    let mut bad = GOOD.to_vec();
+    // A page header starts right after the leading magic: field 1 (type, i32), field 2
+    // (uncompressed size), field 3 (compressed size), each a zigzag varint.
+    assert_eq!(bad[4], 0x15, "a page header at byte 4");
+    let (header, _) = thrift::decode_prefix(&bad[4..]).unwrap();
+    let stored = header.int(3).unwrap();
+    let mut at = 5;
+    while bad[at] & 0x80 != 0 {
+        at += 1; // the type's varint
+    }
+    at += 1;
+    assert_eq!(bad[at], 0x15);
+    at += 1;
+    while bad[at] & 0x80 != 0 {
+        at += 1; // the uncompressed size
+    }
+    at += 1;
+    assert_eq!(bad[at], 0x15);
+    // Bump the compressed size's lowest 6 bits of value (zigzag: value << 1 in the first byte).
+    bad[at + 1] |= 0x7e;
+    let (after, _) = thrift::decode_prefix(&bad[4..]).unwrap();
+    assert!(after.int(3).unwrap() > stored);
+    let e = check(&bad, GIB).unwrap_err();
+    assert!(e.contains("corrupt Parquet page header") && e.contains("past its column chunk's end"), "{e}");
+}

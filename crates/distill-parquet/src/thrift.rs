@@ -49,8 +49,14 @@ impl Struct {
 
 /// One struct from the start of `bytes` (trailing bytes are allowed, as readers allow them).
 pub(crate) fn decode(bytes: &[u8]) -> Result<Struct, String> {
+    decode_prefix(bytes).map(|(s, _)| s)
+}
+
+/// One struct from the start of `bytes` and the number of bytes it took.
+pub(crate) fn decode_prefix(bytes: &[u8]) -> Result<(Struct, usize), String> {
     let mut r = Reader { bytes, at: 0 };
-    r.structure(0)
+    let s = r.structure(0)?;
+    Ok((s, r.at))
 }
 
 struct Reader<'a> {

@@ -1,5 +1,6 @@
 // What each fuzz target does with one input, shared by the libFuzzer binaries. Errors are fine;
-// a panic, abort or hang is a bug.
+// a panic, abort or hang is a bug. Each binary includes this module and calls one function.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
