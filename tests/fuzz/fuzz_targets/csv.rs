@@ -3,4 +3,4 @@
 
 mod targets;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::csv(data));
+libfuzzer_sys::fuzz_target!(init: targets::crashes_are_escaped_panics(), |data: &[u8]| targets::csv(data));

@@ -4,6 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// libfuzzer-sys's panic hook aborts on every panic, even one distill catches on purpose (polars'
+/// Parquet reader panics on some corrupt pages; `load_table` turns that into an error). This hook
+/// only prints: a panic that escapes the target still aborts, at libfuzzer-sys's boundary, and
+/// is kept as a crash.
+pub fn crashes_are_escaped_panics() {
+    std::panic::set_hook(Box::new(|info| eprintln!("panic (a crash only if it escapes distill): {info}")));
+}
+
 /// The recipe parser: any text through parse and validation (YAML → validated `Pipeline`), then
 /// the spec's warnings, memory estimates and serialisation of what it accepted.
 pub fn recipe(data: &[u8]) {
