@@ -181,10 +181,23 @@ fn the_shipped_plugin_architecture_recipe_runs() {
         "teacher.train.epochs=5",
         "--set",
         "student.train.epochs=10",
+        "--set",
+        "export={formats: [onnx, onnx_int8]}",
     ]);
     assert!(o.status.success(), "{}", err(&o));
     let m = metrics(&out);
     assert!(m["student"]["accuracy"].as_f64().unwrap() > 0.5, "{m}");
+    // The plugin's layer list exports like a built-in one: the ONNX files run (tract) and the f32
+    // one gives distill's logits.
+    let artifacts = m["deployment"]["artifacts"].as_array().unwrap_or_else(|| panic!("no deployment: {m}"));
+    assert_eq!(artifacts.len(), 2, "{m}");
+    for a in artifacts {
+        assert!(out.join(a["file"].as_str().unwrap()).is_file(), "{a}");
+        assert!(a["agreement_with_distill"].as_f64().unwrap() > 0.95, "{a}");
+    }
+    let f32 = artifacts.iter().find(|a| a["format"] == "onnx").unwrap();
+    assert_eq!(f32["agreement_with_distill"], 1.0, "{f32}");
+    assert!(f32["max_abs_logit_diff"].as_f64().unwrap() <= 1e-4, "{f32}");
     // 64 inputs, width 24, one residual block (two dense 24x24), 10 classes.
     let params = 64 * 24 + 24 + 2 * (24 * 24 + 24) + 24 * 10 + 10;
     assert_eq!(m["student"]["params"], params, "{m}");
