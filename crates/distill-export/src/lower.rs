@@ -63,8 +63,7 @@ impl Lowering<'_, '_> {
                 Value { name: self.graph.node("Add", &[&x.name, &y.name], vec![], "residual"), ..x }
             }
             Layer::Conv(spec) => {
-                let x = self.nchw(x)?;
-                let input = x.map.expect("an NCHW value has a map");
+                let (x, input) = self.image_input(x)?;
                 let output = spec.output(input).map_err(ExportError::Shape)?;
                 let (w, b) = self.weights.conv(spec.filters, input.channels, spec.kernel)?;
                 let (s, p, k) = (spec.stride as i64, spec.padding as i64, spec.kernel as i64);
@@ -74,8 +73,8 @@ impl Lowering<'_, '_> {
                 Value { name, width: output.height * output.width * output.channels, map: Some(output), nchw: true }
             }
             Layer::Pool(spec) => {
-                let x = self.nchw(x)?;
-                let output = spec.output(x.map.expect("an NCHW value has a map")).map_err(ExportError::Shape)?;
+                let (x, input) = self.image_input(x)?;
+                let output = spec.output(input).map_err(ExportError::Shape)?;
                 let s = spec.size as i64;
                 let op = if spec.kind == PoolKind::Max { "MaxPool" } else { "AveragePool" };
                 let name = self.graph.node(op, &[&x.name], vec![("kernel_shape", Attr::Ints(vec![s, s])), ("strides", Attr::Ints(vec![s, s]))], "pool");
@@ -149,13 +148,24 @@ impl Lowering<'_, '_> {
     }
 
     /// `x` as `(batch, c, h, w)`; its rows are distill's channels-last maps.
+    /// `x` as `(batch, c, h, w)` and the feature map it is.
+    fn image_input(&mut self, x: Value) -> Result<(Value, ImageSpec), ExportError> {
+        let x = self.nchw(x)?;
+        let map = x.map.ok_or_else(no_image)?;
+        Ok((x, map))
+    }
+
     fn nchw(&mut self, x: Value) -> Result<Value, ExportError> {
         if x.nchw {
             return Ok(x);
         }
-        let m = x.map.ok_or_else(|| ExportError::Shape("a conv or pool layer needs image-shaped input".into()))?;
+        let m = x.map.ok_or_else(no_image)?;
         let shape = self.graph.i64s("shape", &[0, m.height as i64, m.width as i64, m.channels as i64]);
         let r = self.graph.node("Reshape", &[&x.name, &shape], vec![], "to_map");
         Ok(Value { name: self.graph.node("Transpose", &[&r], vec![("perm", Attr::Ints(vec![0, 3, 1, 2]))], "to_nchw"), nchw: true, ..x })
     }
+}
+
+fn no_image() -> ExportError {
+    ExportError::Shape("a conv or pool layer needs image-shaped input".into())
 }
